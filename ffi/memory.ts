@@ -1,0 +1,188 @@
+/**
+ * Shared memory for the rings and packet buffers: memfd_create(2), ftruncate(2), mmap(2). A memfd
+ * can be handed to a vhost-user backend (SET_MEM_TABLE), which maps the same pages.
+ *
+ * @module
+ */
+
+import { EINTR } from "./errno.ts";
+import { cString, errno, fail, libc } from "./libc.ts";
+
+/** memfd_create: close the fd on exec. */
+export const MFD_CLOEXEC = 1;
+/** memfd_create: allow fcntl(F_ADD_SEALS). */
+export const MFD_ALLOW_SEALING = 2;
+/** memfd_create: back the file with hugepages (default size; see {@linkcode hugePageSize}). */
+export const MFD_HUGETLB = 4;
+
+const PROT_READ = 1;
+const PROT_WRITE = 2;
+const MAP_SHARED = 1;
+// mmap returns MAP_FAILED, (void *)-1, on error.
+const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+
+/** A shared mapping of a file. */
+export interface Mapping {
+  /** Start of the mapping. */
+  ptr: Deno.PointerObject;
+  /** Start address in this process (exact: user-space addresses fit in 47 bits). */
+  addr: number;
+  /** Length in bytes. */
+  size: number;
+  /** The mapped bytes. Do not touch it after {@linkcode munmap}. */
+  buffer: ArrayBuffer;
+}
+
+/**
+ * Creates an anonymous memory file and returns its fd. With {@linkcode MFD_HUGETLB} this succeeds
+ * even when no hugepages are free: that shows up as ENOMEM at {@linkcode mmapShared}.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { MFD_CLOEXEC, memfdCreate } from "./memory.ts";
+ * const fd = memfdCreate("rings", MFD_CLOEXEC);
+ * closeQuietly(fd);
+ * ```
+ */
+export function memfdCreate(name: string, flags: number): number {
+  const fd = libc.symbols.memfd_create(cString(name), flags);
+  if (fd < 0) {
+    const e = errno();
+    const hint = (flags & MFD_HUGETLB) && e === 22 /* EINVAL */
+      ? "the kernel has no hugetlbfs support; pass hugepages:false"
+      : undefined;
+    fail(`memfd_create(${name})`, hint, e);
+  }
+  return fd;
+}
+
+/**
+ * Sets the size of the file behind `fd` (for a hugepage memfd: a multiple of the hugepage size).
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { ftruncate, MFD_CLOEXEC, memfdCreate } from "./memory.ts";
+ * const fd = memfdCreate("rings", MFD_CLOEXEC);
+ * ftruncate(fd, 65536);
+ * closeQuietly(fd);
+ * ```
+ */
+export function ftruncate(fd: number, size: number): void {
+  for (;;) {
+    if (libc.symbols.ftruncate(fd, BigInt(size)) === 0) return;
+    const e = errno();
+    if (e !== EINTR) fail(`ftruncate(fd ${fd}, ${size})`, undefined, e);
+  }
+}
+
+/**
+ * Maps `size` bytes of `fd` from `offset` read/write and shared (writes are visible to every
+ * other mapping of the file, in this process or another). On failure throws a SyscallError for
+ * "mmap" with `hint` appended, e.g. ENOMEM when a hugepage memfd finds no free hugepages.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { ftruncate, MFD_CLOEXEC, memfdCreate, mmapShared, munmap } from "./memory.ts";
+ * const fd = memfdCreate("rings", MFD_CLOEXEC);
+ * ftruncate(fd, 4096);
+ * const m = mmapShared(fd, 4096);
+ * new Uint8Array(m.buffer)[0] = 1;
+ * munmap(m);
+ * closeQuietly(fd);
+ * ```
+ */
+export function mmapShared(fd: number, size: number, offset = 0, hint?: string): Mapping {
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new RangeError(`mmapShared: size must be a positive integer, got ${size}`);
+  }
+  const ptr = libc.symbols.mmap(
+    null,
+    BigInt(size),
+    PROT_READ | PROT_WRITE,
+    MAP_SHARED,
+    fd,
+    BigInt(offset),
+  );
+  const value = Deno.UnsafePointer.value(ptr);
+  if (ptr === null || value === MAP_FAILED) fail("mmap", hint);
+  return {
+    ptr,
+    addr: Number(value),
+    size,
+    buffer: Deno.UnsafePointerView.getArrayBuffer(ptr, size),
+  };
+}
+
+/**
+ * Unmaps `m`. Views of `m.buffer` must not be used afterwards (the pages are gone).
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { ftruncate, MFD_CLOEXEC, memfdCreate, mmapShared, munmap } from "./memory.ts";
+ * const fd = memfdCreate("buf", MFD_CLOEXEC);
+ * ftruncate(fd, 4096);
+ * munmap(mmapShared(fd, 4096));
+ * closeQuietly(fd);
+ * ```
+ */
+export function munmap(m: Mapping): void {
+  if (libc.symbols.munmap(m.ptr, BigInt(m.size)) !== 0) {
+    fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`);
+  }
+}
+
+/** Reads a small procfs file through libc (needs no `--allow-read`); null if it cannot. */
+function readProcFile(path: string): string | null {
+  const fd = libc.symbols.open(cString(path), 0o2000000, /* O_RDONLY | O_CLOEXEC */ 0);
+  if (fd < 0) return null;
+  const buf = new Uint8Array(16384);
+  let len = 0;
+  try {
+    while (len < buf.length) {
+      const n = libc.symbols.read(fd, buf.subarray(len), BigInt(buf.length - len));
+      if (n < 0 && errno() === EINTR) continue;
+      if (n <= 0) break;
+      len += n;
+    }
+  } finally {
+    libc.symbols.close(fd);
+  }
+  return new TextDecoder().decode(buf.subarray(0, len));
+}
+
+function meminfoField(name: string): number | null {
+  const text = readProcFile("/proc/meminfo");
+  const m = text?.match(new RegExp(`^${name}:\\s+(\\d+)`, "m"));
+  return m ? Number(m[1]) : null;
+}
+
+/**
+ * The default hugepage size in bytes (`Hugepagesize` in /proc/meminfo; 2 MiB if unknown).
+ *
+ * @example
+ * ```ts
+ * import { hugePageSize } from "./memory.ts";
+ * console.log(hugePageSize()); // 2097152 on most x86-64 systems
+ * ```
+ */
+export function hugePageSize(): number {
+  const kb = meminfoField("Hugepagesize");
+  return kb !== null && kb > 0 ? kb * 1024 : 2 * 1024 * 1024;
+}
+
+/**
+ * Free hugepages of the default size (`HugePages_Free` in /proc/meminfo; 0 if unknown).
+ *
+ * @example
+ * ```ts
+ * import { freeHugePages } from "./memory.ts";
+ * if (freeHugePages() === 0) console.log("no hugepages: use hugepages:false");
+ * ```
+ */
+export function freeHugePages(): number {
+  return meminfoField("HugePages_Free") ?? 0;
+}

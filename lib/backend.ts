@@ -1,0 +1,71 @@
+/**
+ * The seam between the virtio driver and whatever implements the device: a vhost-user backend
+ * across a Unix socket, or the Linux vhost-net device. It follows the virtio-user model: the
+ * driver owns the rings and the memory, the backend is told where they are.
+ *
+ * ```
+ *   VirtioNet ──(VirtioBackend)──► VhostUserFrontend ──socket──► DPDK vhost / TS device
+ *                               └─► VhostNetBackend ──ioctl──► /dev/vhost-net + tap
+ * ```
+ *
+ * @module
+ */
+
+import type { QueueAddresses } from "./virtqueue.ts";
+
+/** A piece of driver memory the backend must map (vhost-user memory table entry). */
+export interface MemoryRegion {
+  /** Process virtual address of the first byte (also used as the guest physical address). */
+  readonly addr: number;
+  /** Length in bytes. */
+  readonly size: number;
+  /** File descriptor backing the region (memfd or hugetlbfs file). */
+  readonly fd: number;
+  /** Offset of the region inside `fd`. */
+  readonly offset: number;
+}
+
+/** Everything a backend needs to run one virtqueue. */
+export interface QueueSetup {
+  /** Virtqueue index (net: 2i = receiveq i, 2i+1 = transmitq i; virtio 1.2 §5.1.2). */
+  readonly index: number;
+  /** Queue size. */
+  readonly size: number;
+  /** Where the three ring areas are. */
+  readonly addresses: QueueAddresses;
+  /** Start position (vhost SET_VRING_BASE encoding). */
+  readonly base: number;
+  /** Eventfd the driver writes to notify the device (kick). */
+  readonly kickFd: number;
+  /** Eventfd the device writes to notify the driver (call). */
+  readonly callFd: number;
+}
+
+/**
+ * Operations a virtio-user backend provides, called by the driver in the order of virtio 1.2
+ * §3.1.1 (status ACKNOWLEDGE → DRIVER → features → FEATURES_OK → queues → DRIVER_OK).
+ */
+export interface VirtioBackend {
+  /** Short description for messages, e.g. `vhost-user /run/vhost.sock`. */
+  readonly name: string;
+  /** Feature bits the device offers (virtio 1.2 §2.2). */
+  getFeatures(): bigint;
+  /** Acknowledges the subset of offered features the driver accepts. */
+  setFeatures(features: bigint): void;
+  /** Tells the backend which memory holds the rings and buffers. */
+  setMemTable(regions: readonly MemoryRegion[]): void;
+  /** Sets up one virtqueue (size, base, addresses, kick and call eventfds). */
+  setupQueue(queue: QueueSetup): void;
+  /** Enables or disables a set-up virtqueue. */
+  enableQueue(index: number, enabled: boolean): void;
+  /** Writes the device status byte (§2.1); a backend that cannot carry it ignores it. */
+  setStatus(status: number): void;
+  /** Reads the device status byte back, or -1 when the backend cannot report it. */
+  getStatus(): number;
+  /** Queue pairs the device supports. */
+  readonly maxQueuePairs: number;
+  /** Stops a virtqueue and returns its position (vhost GET_VRING_BASE). */
+  stopQueue(index: number): number;
+  /** Closes the connection and every fd the backend opened. Idempotent. */
+  close(): void;
+}

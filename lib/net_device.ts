@@ -1,0 +1,367 @@
+/**
+ * The virtio-net device's data path (virtio 1.2 §5.1.6): what a device does with the frames a
+ * driver transmits and with the receive buffers it posts. Used by the TypeScript vhost-user
+ * backend; independent of the ring layout (it sees {@linkcode DeviceQueue}s only).
+ *
+ * ```
+ *   driver transmitq (2i+1) ──pop──► [sink: count | echo: copy ─┐ | hook(burst)]
+ *   driver receiveq  (2i)   ◄─push── [source: generated frame  | echo ◄──────┘ ]
+ * ```
+ *
+ * @module
+ */
+
+import { eventfdSignal } from "../ffi/eventfd.ts";
+import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "./net_hdr.ts";
+import {
+  type AddressTranslator,
+  DescriptorChain,
+  type DeviceQueue,
+  VirtqueueError,
+} from "./virtqueue.ts";
+
+/** What the device does with traffic. */
+export type DeviceMode = "sink" | "echo" | "source";
+
+/**
+ * A burst of frames the driver transmitted, handed to a {@linkcode FrameHook}. Frame `i` is
+ * `bytes[i][offsets[i] .. offsets[i] + lens[i])` (the virtio-net header already skipped). The
+ * arrays are reused for every burst: copy what must outlive the call.
+ */
+export interface FrameBurst {
+  /** Frames in this burst. */
+  count: number;
+  /** The memory each frame lies in. */
+  readonly bytes: Uint8Array[];
+  /** Offset of each frame in its `bytes`. */
+  readonly offsets: Float64Array;
+  /** Length of each frame. */
+  readonly lens: Uint32Array;
+}
+
+/** User code run over each burst the driver transmits, after the mode has handled it. */
+export type FrameHook = (burst: FrameBurst) => void;
+
+/** Options of a {@linkcode NetDevicePath}. */
+export interface NetDeviceOptions {
+  /** `sink` (default): count and drop; `echo`: send each frame back; `source`: generate. */
+  mode?: DeviceMode;
+  /** In echo mode, swap source and destination MAC addresses. */
+  macSwap?: boolean;
+  /** The frame `source` mode sends (without virtio-net header). */
+  frame?: Uint8Array;
+  /** Most chains handled per queue per poll (default 32). */
+  burst?: number;
+  /** Called with each transmitted burst. */
+  hook?: FrameHook;
+}
+
+/** Device-side counters (device's view: rx = from the driver, tx = to the driver). */
+export interface NetDeviceStats {
+  /** Frames taken from the driver's transmit queues. */
+  rxPackets: number;
+  /** Their bytes (headers excluded). */
+  rxBytes: number;
+  /** Frames written into the driver's receive buffers. */
+  txPackets: number;
+  /** Their bytes (headers excluded). */
+  txBytes: number;
+  /** Echo frames dropped because the driver had posted no receive buffer. */
+  txDropped: number;
+  /** Used-buffer notifications sent (call eventfd writes). */
+  calls: number;
+}
+
+/** One queue pair as the device sees it. */
+export interface DevicePair {
+  /** The driver's receiveq (device writes). */
+  readonly rx: DeviceQueue;
+  /** The driver's transmitq (device reads). */
+  readonly tx: DeviceQueue;
+  /** Call eventfd of rx, or -1. */
+  readonly rxCall: number;
+  /** Call eventfd of tx, or -1. */
+  readonly txCall: number;
+}
+
+/**
+ * Runs the device side of one or more queue pairs: `poll()` services each pair once, a burst
+ * at a time, with one used-ring publish per queue and a call only when the driver wants one.
+ *
+ * @example
+ * ```ts ignore
+ * import { NetDevicePath } from "./net_device.ts";
+ * const path = new NetDevicePath(memory, { mode: "echo", macSwap: true });
+ * path.attach({ rx, tx, rxCall: -1, txCall: -1 });
+ * while (running) path.poll();
+ * ```
+ */
+export class NetDevicePath {
+  /** Counters, updated in place. */
+  readonly stats: NetDeviceStats = {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    txDropped: 0,
+    calls: 0,
+  };
+  readonly #memory: AddressTranslator;
+  readonly #mode: DeviceMode;
+  readonly #macSwap: boolean;
+  readonly #burstMax: number;
+  readonly #hook: FrameHook | undefined;
+  readonly #pairs: DevicePair[] = [];
+  readonly #txChain = new DescriptorChain(32768);
+  readonly #rxChain = new DescriptorChain(32768);
+  /** Header + frame for source mode; the header is also what echo writes first. */
+  readonly #template: Uint8Array;
+  readonly #burst: FrameBurst;
+  readonly #heldIds: Uint32Array;
+
+  constructor(memory: AddressTranslator, options: NetDeviceOptions = {}) {
+    this.#memory = memory;
+    this.#mode = options.mode ?? "sink";
+    this.#macSwap = options.macSwap ?? false;
+    this.#burstMax = options.burst ?? 32;
+    this.#hook = options.hook;
+    const frame = options.frame ?? new Uint8Array(0);
+    if (this.#mode === "source" && frame.length === 0) {
+      throw new TypeError("source mode needs a frame to send");
+    }
+    this.#template = new Uint8Array(NET_HDR_SIZE + frame.length);
+    // num_buffers = 1: each frame fits one receive buffer (§5.1.6.3.1; read only with MRG_RXBUF).
+    this.#template[NET_HDR_NUM_BUFFERS] = 1;
+    this.#template.set(frame, NET_HDR_SIZE);
+    this.#burst = {
+      count: 0,
+      bytes: new Array(this.#burstMax).fill(new Uint8Array(0)),
+      offsets: new Float64Array(this.#burstMax),
+      lens: new Uint32Array(this.#burstMax),
+    };
+    this.#heldIds = new Uint32Array(this.#burstMax);
+  }
+
+  /** Starts servicing a queue pair. */
+  attach(pair: DevicePair): void {
+    // Poll mode: ask the driver not to kick (§2.7.10 / §2.8.10).
+    pair.rx.setNotifications(false);
+    pair.tx.setNotifications(false);
+    this.#pairs.push(pair);
+  }
+
+  /** Stops servicing every pair (the rings are gone or about to be). */
+  detachAll(): void {
+    this.#pairs.length = 0;
+  }
+
+  /** Services every attached pair once. Returns the number of frames moved. */
+  poll(): number {
+    let moved = 0;
+    for (let i = 0; i < this.#pairs.length; i++) {
+      const pair = this.#pairs[i];
+      moved += this.#mode === "source" ? this.#source(pair) : this.#fromDriver(pair);
+    }
+    return moved;
+  }
+
+  /** Takes a burst from the driver's transmitq; sinks or echoes it. */
+  #fromDriver(pair: DevicePair): number {
+    const { tx, rx } = pair;
+    const chain = this.#txChain;
+    const burst = this.#burst;
+    const echo = this.#mode === "echo";
+    let n = 0;
+    let echoed = 0;
+    while (n < this.#burstMax && tx.pop(chain)) {
+      const frameLen = readableLength(chain) - NET_HDR_SIZE;
+      if (frameLen < 0) {
+        throw new VirtqueueError(
+          "transmitq",
+          `chain ${chain.id} holds ${frameLen + NET_HDR_SIZE} bytes, less than the ` +
+            `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.2)`,
+        );
+      }
+      this.stats.rxBytes += frameLen;
+      if (this.#hook !== undefined || echo) {
+        // Frames whose header and data share the first segment (the usual layout) are seen in
+        // place; others are addressed from their second segment.
+        const first = chain.len[0] > NET_HDR_SIZE || chain.count === 1 ? 0 : 1;
+        burst.bytes[n] = this.#memory.bytes(chain.region[first]);
+        burst.offsets[n] = chain.offset[first] + (first === 0 ? NET_HDR_SIZE : 0);
+        burst.lens[n] = frameLen;
+      }
+      if (echo) {
+        if (rx.pop(this.#rxChain)) {
+          const written = this.#copyOut(chain, this.#rxChain, n, frameLen);
+          rx.pushUsed(this.#rxChain.id, written);
+          this.stats.txPackets++;
+          this.stats.txBytes += frameLen;
+          echoed++;
+        } else {
+          this.stats.txDropped++;
+        }
+      }
+      this.#heldIds[n] = chain.id;
+      n++;
+    }
+    if (n === 0) return 0;
+    burst.count = n;
+    if (this.#hook !== undefined) this.#hook(burst);
+    for (let i = 0; i < n; i++) tx.pushUsed(this.#heldIds[i], 0);
+    this.stats.rxPackets += n;
+    this.#publish(tx, pair.txCall);
+    if (echoed > 0) this.#publish(rx, pair.rxCall);
+    return n;
+  }
+
+  /** Fills the driver's posted receive buffers with the template frame. */
+  #source(pair: DevicePair): number {
+    const { rx } = pair;
+    const chain = this.#rxChain;
+    const template = this.#template;
+    const frameLen = template.length - NET_HDR_SIZE;
+    let n = 0;
+    while (n < this.#burstMax && rx.pop(chain)) {
+      if (chain.count === 1 && chain.writable[0] === 1 && chain.len[0] >= template.length) {
+        this.#memory.bytes(chain.region[0]).set(template, chain.offset[0]);
+      } else {
+        scatter(this.#memory, template, 0, template.length, chain, 0);
+      }
+      rx.pushUsed(chain.id, template.length);
+      n++;
+    }
+    if (n === 0) return 0;
+    this.stats.txPackets += n;
+    this.stats.txBytes += n * frameLen;
+    this.#publish(rx, pair.rxCall);
+    return n;
+  }
+
+  /**
+   * Writes header + the transmitted frame (at `burst` slot `i`) into a receive chain; returns
+   * the bytes written.
+   */
+  #copyOut(from: DescriptorChain, to: DescriptorChain, i: number, frameLen: number): number {
+    const total = NET_HDR_SIZE + frameLen;
+    if (writableLength(to) < total) {
+      throw new VirtqueueError(
+        "receiveq",
+        `receive buffer ${to.id} holds ${writableLength(to)} bytes, frame needs ${total} ` +
+          `(§5.1.6.3.1: buffers must fit a full frame without MRG_RXBUF)`,
+      );
+    }
+    const mem = this.#memory;
+    const template = this.#template;
+    const srcBytes = this.#burst.bytes[i];
+    const contiguous = from.count === 1 || (from.count === 2 && from.len[0] === NET_HDR_SIZE);
+    if (to.count === 1 && contiguous && mem.bytes(to.region[0]) === srcBytes) {
+      // Fast path: frame contiguous, one receive segment, same region: in-place copies only.
+      const dst = to.offset[0];
+      for (let k = 0; k < NET_HDR_SIZE; k++) srcBytes[dst + k] = template[k];
+      const at = this.#burst.offsets[i];
+      srcBytes.copyWithin(dst + NET_HDR_SIZE, at, at + frameLen);
+    } else {
+      scatter(mem, template, 0, NET_HDR_SIZE, to, 0);
+      gatherScatter(mem, from, NET_HDR_SIZE, to, NET_HDR_SIZE, frameLen);
+    }
+    if (this.#macSwap && to.len[0] >= NET_HDR_SIZE + 12) {
+      swapMacs(mem.bytes(to.region[0]), to.offset[0] + NET_HDR_SIZE);
+    }
+    return total;
+  }
+
+  #publish(q: DeviceQueue, callFd: number): void {
+    q.publishUsed();
+    if (callFd >= 0 && q.needsCall()) {
+      eventfdSignal(callFd);
+      this.stats.calls++;
+    }
+  }
+}
+
+/** Bytes the device may read from a chain (its leading device-readable segments, §2.7.4.2). */
+function readableLength(chain: DescriptorChain): number {
+  let total = 0;
+  for (let s = 0; s < chain.count; s++) {
+    if (chain.writable[s] === 1) {
+      throw new VirtqueueError(
+        "transmitq",
+        `chain ${chain.id}: segment ${s} is device-writable in a transmit queue (§5.1.6.2)`,
+      );
+    }
+    total += chain.len[s];
+  }
+  return total;
+}
+
+/** Bytes the device may write into a chain. */
+function writableLength(chain: DescriptorChain): number {
+  let total = 0;
+  for (let s = 0; s < chain.count; s++) {
+    if (chain.writable[s] === 0) {
+      throw new VirtqueueError(
+        "receiveq",
+        `chain ${chain.id}: segment ${s} is device-readable in a receive queue (§5.1.6.3)`,
+      );
+    }
+    total += chain.len[s];
+  }
+  return total;
+}
+
+/** Swaps destination and source MAC addresses of the frame at `bytes[at]`. */
+function swapMacs(bytes: Uint8Array, at: number): void {
+  for (let k = 0; k < 6; k++) {
+    const t = bytes[at + k];
+    bytes[at + k] = bytes[at + 6 + k];
+    bytes[at + 6 + k] = t;
+  }
+}
+
+/** Copies `src[from .. from+len)` into the chain's segments starting `skip` bytes in. */
+function scatter(
+  mem: AddressTranslator,
+  src: Uint8Array,
+  from: number,
+  len: number,
+  to: DescriptorChain,
+  skip: number,
+): void {
+  let s = 0;
+  while (s < to.count && skip >= to.len[s]) skip -= to.len[s++];
+  while (len > 0 && s < to.count) {
+    const room = to.len[s] - skip;
+    const n = room < len ? room : len;
+    const bytes = mem.bytes(to.region[s]);
+    const at = to.offset[s] + skip;
+    for (let k = 0; k < n; k++) bytes[at + k] = src[from + k];
+    from += n;
+    len -= n;
+    skip = 0;
+    s++;
+  }
+}
+
+/** Copies `len` bytes from chain `from` (skipping `fromSkip`) to chain `to` (at `toSkip`). */
+function gatherScatter(
+  mem: AddressTranslator,
+  from: DescriptorChain,
+  fromSkip: number,
+  to: DescriptorChain,
+  toSkip: number,
+  len: number,
+): void {
+  let s = 0;
+  while (s < from.count && fromSkip >= from.len[s]) fromSkip -= from.len[s++];
+  while (len > 0 && s < from.count) {
+    const avail = from.len[s] - fromSkip;
+    const n = avail < len ? avail : len;
+    const bytes = mem.bytes(from.region[s]);
+    scatter(mem, bytes, from.offset[s] + fromSkip, n, to, toSkip);
+    toSkip += n;
+    len -= n;
+    fromSkip = 0;
+    s++;
+  }
+}

@@ -1,0 +1,746 @@
+/**
+ * The split virtqueue (virtio 1.2 §2.7): a descriptor table, an available ring the driver writes
+ * and a used ring the device writes.
+ *
+ * ```
+ *   SplitDriverQueue ── desc[id] + avail.ring[idx] + avail.idx ──► SplitDeviceQueue.pop
+ *   SplitDriverQueue.dequeue ◄── used.ring[idx] {id, len} + used.idx ◄── pushUsed / publishUsed
+ * ```
+ *
+ * Descriptor (16 bytes): addr u64 @0 (two u32 halves), len u32 @8, flags u16 @12, next u16 @14.
+ * Available ring: flags u16, idx u16, ring[size] u16, used_event u16 (§2.7.6).
+ * Used ring: flags u16, idx u16, ring[size] {id u32, len u32}, avail_event u16 (§2.7.8).
+ * Fields are little-endian as virtio 1.x requires; typed arrays use the host order, so this runs
+ * on little-endian hosts (x86-64, arm64).
+ *
+ * @module
+ */
+
+import {
+  type AddressTranslator,
+  type BufferTable,
+  checkRingAddress,
+  checkRingArea,
+  type DescriptorChain,
+  type DeviceQueue,
+  type DriverQueue,
+  needEvent,
+  outsideMemoryRule,
+  type QueueAddresses,
+  readLe32,
+  type RingLayout,
+  VirtqueueError,
+} from "./virtqueue.ts";
+
+const DESC_F_NEXT = 1;
+const DESC_F_WRITE = 2;
+const DESC_F_INDIRECT = 4;
+const AVAIL_F_NO_INTERRUPT = 1;
+const USED_F_NO_NOTIFY = 1;
+
+const MAX_SIZE = 32768;
+const DESC_BYTES = 16;
+/** Areas start on cache lines so the driver's and the device's writes do not share one. */
+const AREA_ALIGN = 64;
+
+/**
+ * Sizes and offsets of a split ring of `size` entries placed in one block: descriptor table
+ * (16-byte aligned), available ring (2), used ring (4) per §2.7; each area starts on a 64-byte
+ * boundary.
+ *
+ * @example
+ * ```ts
+ * import { splitRingLayout } from "./split_ring.ts";
+ * const l = splitRingLayout(256);
+ * console.assert(l.descSize === 4096 && l.driverSize === 518 && l.deviceSize === 2054);
+ * console.assert(l.driverOffset === 4096 && l.deviceOffset === 4672);
+ * ```
+ */
+export function splitRingLayout(size: number): RingLayout {
+  checkSize(size);
+  const descSize = size * DESC_BYTES;
+  const driverOffset = alignUp(descSize, AREA_ALIGN);
+  const driverSize = 6 + 2 * size;
+  const deviceOffset = alignUp(driverOffset + driverSize, AREA_ALIGN);
+  const deviceSize = 6 + 8 * size;
+  return {
+    descOffset: 0,
+    descSize,
+    driverOffset,
+    driverSize,
+    deviceOffset,
+    deviceSize,
+    byteLength: alignUp(deviceOffset + deviceSize, AREA_ALIGN),
+  };
+}
+
+/** Options of {@linkcode SplitDriverQueue}. */
+export interface SplitDriverOptions {
+  /** Guest addresses of the buffers, by buffer number. */
+  buffers: BufferTable;
+  /** Addresses of the three areas, handed to the backend (checked for alignment). */
+  addresses: QueueAddresses;
+  /** VIRTIO_F_RING_EVENT_IDX was negotiated: use used_event / avail_event (§2.7.7, §2.7.10). */
+  eventIdx?: boolean;
+  /** Avail index to start from (vhost SET_VRING_BASE; default 0). */
+  base?: number;
+}
+
+/**
+ * The driver side of a split ring. Every buffer is one descriptor; the descriptor index is the
+ * buffer id, taken from a free stack.
+ */
+export class SplitDriverQueue implements DriverQueue {
+  /** Queue size (a power of two). */
+  readonly size: number;
+  /** Areas to hand to the backend. */
+  readonly addresses: QueueAddresses;
+  /** Name used in error messages. */
+  readonly name: string;
+
+  readonly #desc32: Uint32Array; // addr lo [4i], addr hi [4i+1], len [4i+2]
+  readonly #desc16: Uint16Array; // flags [8i+6], next [8i+7]
+  readonly #avail: Uint16Array; // flags [0], idx [1], ring [2+i], used_event [2+size]
+  readonly #used16: Uint16Array; // flags [0], idx [1], avail_event [2+4*size]
+  readonly #used32: Uint32Array; // id [1+2i], len [2+2i]
+  readonly #addrLo: Uint32Array;
+  readonly #addrHi: Uint32Array;
+  readonly #eventIdx: boolean;
+  readonly #mask: number;
+
+  readonly #freeIds: Uint16Array;
+  #freeTop: number;
+  readonly #idToBuf: Uint32Array;
+  readonly #postedLen: Uint32Array;
+  /** 0 = free, 1 = in flight device-readable, 2 = in flight device-writable. */
+  readonly #state: Uint8Array;
+
+  /** Next avail index (16-bit, free running). */
+  #availIdx: number;
+  /** Avail index at the last needsNotify. */
+  #notifiedIdx: number;
+  /** Next used index to read (16-bit, free running). */
+  #lastUsed: number;
+  #interrupts = true;
+
+  /**
+   * Resets the three areas (the ring starts empty, at `base`) and takes ownership of them.
+   *
+   * @param desc descriptor table, `16 * size` bytes, 16-byte aligned.
+   * @param driver available ring, `6 + 2 * size` bytes, 2-byte aligned.
+   * @param device used ring, `6 + 8 * size` bytes, 4-byte aligned.
+   * @param size a power of two up to 32768.
+   * @param name queue name for error messages, e.g. `"rx0"`.
+   * @example
+   * ```ts
+   * import { SplitDriverQueue, splitRingLayout } from "./split_ring.ts";
+   * const l = splitRingLayout(8);
+   * const mem = new Uint8Array(l.byteLength);
+   * const base = 0x10000000;
+   * const q = new SplitDriverQueue(
+   *   mem.subarray(l.descOffset, l.descOffset + l.descSize),
+   *   mem.subarray(l.driverOffset, l.driverOffset + l.driverSize),
+   *   mem.subarray(l.deviceOffset, l.deviceOffset + l.deviceSize),
+   *   8,
+   *   "tx0",
+   *   {
+   *     buffers: { addrLo: new Uint32Array([0x20000000]), addrHi: new Uint32Array(1) },
+   *     addresses: { desc: base, driver: base + l.driverOffset, device: base + l.deviceOffset },
+   *   },
+   * );
+   * console.assert(q.enqueue(new Uint32Array([0]), new Uint32Array([60]), 0, 1, false) === 1);
+   * console.assert(q.free === 7 && q.base === 1);
+   * ```
+   */
+  constructor(
+    desc: Uint8Array,
+    driver: Uint8Array,
+    device: Uint8Array,
+    size: number,
+    name: string,
+    options: SplitDriverOptions,
+  ) {
+    checkSize(size, name);
+    this.size = size;
+    this.name = name;
+    this.#mask = size - 1;
+    const { buffers, addresses } = options;
+    checkRingAddress(name, "descriptor table", addresses.desc, 16);
+    checkRingAddress(name, "available ring", addresses.driver, 2);
+    checkRingAddress(name, "used ring", addresses.device, 4);
+    this.addresses = addresses;
+    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
+    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
+    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
+    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
+    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
+    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#addrLo = buffers.addrLo;
+    this.#addrHi = buffers.addrHi;
+    this.#eventIdx = options.eventIdx ?? false;
+
+    const base = options.base ?? 0;
+    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
+      throw new VirtqueueError(name, `base ${base} is not a 16-bit avail index`);
+    }
+    this.#availIdx = this.#notifiedIdx = this.#lastUsed = base;
+
+    this.#freeIds = new Uint16Array(size);
+    for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // descriptor 0 on top
+    this.#freeTop = size;
+    this.#idToBuf = new Uint32Array(size);
+    this.#postedLen = new Uint32Array(size);
+    this.#state = new Uint8Array(size);
+
+    // A fresh ring at `base`: nothing available, nothing used, notifications on (§2.7.6, §2.7.8).
+    this.#desc32.fill(0);
+    this.#avail.fill(0);
+    this.#used16.fill(0);
+    this.#avail[1] = base;
+    this.#used16[1] = base;
+    // Event indices at the first entry, so the first buffers raise a notification either way.
+    this.#avail[2 + size] = base;
+    this.#used16[2 + 4 * size] = base;
+  }
+
+  /** Buffers that may still be enqueued. */
+  get free(): number {
+    return this.#freeTop;
+  }
+
+  /** Next avail index (vhost SET_VRING_BASE). */
+  get base(): number {
+    return this.#availIdx;
+  }
+
+  /**
+   * Makes up to `n` buffers available with one avail.idx update (§2.7.13). Returns how many.
+   *
+   * @example
+   * ```ts ignore
+   * const added = queue.enqueue(bufs, lens, 0, 32, false); // transmit
+   * if (queue.needsNotify()) kick();
+   * ```
+   */
+  enqueue(
+    bufs: Uint32Array,
+    lens: Uint32Array,
+    offset: number,
+    n: number,
+    writable: boolean,
+  ): number {
+    const count = n < this.#freeTop ? n : this.#freeTop;
+    if (count <= 0) return 0;
+    const d32 = this.#desc32, d16 = this.#desc16, avail = this.#avail;
+    const addrLo = this.#addrLo, addrHi = this.#addrHi;
+    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
+    const postedLen = this.#postedLen, state = this.#state;
+    const mask = this.#mask;
+    const kind = writable ? 2 : 1;
+    const flags = writable ? DESC_F_WRITE : 0;
+    let top = this.#freeTop;
+    let idx = this.#availIdx;
+    for (let i = 0; i < count; i++) {
+      const buf = bufs[offset + i];
+      const len = lens[offset + i];
+      const id = freeIds[--top];
+      idToBuf[id] = buf;
+      postedLen[id] = len;
+      state[id] = kind;
+      const w = id << 2;
+      d32[w] = addrLo[buf];
+      d32[w + 1] = addrHi[buf];
+      d32[w + 2] = len;
+      d16[(id << 3) + 6] = flags;
+      d16[(id << 3) + 7] = 0;
+      avail[2 + (idx & mask)] = id; // §2.7.13.2
+      idx = (idx + 1) & 0xffff;
+    }
+    // §2.7.13.3: descriptors and ring entries are written before idx; the release store orders
+    // them before the device can see the new index.
+    Atomics.store(avail, 1, idx);
+    this.#freeTop = top;
+    this.#availIdx = idx;
+    return count;
+  }
+
+  /**
+   * Takes up to `max` used buffers (§2.7.14), checking each id the device returned.
+   *
+   * @example
+   * ```ts ignore
+   * const n = queue.dequeue(bufs, lens, 32); // bufs[0..n), lens[0..n)
+   * ```
+   */
+  dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    const size = this.size;
+    let top = this.#freeTop;
+    if (top === size) return 0; // nothing in flight
+    let last = this.#lastUsed;
+    // §2.7.14: read used.idx before the entries it covers (acquire).
+    const usedIdx = Atomics.load(this.#used16, 1);
+    let ready = (usedIdx - last) & 0xffff;
+    if (ready === 0) return 0;
+    if (ready > size - top) {
+      throw new VirtqueueError(
+        this.name,
+        `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${
+          size - top
+        } buffers are in flight`,
+      );
+    }
+    if (ready > max) ready = max;
+    const used32 = this.#used32, mask = this.#mask;
+    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
+    const postedLen = this.#postedLen, state = this.#state;
+    for (let n = 0; n < ready; n++) {
+      const e = (last & mask) << 1;
+      const id = used32[e + 1];
+      if (id >= size) {
+        this.#lastUsed = last, this.#freeTop = top;
+        throw new VirtqueueError(
+          this.name,
+          `used ring entry ${last & mask}: id ${id} is out of range (queue size ${size})`,
+        );
+      }
+      const kind = state[id];
+      if (kind === 0) {
+        this.#lastUsed = last, this.#freeTop = top;
+        throw new VirtqueueError(
+          this.name,
+          `used ring entry ${last & mask}: id ${id} is not in flight ` +
+            "(returned twice or never made available)",
+        );
+      }
+      let len = 0;
+      if (kind === 2) {
+        len = used32[e + 2];
+        if (len > postedLen[id]) {
+          this.#lastUsed = last, this.#freeTop = top;
+          throw new VirtqueueError(
+            this.name,
+            `used ring entry ${last & mask}: id ${id} len ${len} exceeds the ${
+              postedLen[id]
+            } bytes the buffer holds`,
+          );
+        }
+      }
+      bufs[n] = idToBuf[id];
+      lens[n] = len; // device-readable buffers: the device wrote nothing
+      state[id] = 0;
+      freeIds[top++] = id;
+      last = (last + 1) & 0xffff;
+    }
+    this.#lastUsed = last;
+    this.#freeTop = top;
+    if (this.#eventIdx && this.#interrupts) {
+      // §2.7.7: interrupt when the next entry is used. seq_cst store, so the next dequeue's
+      // used.idx load cannot move before it (no lost interrupt).
+      Atomics.store(this.#avail, 2 + size, last);
+    }
+    return ready;
+  }
+
+  /**
+   * True when the device wants a notification for what was enqueued since the last call
+   * (§2.7.13.4 / §2.7.10).
+   *
+   * @example
+   * ```ts ignore
+   * if (queue.enqueue(bufs, lens, 0, n, false) > 0 && queue.needsNotify()) kick();
+   * ```
+   */
+  needsNotify(): boolean {
+    const newIdx = this.#availIdx;
+    const oldIdx = this.#notifiedIdx;
+    this.#notifiedIdx = newIdx;
+    if (newIdx === oldIdx) return false;
+    // Full barrier between publishing avail.idx and reading the device's suppression state
+    // (§2.7.13.4): enqueue's Atomics.store is sequentially consistent, so these loads stay after.
+    if (this.#eventIdx) {
+      return needEvent(Atomics.load(this.#used16, 2 + 4 * this.size), newIdx, oldIdx);
+    }
+    return (Atomics.load(this.#used16, 0) & USED_F_NO_NOTIFY) === 0;
+  }
+
+  /**
+   * Asks the device for used-buffer notifications or not (§2.7.7): avail flags NO_INTERRUPT, or
+   * used_event with event index. After enabling, dequeue once more before sleeping.
+   *
+   * @example
+   * ```ts ignore
+   * queue.setInterrupts(false); // poll mode
+   * ```
+   */
+  setInterrupts(enabled: boolean): void {
+    this.#interrupts = enabled;
+    if (this.#eventIdx) {
+      // Enabled: the next entry. Disabled: the entry just behind it, which the used index
+      // reaches only 65535 entries later (at most one stray interrupt per 65536 buffers while
+      // interrupts stay off; Linux writes a fixed value for the same purpose).
+      const event = enabled ? this.#lastUsed : (this.#lastUsed - 1) & 0xffff;
+      Atomics.store(this.#avail, 2 + this.size, event);
+    } else {
+      Atomics.store(this.#avail, 0, enabled ? 0 : AVAIL_F_NO_INTERRUPT);
+    }
+  }
+}
+
+/** Options of {@linkcode SplitDeviceQueue}. */
+export interface SplitDeviceOptions {
+  /** Translates the driver's addresses (descriptors and indirect tables). */
+  memory: AddressTranslator;
+  /** VIRTIO_F_RING_EVENT_IDX was negotiated. */
+  eventIdx?: boolean;
+  /** Avail index to start from (vhost SET_VRING_BASE; default 0). */
+  base?: number;
+}
+
+/**
+ * The device side of a split ring: reads what the driver made available, checks it, and writes
+ * used entries back. Every address goes through the {@linkcode AddressTranslator}; nothing the
+ * driver wrote is trusted.
+ */
+export class SplitDeviceQueue implements DeviceQueue {
+  /** Queue size. */
+  readonly size: number;
+  /** Name used in error messages. */
+  readonly name: string;
+
+  readonly #desc32: Uint32Array;
+  readonly #desc16: Uint16Array;
+  readonly #avail: Uint16Array; // written by the driver
+  readonly #used16: Uint16Array; // written by us
+  readonly #used32: Uint32Array;
+  readonly #memory: AddressTranslator;
+  readonly #eventIdx: boolean;
+  readonly #mask: number;
+
+  /** Next avail index to read. */
+  #lastAvail: number;
+  /** avail.idx as last loaded. */
+  #shadowAvail: number;
+  /** Next used index to write, and the one last published. */
+  #usedIdx: number;
+  #publishedIdx: number;
+  /** Used index at the last needsCall. */
+  #signalledIdx: number;
+  #notifications = true;
+  /** avail_event last written. */
+  #armed = -1;
+
+  /**
+   * Reads and writes the driver's areas (they are not reset).
+   *
+   * @param desc descriptor table, `16 * size` bytes, 16-byte aligned.
+   * @param driver available ring, `6 + 2 * size` bytes, 2-byte aligned.
+   * @param device used ring, `6 + 8 * size` bytes, 4-byte aligned.
+   * @param size a power of two up to 32768 (vhost SET_VRING_NUM).
+   * @param name queue name for error messages.
+   * @example
+   * ```ts
+   * import { SplitDeviceQueue, splitRingLayout } from "./split_ring.ts";
+   * import { DescriptorChain, LocalMemory } from "./virtqueue.ts";
+   * const l = splitRingLayout(8);
+   * const mem = new Uint8Array(l.byteLength);
+   * const q = new SplitDeviceQueue(
+   *   mem.subarray(l.descOffset, l.descOffset + l.descSize),
+   *   mem.subarray(l.driverOffset, l.driverOffset + l.driverSize),
+   *   mem.subarray(l.deviceOffset, l.deviceOffset + l.deviceSize),
+   *   8,
+   *   "tx0",
+   *   { memory: new LocalMemory(mem, 0x10000000) },
+   * );
+   * console.assert(!q.pop(new DescriptorChain(8))); // nothing available yet
+   * ```
+   */
+  constructor(
+    desc: Uint8Array,
+    driver: Uint8Array,
+    device: Uint8Array,
+    size: number,
+    name: string,
+    options: SplitDeviceOptions,
+  ) {
+    checkSize(size, name);
+    this.size = size;
+    this.name = name;
+    this.#mask = size - 1;
+    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
+    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
+    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
+    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
+    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
+    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#memory = options.memory;
+    this.#eventIdx = options.eventIdx ?? false;
+    const base = options.base ?? 0;
+    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
+      throw new VirtqueueError(name, `vring base ${base} is not a 16-bit avail index`);
+    }
+    this.#lastAvail = this.#shadowAvail = base;
+    this.#usedIdx = this.#publishedIdx = this.#signalledIdx = base;
+  }
+
+  /** Next avail index to read (vhost GET_VRING_BASE). */
+  get base(): number {
+    return this.#lastAvail;
+  }
+
+  /**
+   * Takes the next available chain into `chain` (§2.7.5 descriptor chains, §2.7.5.3 indirect
+   * tables). `chain` must hold `size` segments.
+   *
+   * @example
+   * ```ts ignore
+   * while (queue.pop(chain)) { handle(chain); queue.pushUsed(chain.id, 0); }
+   * queue.publishUsed();
+   * ```
+   */
+  pop(chain: DescriptorChain): boolean {
+    const size = this.size;
+    const last = this.#lastAvail;
+    if (last === this.#shadowAvail) {
+      // §2.7.6: read avail.idx before the entries it covers (acquire).
+      const idx = Atomics.load(this.#avail, 1);
+      if (idx === last) {
+        if (this.#eventIdx) this.#arm();
+        return false;
+      }
+      const ahead = (idx - last) & 0xffff;
+      if (ahead > size) {
+        this.#fail(
+          `avail idx ${idx} is ${ahead} entries ahead of ${last}, more than the queue size ${size}`,
+        );
+      }
+      this.#shadowAvail = idx;
+    }
+    if (chain.len.length < size) {
+      throw new RangeError(
+        `virtqueue ${this.name}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
+      );
+    }
+    const slot = last & this.#mask;
+    const head = this.#avail[2 + slot];
+    if (head >= size) {
+      this.#fail(`avail ring entry ${slot}: head ${head} is out of range (queue size ${size})`);
+    }
+    const d32 = this.#desc32, d16 = this.#desc16, memory = this.#memory;
+    let i = head;
+    let descs = 0;
+    let segs = 0;
+    for (;;) {
+      if (++descs > size) {
+        this.#fail(
+          `chain at head ${head} is longer than the queue size ${size} (a loop?) (§2.7.5.2)`,
+        );
+      }
+      const w = i << 2;
+      const lo = d32[w], hi = d32[w + 1], len = d32[w + 2];
+      const flags = d16[(i << 3) + 6];
+      if ((flags & DESC_F_INDIRECT) !== 0) {
+        if ((flags & DESC_F_NEXT) !== 0) {
+          this.#fail(`descriptor ${i}: INDIRECT and NEXT are both set (§2.7.5.3.1)`);
+        }
+        segs = this.#indirect(chain, segs, i, lo, hi, len);
+        break;
+      }
+      const r = memory.translate(lo, hi, len);
+      if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
+      chain.region[segs] = r;
+      chain.offset[segs] = memory.offset;
+      chain.len[segs] = len;
+      chain.writable[segs] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      segs++;
+      if ((flags & DESC_F_NEXT) === 0) break;
+      const next = d16[(i << 3) + 7];
+      if (next >= size) {
+        this.#fail(`descriptor ${i}: next ${next} is out of range (queue size ${size})`);
+      }
+      i = next;
+    }
+    chain.id = head;
+    chain.count = segs;
+    this.#lastAvail = (last + 1) & 0xffff;
+    return true;
+  }
+
+  /**
+   * Writes used entry `{id, len}` (§2.7.8), visible at {@linkcode publishUsed}.
+   *
+   * @example
+   * ```ts ignore
+   * queue.pushUsed(chain.id, bytesWritten);
+   * ```
+   */
+  pushUsed(id: number, len: number): void {
+    if (id >= this.size) {
+      throw new VirtqueueError(this.name, `pushUsed: id ${id} is not a descriptor head`);
+    }
+    const e = (this.#usedIdx & this.#mask) << 1;
+    this.#used32[e + 1] = id;
+    this.#used32[e + 2] = len;
+    this.#usedIdx = (this.#usedIdx + 1) & 0xffff;
+  }
+
+  /**
+   * Publishes the used entries pushed since the last call with one release store of used.idx.
+   *
+   * @example
+   * ```ts ignore
+   * queue.publishUsed();
+   * if (queue.needsCall()) call();
+   * ```
+   */
+  publishUsed(): void {
+    const idx = this.#usedIdx;
+    if (idx === this.#publishedIdx) return;
+    // §2.7.8: entries are written before idx; the release store orders them.
+    Atomics.store(this.#used16, 1, idx);
+    this.#publishedIdx = idx;
+  }
+
+  /**
+   * True when the driver wants a used-buffer notification for what was published since the last
+   * call (§2.7.7): avail flags NO_INTERRUPT, or used_event with event index.
+   *
+   * @example
+   * ```ts ignore
+   * if (queue.needsCall()) call();
+   * ```
+   */
+  needsCall(): boolean {
+    const newIdx = this.#publishedIdx;
+    const oldIdx = this.#signalledIdx;
+    this.#signalledIdx = newIdx;
+    if (newIdx === oldIdx) return false;
+    // Full barrier between publishing used.idx and reading the driver's suppression state:
+    // publishUsed's Atomics.store is sequentially consistent, so these loads stay after it.
+    if (this.#eventIdx) return needEvent(Atomics.load(this.#avail, 2 + this.size), newIdx, oldIdx);
+    return (Atomics.load(this.#avail, 0) & AVAIL_F_NO_INTERRUPT) === 0;
+  }
+
+  /**
+   * Asks the driver for available-buffer notifications (kicks) or not (§2.7.10): used flags
+   * NO_NOTIFY, or avail_event with event index. After enabling, pop once more before sleeping.
+   *
+   * @example
+   * ```ts ignore
+   * queue.setNotifications(false); // poll mode
+   * ```
+   */
+  setNotifications(enabled: boolean): void {
+    this.#notifications = enabled;
+    if (this.#eventIdx) {
+      this.#armed = -1;
+      this.#arm();
+    } else {
+      // seq_cst: ordered before the caller's next avail.idx load.
+      Atomics.store(this.#used16, 0, enabled ? 0 : USED_F_NO_NOTIFY);
+    }
+  }
+
+  /**
+   * Event index mode: avail_event = the next entry to read when notifications are on, else the
+   * one just behind it (reached only after 65535 more entries).
+   */
+  #arm(): void {
+    const last = this.#lastAvail;
+    const event = this.#notifications ? last : (last - 1) & 0xffff;
+    if (event === this.#armed) return;
+    this.#armed = event;
+    // seq_cst: the following avail.idx check cannot move before it (no lost kick).
+    Atomics.store(this.#used16, 2 + 4 * this.size, event);
+  }
+
+  /** Reads the indirect table of descriptor `desc` into `chain` from segment `segs` on. */
+  #indirect(
+    chain: DescriptorChain,
+    segs: number,
+    desc: number,
+    lo: number,
+    hi: number,
+    len: number,
+  ): number {
+    if (len === 0 || len % DESC_BYTES !== 0) {
+      this.#fail(
+        `descriptor ${desc}: indirect table length ${len} is not a non-zero multiple of 16 ` +
+          "(§2.7.5.3)",
+      );
+    }
+    const entries = len / DESC_BYTES;
+    const memory = this.#memory;
+    const r = memory.translate(lo, hi, len);
+    if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${desc}`, lo, hi, len));
+    const table = memory.bytes(r);
+    const start = memory.offset;
+    // §2.7.5.3.2: the WRITE flag of the descriptor naming the table is ignored; the table is a
+    // chain of its own, starting at entry 0, linked by next.
+    let k = 0;
+    for (let walked = 1;; walked++) {
+      if (walked > entries || segs === this.size) {
+        this.#fail(
+          `indirect table of descriptor ${desc}: chain is longer than the table (${entries}) or ` +
+            `the queue size (${this.size}) (a loop?)`,
+        );
+      }
+      const o = start + k * DESC_BYTES;
+      const elo = readLe32(table, o), ehi = readLe32(table, o + 4), elen = readLe32(table, o + 8);
+      const eflags = table[o + 12] | table[o + 13] << 8;
+      if ((eflags & DESC_F_INDIRECT) !== 0) {
+        this.#fail(
+          `indirect descriptor ${k} of descriptor ${desc}: nested indirect table (§2.7.5.3.1)`,
+        );
+      }
+      const er = memory.translate(elo, ehi, elen);
+      if (er < 0) {
+        this.#fail(
+          outsideMemoryRule(`indirect descriptor ${k} of descriptor ${desc}`, elo, ehi, elen),
+        );
+      }
+      chain.region[segs] = er;
+      chain.offset[segs] = memory.offset;
+      chain.len[segs] = elen;
+      chain.writable[segs] = (eflags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      segs++;
+      if ((eflags & DESC_F_NEXT) === 0) break;
+      const next = table[o + 14] | table[o + 15] << 8;
+      if (next >= entries) {
+        this.#fail(
+          `indirect descriptor ${k} of descriptor ${desc}: next ${next} is outside the table ` +
+            `of ${entries}`,
+        );
+      }
+      k = next;
+    }
+    return segs;
+  }
+
+  #fail(rule: string): never {
+    throw new VirtqueueError(this.name, rule);
+  }
+}
+
+/** Powers of two up to 32768 (§2.7). A queue's size may come from the peer: VirtqueueError. */
+function checkSize(size: number, queue?: string): void {
+  if (Number.isInteger(size) && size >= 1 && size <= MAX_SIZE && (size & (size - 1)) === 0) return;
+  const rule = `split ring size ${size} must be a power of two up to 32768`;
+  if (queue === undefined) throw new RangeError(rule);
+  throw new VirtqueueError(queue, rule);
+}
+
+function alignUp(n: number, align: number): number {
+  return Math.ceil(n / align) * align;
+}
+
+/** A Uint16Array over `bytes[0..need)` after checking its size and alignment. */
+function area16(
+  name: string,
+  what: string,
+  bytes: Uint8Array,
+  need: number,
+  align: number,
+): Uint16Array {
+  checkRingArea(name, what, bytes, need, align);
+  return new Uint16Array(bytes.buffer, bytes.byteOffset, need >>> 1);
+}

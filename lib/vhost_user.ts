@@ -1,0 +1,363 @@
+/**
+ * The vhost-user frontend (driver side): tells a vhost-user backend (DPDK's vhost PMD, or
+ * {@linkcode VhostUserBackend} of this project) where the rings and buffers are, over a Unix
+ * socket, in the order DPDK's own virtio-user frontend uses.
+ *
+ * ```
+ *   VirtioNet ──(VirtioBackend)──► VhostUserFrontend ──socket + fds──► vhost-user backend
+ *   connect:   SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM
+ *   bring-up:  SET_FEATURES, SET_MEM_TABLE, per ring CALL/NUM/BASE/ADDR/KICK, SET_VRING_ENABLE,
+ *              SET_STATUS(DRIVER_OK)
+ *   stop:      SET_VRING_ENABLE 0, GET_VRING_BASE
+ * ```
+ *
+ * Every call is synchronous; each reply is awaited with a timeout (default 5 s).
+ *
+ * @module
+ */
+
+import { closeQuietly } from "../ffi/fd.ts";
+import { recvExact, sendMsg, unixConnect } from "../ffi/unix_socket.ts";
+import type { MemoryRegion, QueueSetup, VirtioBackend } from "./backend.ts";
+import { describeFeatures } from "./features.ts";
+import { DeviceStatus } from "./status.ts";
+import {
+  PROTOCOL_FEATURES_BIT,
+  protocolFeatureMask,
+  VHOST_USER_HDR_SIZE,
+  VHOST_USER_MAX_PAYLOAD,
+  VHOST_USER_NEED_REPLY,
+  VHOST_USER_REPLY,
+  VHOST_USER_U64_SIZE,
+  VHOST_USER_VERSION,
+  VHOST_USER_VRING_STATE_SIZE,
+  VhostUserError,
+  VhostUserMessage,
+  VhostUserRequest,
+} from "./vhost_user_message.ts";
+
+/** Protocol features this frontend asks for (those DPDK's frontend uses). */
+export const FRONTEND_PROTOCOL_FEATURES: bigint = protocolFeatureMask("MQ", "REPLY_ACK", "STATUS");
+
+/** Options of {@linkcode VhostUserFrontend.connect}. */
+export interface VhostUserFrontendOptions {
+  /** How long to wait for each reply, in ms (default 5000). */
+  timeoutMs?: number;
+  /** Queue pairs the caller needs; connect fails when the backend offers fewer (default 1). */
+  queuePairs?: number;
+}
+
+const REQ = VhostUserRequest;
+
+/**
+ * A connection to a vhost-user backend, driven through the {@linkcode VirtioBackend} calls.
+ *
+ * @example
+ * ```ts ignore
+ * import { VhostUserFrontend } from "./vhost_user.ts";
+ * const backend = VhostUserFrontend.connect("/run/vhost.sock", { timeoutMs: 2000 });
+ * console.log(backend.getFeatures().toString(16), backend.maxQueuePairs);
+ * backend.close();
+ * ```
+ */
+export class VhostUserFrontend implements VirtioBackend {
+  /** `vhost-user <path>`. */
+  readonly name: string;
+  /** Socket path. */
+  readonly path: string;
+  /** Feature bits the backend offered, as received (bit 30 included). */
+  readonly offeredFeatures: bigint;
+  /** Protocol features in use (what the backend offered, intersected with ours). */
+  readonly protocolFeatures: bigint;
+  /** Queue pairs the backend supports (GET_QUEUE_NUM with MQ, else 1). */
+  readonly maxQueuePairs: number;
+  /** Reply timeout in ms. */
+  readonly timeoutMs: number;
+
+  #fd: number;
+  readonly #msg = new VhostUserMessage();
+  readonly #fds: number[] = [];
+  readonly #replyAck: boolean;
+  readonly #status: boolean;
+
+  private constructor(fd: number, path: string, timeoutMs: number) {
+    this.#fd = fd;
+    this.path = path;
+    this.name = `vhost-user ${path}`;
+    this.timeoutMs = timeoutMs;
+    // Negotiation happens here because its results are readonly fields.
+    this.#msg.begin(REQ.SET_OWNER);
+    this.#send(0);
+    this.offeredFeatures = this.#getU64(REQ.GET_FEATURES);
+    let protocol = 0n;
+    if ((this.offeredFeatures & PROTOCOL_FEATURES_BIT) !== 0n) {
+      protocol = this.#getU64(REQ.GET_PROTOCOL_FEATURES) & FRONTEND_PROTOCOL_FEATURES;
+      this.#msg.begin(REQ.SET_PROTOCOL_FEATURES).setU64(protocol);
+      this.#send(0);
+    }
+    this.protocolFeatures = protocol;
+    this.#replyAck = (protocol & protocolFeatureMask("REPLY_ACK")) !== 0n;
+    this.#status = (protocol & protocolFeatureMask("STATUS")) !== 0n;
+    let pairs = 1;
+    if ((protocol & protocolFeatureMask("MQ")) !== 0n) {
+      const n = this.#getU64(REQ.GET_QUEUE_NUM);
+      if (n === 0n || n > 0x8000n) {
+        throw new VhostUserError(REQ.GET_QUEUE_NUM, `backend reported ${n} queue pairs`);
+      }
+      pairs = Number(n);
+    }
+    this.maxQueuePairs = pairs;
+  }
+
+  /**
+   * Connects to the backend listening at `path` and negotiates: SET_OWNER, GET_FEATURES, then
+   * (when feature bit 30 is offered) GET/SET_PROTOCOL_FEATURES with MQ|REPLY_ACK|STATUS as far
+   * as offered, and GET_QUEUE_NUM when MQ was agreed. Throws a SyscallError when nobody listens,
+   * a {@linkcode VhostUserError} when the backend misbehaves or offers too few queue pairs.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserFrontend } from "./vhost_user.ts";
+   * using backend = VhostUserFrontend.connect("/run/vhost.sock", { queuePairs: 2 });
+   * ```
+   */
+  static connect(path: string, options: VhostUserFrontendOptions = {}): VhostUserFrontend {
+    const timeoutMs = options.timeoutMs ?? 5000;
+    const fd = unixConnect(path);
+    let frontend: VhostUserFrontend;
+    try {
+      frontend = new VhostUserFrontend(fd, path, timeoutMs);
+    } catch (e) {
+      closeQuietly(fd);
+      throw e;
+    }
+    const wanted = options.queuePairs ?? 1;
+    if (wanted > frontend.maxQueuePairs) {
+      frontend.close();
+      throw new VhostUserError(
+        "GET_QUEUE_NUM",
+        `backend at ${path} supports ${frontend.maxQueuePairs} queue pair(s), ${wanted} requested` +
+          (frontend.maxQueuePairs === 1 ? " (start it with more queues, e.g. queues=N)" : ""),
+      );
+    }
+    return frontend;
+  }
+
+  /** Virtio feature bits offered (bit 30, a vhost-user transport bit, removed). */
+  getFeatures(): bigint {
+    return this.offeredFeatures & ~PROTOCOL_FEATURES_BIT;
+  }
+
+  /**
+   * Sends SET_FEATURES with `features` (virtio bits only) plus bit 30 when the backend offered it.
+   * Throws when `features` has bits the backend did not offer.
+   */
+  setFeatures(features: bigint): void {
+    const extra = features & ~this.getFeatures();
+    if (extra !== 0n) {
+      throw new VhostUserError(
+        REQ.SET_FEATURES,
+        `${describeFeatures(extra)} not offered by ${this.path}`,
+      );
+    }
+    const value = features | (this.offeredFeatures & PROTOCOL_FEATURES_BIT);
+    this.#msg.begin(REQ.SET_FEATURES).setU64(value);
+    this.#sendAcked([]);
+  }
+
+  /**
+   * Sends SET_MEM_TABLE: each region's address serves as both guest physical and user address
+   * (virtio-user), its fd travels with it. Waits for the ack when REPLY_ACK is in use.
+   */
+  setMemTable(regions: readonly MemoryRegion[]): void {
+    this.#msg.begin(REQ.SET_MEM_TABLE).setMemoryTable(regions.map((r) => ({
+      guestPhysAddr: BigInt(r.addr),
+      memorySize: BigInt(r.size),
+      userspaceAddr: BigInt(r.addr),
+      mmapOffset: BigInt(r.offset),
+    })));
+    this.#sendAcked(regions.map((r) => r.fd));
+  }
+
+  /**
+   * Sets up one ring: SET_VRING_CALL, SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, then
+   * SET_VRING_KICK last (DPDK's backend treats KICK as "ring configured"). A negative fd is sent
+   * as "no fd" (bit 8, polling).
+   */
+  setupQueue(q: QueueSetup): void {
+    const m = this.#msg;
+    // DPDK's frontend sends every CALL before SET_FEATURES; its backend (22.11) allocates a
+    // vring on whichever per-ring message comes first, so sending CALL here works too.
+    m.begin(REQ.SET_VRING_CALL).setVringFile(q.index, q.callFd >= 0);
+    this.#sendAcked(q.callFd >= 0 ? [q.callFd] : []);
+    m.begin(REQ.SET_VRING_NUM).setVringState(q.index, q.size);
+    this.#sendAcked([]);
+    m.begin(REQ.SET_VRING_BASE).setVringState(q.index, q.base);
+    this.#sendAcked([]);
+    m.begin(REQ.SET_VRING_ADDR).setVringAddress({
+      index: q.index,
+      flags: 0,
+      desc: BigInt(q.addresses.desc),
+      used: BigInt(q.addresses.device),
+      avail: BigInt(q.addresses.driver),
+      log: 0n,
+    });
+    this.#sendAcked([]);
+    m.begin(REQ.SET_VRING_KICK).setVringFile(q.index, q.kickFd >= 0);
+    this.#sendAcked(q.kickFd >= 0 ? [q.kickFd] : []);
+  }
+
+  /**
+   * SET_VRING_ENABLE. Without protocol features rings are enabled once kicked and cannot be
+   * disabled, so this does nothing then (vhost-user.rst, "Ring states").
+   */
+  enableQueue(index: number, enabled: boolean): void {
+    if ((this.offeredFeatures & PROTOCOL_FEATURES_BIT) === 0n) return;
+    this.#msg.begin(REQ.SET_VRING_ENABLE).setVringState(index, enabled ? 1 : 0);
+    this.#sendAcked([]);
+  }
+
+  /**
+   * SET_STATUS, when the STATUS protocol feature is in use and `status` has FEATURES_OK (as
+   * DPDK's frontend: earlier steps mean nothing to a vhost-user backend); else nothing.
+   */
+  setStatus(status: number): void {
+    if (!this.#status || (status & DeviceStatus.FEATURES_OK) === 0) return;
+    this.#msg.begin(REQ.SET_STATUS).setU64(BigInt(status));
+    this.#sendAcked([]);
+  }
+
+  /** GET_STATUS when the STATUS protocol feature is in use, else -1. */
+  getStatus(): number {
+    if (!this.#status) return -1;
+    const s = this.#getU64(REQ.GET_STATUS);
+    if (s > 0xffn) throw new VhostUserError(REQ.GET_STATUS, `status 0x${s.toString(16)} > 0xff`);
+    return Number(s);
+  }
+
+  /**
+   * Stops a ring: SET_VRING_ENABLE 0 (with protocol features), then GET_VRING_BASE; returns the
+   * position the backend stopped at. The backend closes its copies of the ring's eventfds.
+   */
+  stopQueue(index: number): number {
+    this.enableQueue(index, false);
+    const m = this.#msg;
+    m.begin(REQ.GET_VRING_BASE).setVringState(index, 0);
+    this.#send(0);
+    this.#receiveReply(REQ.GET_VRING_BASE, VHOST_USER_VRING_STATE_SIZE);
+    if (m.vringStateIndex !== index) {
+      throw new VhostUserError(
+        REQ.GET_VRING_BASE,
+        `reply is for ring ${m.vringStateIndex}, asked for ring ${index}`,
+      );
+    }
+    return m.vringStateNum;
+  }
+
+  /** True after {@linkcode close}. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** Closes the socket. Idempotent. The backend sees end of stream and drops the session. */
+  close(): void {
+    if (this.#fd < 0) return;
+    closeQuietly(this.#fd);
+    this.#fd = -1;
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // --- transport ---------------------------------------------------------------------------
+
+  /** Sends the message in `#msg` with `flags` added to its header and `fds` attached. */
+  #send(flags: number, fds: readonly number[] = []): void {
+    const m = this.#msg;
+    if (this.#fd < 0) throw new VhostUserError(m.request, `connection to ${this.path} is closed`);
+    m.flags |= flags;
+    try {
+      sendMsg(this.#fd, m.bytes, m.length, fds);
+    } catch (e) {
+      throw new VhostUserError(m.request, (e as Error).message, { cause: e });
+    }
+  }
+
+  /** Sends `#msg`; with REPLY_ACK, asks for and checks the ack (vhost-user.rst "REPLY_ACK"). */
+  #sendAcked(fds: readonly number[]): void {
+    if (!this.#replyAck) {
+      this.#send(0, fds);
+      return;
+    }
+    const request = this.#msg.request;
+    this.#send(VHOST_USER_NEED_REPLY, fds);
+    this.#receiveReply(request, VHOST_USER_U64_SIZE);
+    const status = this.#msg.u64;
+    if (status !== 0n) {
+      throw new VhostUserError(request, `backend replied failure (${status})`);
+    }
+  }
+
+  /** Sends a request without payload and returns its u64 reply. */
+  #getU64(request: number): bigint {
+    this.#msg.begin(request);
+    this.#send(0);
+    this.#receiveReply(request, VHOST_USER_U64_SIZE);
+    return this.#msg.u64;
+  }
+
+  /**
+   * Reads one reply into `#msg` and checks it: request id, flags (version 1 and REPLY, as DPDK's
+   * frontend demands), payload size `size`, no fds.
+   */
+  #receiveReply(request: number, size: number): void {
+    const m = this.#msg, fds = this.#fds;
+    fds.length = 0;
+    this.#recv(request, VHOST_USER_HDR_SIZE, 0);
+    if (m.request !== request) {
+      throw new VhostUserError(request, `reply is for request ${m.request}, not ${request}`);
+    }
+    if (m.flags !== (VHOST_USER_VERSION | VHOST_USER_REPLY)) {
+      throw new VhostUserError(
+        request,
+        `reply flags 0x${m.flags.toString(16)}, expected 0x5 (version 1, REPLY)`,
+      );
+    }
+    const got = m.size;
+    if (got > VHOST_USER_MAX_PAYLOAD) {
+      throw new VhostUserError(request, `reply payload of ${got} bytes is too large`);
+    }
+    if (got > 0) this.#recv(request, got, VHOST_USER_HDR_SIZE);
+    if (got !== size) {
+      throw new VhostUserError(request, `reply payload is ${got} bytes, expected ${size}`);
+    }
+    if (fds.length > 0) {
+      for (const fd of fds) closeQuietly(fd);
+      throw new VhostUserError(request, `reply carried ${fds.length} unexpected fds`);
+    }
+  }
+
+  #recv(request: number, len: number, offset: number): void {
+    const fds: number[] = [];
+    try {
+      recvExact(this.#fd, this.#msg.bytes.subarray(offset), len, fds, this.timeoutMs);
+    } catch (e) {
+      if (e instanceof Deno.errors.TimedOut) {
+        throw new VhostUserError(
+          request,
+          `no reply within ${this.timeoutMs} ms from ${this.path}`,
+        );
+      }
+      if (e instanceof Deno.errors.UnexpectedEof) {
+        throw new VhostUserError(
+          request,
+          `${this.path} closed the connection (the backend refused the request; see its log)`,
+        );
+      }
+      throw e;
+    }
+    for (const fd of fds) this.#fds.push(fd);
+  }
+}

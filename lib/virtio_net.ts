@@ -1,0 +1,428 @@
+/**
+ * The virtio-net driver (virtio 1.2 §5.1) running in this process: it owns the memory, the rings
+ * and the buffers, and hands the device side to a {@linkcode VirtioBackend}.
+ *
+ * ```
+ *   txBurst(bufs) ─► transmitq 2i+1 ─► backend (DPDK vhost, TS device, vhost-net)
+ *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
+ * ```
+ *
+ * @module
+ */
+
+import { closeQuietly } from "../ffi/fd.ts";
+import { eventfd, eventfdSignal } from "../ffi/eventfd.ts";
+import type { VirtioBackend } from "./backend.ts";
+import { BufferPool } from "./buffer_pool.ts";
+import { describeFeatures, featureMask, type FeatureName, hasFeature } from "./features.ts";
+import { SharedMemory } from "./memory.ts";
+import { NET_HDR_SIZE } from "./net_hdr.ts";
+import { createDriverQueue, ringBytes } from "./driver_queue.ts";
+import { DeviceStatus, statusName } from "./status.ts";
+import type { DriverQueue } from "./virtqueue.ts";
+import { VhostUserFrontend } from "./vhost_user.ts";
+
+/** Options of {@linkcode VirtioNet.open}. */
+export interface VirtioNetOptions {
+  /** vhost-user socket of the backend (DPDK `net_vhost`, the TS device). */
+  path?: string;
+  /** An already-connected backend, instead of `path`. */
+  backend?: VirtioBackend;
+  /** Packed rings (virtio 1.1, default) or split rings (`false`). */
+  packed?: boolean;
+  /** Descriptors per queue (default 256; split rings need a power of two). */
+  queueSize?: number;
+  /** Queue pairs to use (default 1). */
+  queuePairs?: number;
+  /** This port's MAC address, `aa:bb:cc:dd:ee:ff` (default: a random locally administered one). */
+  mac?: string;
+  /** Hugepage policy for the shared memory (see {@linkcode SharedMemory.create}). */
+  hugepages?: boolean | "auto";
+  /** A hugetlbfs mount to take hugepages from instead of a hugetlb memfd. */
+  hugetlbfs?: string;
+  /** Packet buffers in the pool (default: 4 × queueSize × queuePairs). */
+  buffers?: number;
+  /** Bytes per buffer, virtio-net header included (default 2048). */
+  bufferSize?: number;
+  /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (default false). */
+  eventIdx?: boolean;
+  /** Timeout for each backend reply, ms (default 5000). */
+  timeoutMs?: number;
+  /** Receives notices such as the hugepage fallback (default `console.error`). */
+  notice?: (message: string) => void;
+}
+
+/** Counters of a {@linkcode VirtioNet} port, updated in place. */
+export interface VirtioNetStats {
+  /** Frames handed to the device. */
+  txPackets: number;
+  /** Frame bytes handed to the device (headers excluded). */
+  txBytes: number;
+  /** Frames received. */
+  rxPackets: number;
+  /** Frame bytes received (headers excluded). */
+  rxBytes: number;
+  /** Notifications (kicks) sent to the device. */
+  kicks: number;
+  /** Times the receive ring could not be refilled because the pool was empty. */
+  rxNoBuffers: number;
+}
+
+/** The virtio features this driver can use, beyond the required F_VERSION_1. */
+const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX"];
+
+/**
+ * A virtio-net port driven from this process.
+ *
+ * @example
+ * ```ts ignore
+ * import { VirtioNet } from "./virtio_net.ts";
+ * using port = VirtioNet.open({ path: "/tmp/vhost.sock" });
+ * const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+ * const n = port.pool.alloc(bufs, 0, 32);
+ * lens.fill(60);
+ * const sent = port.txBurst(bufs, lens, n);
+ * port.pool.free(bufs, sent, n - sent);
+ * ```
+ */
+export class VirtioNet {
+  /** The packet buffers; frames live at `pool.bytes[pool.dataOffset(n)]`. */
+  readonly pool: BufferPool;
+  /** Counters, updated in place. */
+  readonly stats: VirtioNetStats = {
+    txPackets: 0,
+    txBytes: 0,
+    rxPackets: 0,
+    rxBytes: 0,
+    kicks: 0,
+    rxNoBuffers: 0,
+  };
+  /** This port's MAC address. */
+  readonly mac: Uint8Array;
+  /** Features agreed with the device. */
+  readonly features: bigint;
+  /** True when the queues are packed rings. */
+  readonly packed: boolean;
+  /** Queue pairs in use. */
+  readonly queuePairs: number;
+  /** The backend, for diagnostics. */
+  readonly backend: VirtioBackend;
+
+  readonly #memory: SharedMemory;
+  readonly #rx: DriverQueue[];
+  readonly #tx: DriverQueue[];
+  readonly #kickFds: number[];
+  readonly #callFds: number[];
+  readonly #scratchBufs: Uint32Array;
+  readonly #scratchLens: Uint32Array;
+  readonly #refillLens: Uint32Array;
+  readonly #refillThreshold: number;
+  #closed = false;
+
+  private constructor(
+    backend: VirtioBackend,
+    memory: SharedMemory,
+    pool: BufferPool,
+    features: bigint,
+    mac: Uint8Array,
+    queueSize: number,
+    pairs: number,
+  ) {
+    this.backend = backend;
+    this.#memory = memory;
+    this.pool = pool;
+    this.features = features;
+    this.mac = mac;
+    this.packed = hasFeature(features, "F_RING_PACKED");
+    this.queuePairs = pairs;
+    this.#rx = [];
+    this.#tx = [];
+    this.#kickFds = [];
+    this.#callFds = [];
+    this.#scratchBufs = new Uint32Array(queueSize);
+    this.#scratchLens = new Uint32Array(queueSize);
+    this.#refillLens = new Uint32Array(queueSize).fill(pool.bufferSize);
+    this.#refillThreshold = Math.max(1, Math.min(32, queueSize >> 2));
+  }
+
+  /**
+   * Connects to a backend and brings the device up (virtio 1.2 §3.1.1): ACKNOWLEDGE, DRIVER,
+   * feature negotiation, FEATURES_OK, queue setup, receive rings filled, DRIVER_OK.
+   *
+   * @example
+   * ```ts ignore
+   * import { VirtioNet } from "./virtio_net.ts";
+   * const port = VirtioNet.open({ path: "/tmp/vhost.sock", packed: false, queueSize: 1024 });
+   * port.close();
+   * ```
+   */
+  static open(options: VirtioNetOptions): VirtioNet {
+    const queueSize = options.queueSize ?? 256;
+    const pairs = options.queuePairs ?? 1;
+    const packedWanted = options.packed ?? true;
+    if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) {
+      throw new RangeError(`queueSize ${queueSize} must be 1..32768`);
+    }
+    if (!packedWanted && (queueSize & (queueSize - 1)) !== 0) {
+      throw new RangeError(`queueSize ${queueSize}: split rings need a power of two (§2.7)`);
+    }
+    let backend = options.backend;
+    if (backend === undefined) {
+      if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or backend");
+      backend = VhostUserFrontend.connect(options.path, {
+        timeoutMs: options.timeoutMs,
+        queuePairs: pairs,
+      });
+    }
+    try {
+      return VirtioNet.#bringUp(backend, options, queueSize, pairs, packedWanted);
+    } catch (e) {
+      try {
+        backend.setStatus(DeviceStatus.FAILED);
+      } catch { /* the connection may be what failed */ }
+      backend.close();
+      throw e;
+    }
+  }
+
+  static #bringUp(
+    backend: VirtioBackend,
+    options: VirtioNetOptions,
+    queueSize: number,
+    pairs: number,
+    packedWanted: boolean,
+  ): VirtioNet {
+    const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
+    backend.setStatus(ACKNOWLEDGE);
+    backend.setStatus(ACKNOWLEDGE | DRIVER);
+
+    // Feature negotiation (§2.2, §3.1.1 steps 4-6).
+    const offered = backend.getFeatures();
+    const required: FeatureName[] = ["F_VERSION_1"];
+    if (packedWanted) required.push("F_RING_PACKED");
+    for (const name of required) {
+      if (!hasFeature(offered, name)) {
+        throw new Error(
+          `${backend.name} does not offer ${name} (bit ${
+            featureMask(name).toString(2).length - 1
+          })` +
+            (name === "F_RING_PACKED" ? "; use split rings (packed: false, --split)" : "") +
+            `; it offers ${describeFeatures(offered)}`,
+        );
+      }
+    }
+    if (pairs > backend.maxQueuePairs) {
+      throw new Error(
+        `${backend.name} supports ${backend.maxQueuePairs} queue pair(s), ${pairs} requested`,
+      );
+    }
+    let wanted = featureMask(...required);
+    for (const name of OPTIONAL) {
+      if (name === "RING_F_EVENT_IDX" && !options.eventIdx) continue;
+      if (name === "F_RING_PACKED" && !packedWanted) continue;
+      wanted |= offered & featureMask(name);
+    }
+    backend.setFeatures(wanted);
+    backend.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+    const status = backend.getStatus();
+    if (status >= 0 && (status & FEATURES_OK) === 0) {
+      throw new Error(
+        `${backend.name} refused features ${describeFeatures(wanted)} (status ${
+          statusName(status)
+        })`,
+      );
+    }
+
+    // Memory: every ring, then the buffer pool (§2.7 / §2.8 alignment inside ringBytes).
+    const bufferSize = options.bufferSize ?? 2048;
+    const buffers = options.buffers ?? 4 * queueSize * pairs;
+    const perRing = ringBytes(packedWanted, queueSize);
+    const memory = SharedMemory.create(2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096, {
+      hugepages: options.hugepages,
+      hugetlbfs: options.hugetlbfs,
+      notice: options.notice,
+    });
+    try {
+      const pool = new BufferPool(memory, buffers, bufferSize);
+      const port = new VirtioNet(
+        backend,
+        memory,
+        pool,
+        wanted,
+        parseMac(options.mac),
+        queueSize,
+        pairs,
+      );
+      port.#setUpQueues(queueSize, hasFeature(wanted, "RING_F_EVENT_IDX"));
+      backend.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+      return port;
+    } catch (e) {
+      memory.close();
+      throw e;
+    }
+  }
+
+  #setUpQueues(queueSize: number, eventIdx: boolean): void {
+    const pairs = this.queuePairs;
+    this.backend.setMemTable([this.#memory]);
+    for (let index = 0; index < 2 * pairs; index++) {
+      const rx = index % 2 === 0;
+      const name = `${rx ? "rx" : "tx"}${index >> 1}`;
+      const queue = createDriverQueue(
+        this.#memory,
+        this.packed,
+        queueSize,
+        name,
+        this.pool,
+        eventIdx,
+      );
+      const kickFd = eventfd();
+      this.#kickFds.push(kickFd);
+      const callFd = eventfd();
+      this.#callFds.push(callFd);
+      (rx ? this.#rx : this.#tx).push(queue);
+      // Poll mode: ask the device not to interrupt us (§2.7.7 / §2.8.10).
+      queue.setInterrupts(false);
+      if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
+      this.backend.setupQueue({
+        index,
+        size: queueSize,
+        addresses: queue.addresses,
+        base: queue.base,
+        kickFd,
+        callFd,
+      });
+    }
+    for (let index = 0; index < 2 * pairs; index++) this.backend.enableQueue(index, true);
+  }
+
+  /**
+   * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
+   * `pool.dataOffset(bufs[i])`. Returns how many were queued; the port owns those buffers now
+   * and frees them when the device is done. The rest stay the caller's.
+   * One publish and at most one kick per call; no allocation.
+   */
+  txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
+    const q = this.#tx[queue];
+    const pool = this.pool;
+    // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers).
+    const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+    if (done > 0) pool.free(this.#scratchBufs, 0, done);
+    const free = q.free;
+    const count = n < free ? n : free;
+    if (count === 0) return 0;
+    const lensWithHdr = this.#scratchLens;
+    const capacity = pool.frameCapacity;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const len = lens[i];
+      if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
+      pool.clearHeader(bufs[i]);
+      lensWithHdr[i] = len + NET_HDR_SIZE;
+      bytes += len;
+    }
+    const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
+    if (q.needsNotify()) {
+      eventfdSignal(this.#kickFds[2 * queue + 1]);
+      this.stats.kicks++;
+    }
+    this.stats.txPackets += sent;
+    this.stats.txBytes += bytes;
+    return sent;
+  }
+
+  /**
+   * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
+   * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
+   * ring in the same call; at most one kick.
+   */
+  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
+    const q = this.#rx[queue];
+    const got = q.dequeue(bufs, lens, max);
+    let bytes = 0;
+    for (let i = 0; i < got; i++) {
+      // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
+      const len = lens[i] - NET_HDR_SIZE;
+      lens[i] = len < 0 ? 0 : len;
+      bytes += lens[i];
+    }
+    this.stats.rxPackets += got;
+    this.stats.rxBytes += bytes;
+    // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
+    if (q.free >= this.#refillThreshold) this.#refill(queue, true);
+    return got;
+  }
+
+  #refill(queue: number, kick: boolean): void {
+    const q = this.#rx[queue];
+    const want = q.free;
+    if (want === 0) return;
+    const k = this.pool.alloc(this.#scratchBufs, 0, want);
+    if (k < want) this.stats.rxNoBuffers++;
+    if (k === 0) return;
+    q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
+    if (kick && q.needsNotify()) {
+      eventfdSignal(this.#kickFds[2 * queue]);
+      this.stats.kicks++;
+    }
+  }
+
+  /**
+   * Waits (polling, at most `timeoutMs`) until the device has used every frame sent on `queue`,
+   * freeing their buffers. Returns the number still in flight: 0 means all were taken.
+   */
+  txDrain(timeoutMs = 1000, queue = 0): number {
+    const q = this.#tx[queue];
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
+      const inFlight = q.size - q.free;
+      if (inFlight === 0 || performance.now() > deadline) return inFlight;
+    }
+  }
+
+  /**
+   * Stops every queue (vhost GET_VRING_BASE), closes the backend and frees the memory.
+   * Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    try {
+      for (let index = 0; index < 2 * this.queuePairs; index++) this.backend.stopQueue(index);
+    } finally {
+      this.backend.close();
+      for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
+      this.#memory.close();
+    }
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+/**
+ * Parses `aa:bb:cc:dd:ee:ff`; without an argument returns a random locally administered unicast
+ * address.
+ *
+ * @example
+ * ```ts
+ * import { parseMac } from "./virtio_net.ts";
+ * console.assert(parseMac("02:00:00:00:00:01")[5] === 1);
+ * ```
+ */
+export function parseMac(text?: string): Uint8Array {
+  if (text === undefined) {
+    const mac = crypto.getRandomValues(new Uint8Array(6));
+    mac[0] = (mac[0] & 0xfc) | 0x02; // locally administered, unicast
+    return mac;
+  }
+  const parts = text.split(":");
+  if (parts.length !== 6 || parts.some((p) => !/^[0-9a-fA-F]{2}$/.test(p))) {
+    throw new TypeError(`bad MAC address "${text}": expected six hex pairs like 02:00:00:00:00:01`);
+  }
+  return Uint8Array.from(parts, (p) => parseInt(p, 16));
+}

@@ -1,0 +1,24 @@
+/**
+ * A virtio-net driver for Deno that runs in an ordinary process (virtio-user): it owns the
+ * rings and packet buffers in shared memory and hands the device side to a vhost-user backend
+ * (DPDK's vhost PMD, or this package's own device).
+ *
+ * ```ts ignore
+ * import { VirtioNet } from "./mod.ts";
+ * using port = VirtioNet.open({ path: "/tmp/vhost.sock" });
+ * const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+ * const n = port.rxBurst(bufs, lens, 32);
+ * port.pool.free(bufs, 0, n);
+ * ```
+ *
+ * @module
+ */
+
+export { VirtioNet, type VirtioNetOptions, type VirtioNetStats } from "./lib/virtio_net.ts";
+export { BufferPool } from "./lib/buffer_pool.ts";
+export { SharedMemory, type SharedMemoryOptions } from "./lib/memory.ts";
+export { DeviceStatus } from "./lib/status.ts";
+export { Feature, type FeatureName } from "./lib/features.ts";
+export type { MemoryRegion, QueueSetup, VirtioBackend } from "./lib/backend.ts";
+export { VirtqueueError } from "./lib/virtqueue.ts";
+export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet.ts";
