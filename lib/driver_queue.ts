@@ -46,6 +46,7 @@ export function createDriverQueue(
   name: string,
   buffers: BufferTable,
   eventIdx: boolean,
+  inOrder = false,
 ): DriverQueue {
   const layout = layoutOf(packed, size);
   const at = memory.alloc(layout.byteLength, RING_ALIGN);
@@ -61,6 +62,6 @@ export function createDriverQueue(
   };
   const options = { buffers, addresses, eventIdx };
   return packed
-    ? new PackedDriverQueue(desc, driver, device, size, name, options)
+    ? new PackedDriverQueue(desc, driver, device, size, name, { ...options, inOrder })
     : new SplitDriverQueue(desc, driver, device, size, name, options);
 }

@@ -86,6 +86,11 @@ export interface PackedDriverOptions {
   eventIdx?: boolean;
   /** Start position in the vhost SET_VRING_BASE encoding (default `1 << 15`: index 0, wrap 1). */
   base?: number;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated (§2.8.20): buffer ids are ring positions, and one used
+   * descriptor may stand for a whole batch.
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -107,6 +112,11 @@ export class PackedDriverQueue implements DriverQueue {
   readonly #addrLo: Uint32Array;
   readonly #addrHi: Uint32Array;
   readonly #eventIdx: boolean;
+  readonly #inOrder: boolean;
+  /** In-order: ring position of the last buffer the current used batch covers, or -1. */
+  #batchEnd = -1;
+  /** In-order: the length the device wrote for that last buffer. */
+  #batchLen = 0;
 
   readonly #freeIds: Uint16Array;
   #freeTop: number;
@@ -179,6 +189,7 @@ export class PackedDriverQueue implements DriverQueue {
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
+    this.#inOrder = options.inOrder ?? false;
 
     const base = options.base ?? 1 << 15;
     const index = base & 0x7fff;
@@ -240,6 +251,7 @@ export class PackedDriverQueue implements DriverQueue {
     const postedLen = this.#postedLen, state = this.#state;
     const kind = writable ? 2 : 1;
     const writeFlag = writable ? DESC_F_WRITE : 0;
+    const inOrder = this.#inOrder;
     let top = this.#freeTop;
     let pos = this.#availPos;
     let wrap = this.#availWrap;
@@ -248,7 +260,9 @@ export class PackedDriverQueue implements DriverQueue {
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
       const len = lens[offset + i];
-      const id = freeIds[--top];
+      // In order, the id is the slot: buffers are used in the order they were made available.
+      const id = inOrder ? pos : freeIds[top - 1];
+      top--;
       idToBuf[id] = buf;
       postedLen[id] = len;
       state[id] = kind;
@@ -287,6 +301,7 @@ export class PackedDriverQueue implements DriverQueue {
    * ```
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    if (this.#inOrder) return this.#dequeueInOrder(bufs, lens, max);
     const size = this.size;
     let top = this.#freeTop;
     if (top === size) return 0; // nothing in flight: no slot to look at
@@ -347,6 +362,75 @@ export class PackedDriverQueue implements DriverQueue {
     if (n !== 0 && this.#interruptDesc) {
       // §2.8.10: ask for the next used slot; seq_cst store, so a following dequeue's flag load
       // cannot move before it (no lost interrupt).
+      Atomics.store(this.#driverEvent, 0, EVENT_FLAG_DESC << 16 | pos | wrap << 15);
+    }
+    return n;
+  }
+
+  /**
+   * {@linkcode dequeue} under VIRTIO_F_IN_ORDER (§2.8.20): a used descriptor with id X at slot p
+   * returns every buffer from p to X; the device wrote only that one descriptor.
+   */
+  #dequeueInOrder(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    const size = this.size;
+    let top = this.#freeTop;
+    const d32 = this.#desc32, d16 = this.#desc16;
+    const idToBuf = this.#idToBuf, state = this.#state;
+    let pos = this.#usedPos;
+    let wrap = this.#usedWrap;
+    let end = this.#batchEnd;
+    let n = 0;
+    while (n < max && top !== size) {
+      if (end < 0) {
+        // §2.8.1 used test, acquire load: id/len are read after the device's flags store.
+        const flags = Atomics.load(d16, (pos << 3) + 7);
+        if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
+        const id = d16[(pos << 3) + 6];
+        const count = id >= pos ? id - pos + 1 : id + size - pos + 1;
+        if (id >= size || count > size - top || state[id] === 0) {
+          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+          throw new VirtqueueError(
+            this.name,
+            `used descriptor ${pos}: in-order id ${id} does not name a buffer in flight ` +
+              `(${size - top} in flight from slot ${pos}, queue size ${size})`,
+          );
+        }
+        const len = state[id] === 2 ? d32[(pos << 2) + 2] : 0;
+        if (len > this.#postedLen[id]) {
+          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+          throw new VirtqueueError(
+            this.name,
+            `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
+              this.#postedLen[id]
+            } bytes the buffer holds`,
+          );
+        }
+        end = id;
+        this.#batchLen = len;
+      }
+      if (pos !== end && state[pos] === 2) {
+        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+        throw new VirtqueueError(
+          this.name,
+          `in-order batch ending at ${end} skips receive buffer ${pos}, whose length is unknown`,
+        );
+      }
+      bufs[n] = idToBuf[pos];
+      lens[n] = pos === end ? this.#batchLen : 0;
+      n++;
+      state[pos] = 0;
+      top++;
+      if (pos === end) end = -1;
+      if (++pos === size) {
+        pos = 0;
+        wrap ^= 1;
+      }
+    }
+    this.#usedPos = pos;
+    this.#usedWrap = wrap;
+    this.#freeTop = top;
+    this.#batchEnd = end;
+    if (n !== 0 && this.#interruptDesc) {
       Atomics.store(this.#driverEvent, 0, EVENT_FLAG_DESC << 16 | pos | wrap << 15);
     }
     return n;
