@@ -57,7 +57,8 @@ interface Ring {
 
 function ring(
   size: number,
-  opts: { eventIdx?: boolean; base?: number; addr?: number; nbufs?: number } = {},
+  opts: { eventIdx?: boolean; base?: number; addr?: number; nbufs?: number; inOrder?: boolean } =
+    {},
 ): Ring {
   const base = opts.addr ?? BASE;
   const l = packedRingLayout(size);
@@ -84,6 +85,7 @@ function ring(
     },
     eventIdx: opts.eventIdx,
     base: opts.base,
+    inOrder: opts.inOrder,
   });
   const device = new PackedDeviceQueue(desc, drv, dev, size, "rx0", {
     memory: new LocalMemory(mem, base),
@@ -690,3 +692,78 @@ function eventIdxRounds(size: number): void {
   cycle(r);
   assert(!r.device.needsCall(), "DISABLE");
 }
+
+/** Writes one used descriptor for an in-order batch (§2.8.20), as DPDK's vhost does. */
+function writeUsedBatch(r: Ring, slot: number, lastId: number, wrap: number, flags = 0): void {
+  r.d32[slot * 4 + 2] = 0;
+  r.d16[slot * 8 + 6] = lastId;
+  Atomics.store(r.d16, slot * 8 + 7, flags | (wrap ? AVAIL | USED : 0));
+}
+
+Deno.test("packed in-order: one used descriptor returns the whole batch, across wraps", () => {
+  const size = 5;
+  const r = ring(size, { inOrder: true });
+  const bufs = new Uint32Array(size), lens = new Uint32Array(size);
+  let next = 0; // next buffer number to send
+  let slot = 0, wrap = 1;
+  for (let round = 0; round < 12; round++) {
+    const n = 1 + (round % size);
+    for (let i = 0; i < n; i++) bufs[i] = (next + i) % r.nbufs;
+    assertStrictEquals(r.driver.enqueue(bufs, new Uint32Array(n).fill(60), 0, n, false), n);
+    // ids are ring slots: the last buffer of the batch has id (slot + n - 1) % size
+    const last = (slot + n - 1) % size;
+    assertStrictEquals(r.d16[last * 8 + 6], last);
+    writeUsedBatch(r, slot, last, wrap);
+    const got = r.driver.dequeue(bufs, lens, size);
+    assertStrictEquals(got, n, `round ${round}`);
+    for (let i = 0; i < n; i++) assertStrictEquals(bufs[i], (next + i) % r.nbufs);
+    assertStrictEquals(r.driver.free, size);
+    next += n;
+    slot += n;
+    if (slot >= size) slot -= size, wrap ^= 1;
+  }
+});
+
+Deno.test("packed in-order: a batch is returned across dequeue calls with a small max", () => {
+  const r = ring(8, { inOrder: true });
+  const bufs = new Uint32Array(8), lens = new Uint32Array(8);
+  r.driver.enqueue(new Uint32Array([3, 4, 5, 6]), new Uint32Array(4).fill(60), 0, 4, false);
+  writeUsedBatch(r, 0, 3, 1);
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 3), 3);
+  assertEquals([...bufs.subarray(0, 3)], [3, 4, 5]);
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 3), 1);
+  assertStrictEquals(bufs[0], 6);
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 3), 0);
+});
+
+Deno.test("packed in-order: receive buffers keep their lengths, one used descriptor each", () => {
+  const r = ring(4, { inOrder: true });
+  const bufs = new Uint32Array(4), lens = new Uint32Array(4);
+  r.driver.enqueue(new Uint32Array([0, 1]), new Uint32Array([2048, 2048]), 0, 2, true);
+  for (const [slot, len] of [[0, 100], [1, 200]]) {
+    r.d32[slot * 4 + 2] = len;
+    r.d16[slot * 8 + 6] = slot;
+    Atomics.store(r.d16, slot * 8 + 7, AVAIL | USED | WRITE);
+  }
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 4), 2);
+  assertEquals([...lens.subarray(0, 2)], [100, 200]);
+});
+
+Deno.test("packed in-order: rejects ids beyond the buffers in flight and skipped receive buffers", () => {
+  const tx = ring(8, { inOrder: true });
+  tx.driver.enqueue(new Uint32Array([0, 1]), new Uint32Array([60, 60]), 0, 2, false);
+  writeUsedBatch(tx, 0, 5, 1);
+  assertThrows(
+    () => tx.driver.dequeue(new Uint32Array(8), new Uint32Array(8), 8),
+    VirtqueueError,
+    "in-order id 5 does not name a buffer in flight (2 in flight from slot 0",
+  );
+  const rx = ring(8, { inOrder: true });
+  rx.driver.enqueue(new Uint32Array([0, 1]), new Uint32Array([2048, 2048]), 0, 2, true);
+  writeUsedBatch(rx, 0, 1, 1, WRITE);
+  assertThrows(
+    () => rx.driver.dequeue(new Uint32Array(8), new Uint32Array(8), 8),
+    VirtqueueError,
+    "in-order batch ending at 1 skips receive buffer 0, whose length is unknown",
+  );
+});
