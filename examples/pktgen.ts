@@ -5,22 +5,27 @@
  *   pktgen ──txBurst──► transmitq ──► vhost-user port (DPDK testpmd, the built-in device)
  * ```
  *
+ * Without `--path` the peer is the built-in device: a sink on a worker thread (one core each,
+ * both busy-polling), whose own counters are reported next to the driver's and must agree.
+ *
  * Every pool buffer is filled with the frame once; the loop then only cycles buffer numbers.
  *
  * @module
  */
 
 import { VirtioNet } from "../mod.ts";
+import { DeviceThread } from "../lib/device_thread.ts";
 import { writeUdpFrame } from "../lib/packet.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, hugepagesOption, intOption, parseCli, RunMeter } from "./cli.ts";
 
 const USAGE =
-  `usage: pktgen.ts --path SOCK [--split] [--count N | --duration S] [--size BYTES] [--json]
+  `usage: pktgen.ts [--path SOCK] [--split] [--count N | --duration S] [--size BYTES] [--json]
 
 Sends UDP/IPv4 frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK).
 
-  --path SOCK        vhost-user socket of the device
+  --path SOCK        vhost-user socket of the device (default: start the built-in device, a
+                     sink on a worker thread, and report its counters too)
   --split            split rings instead of packed rings
   --count N          send exactly N frames, then wait until the device took them all
   --duration S       send for S seconds (default 10 when no --count)
@@ -39,21 +44,33 @@ const opts = parseCli(
       strict: true,
     }).values,
 );
-if (opts.path === undefined) {
-  console.error(`--path is required\n\n${USAGE}`);
-  Deno.exit(2);
-}
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, count > 0 ? 0 : 10);
 const size = intOption("size", opts.size, 64);
+if (size < 60 || size > 2036) {
+  console.error(`--size: expected 60..2036, got ${size}`);
+  Deno.exit(2);
+}
 const burst = intOption("burst", opts.burst, 32);
 
-const port = VirtioNet.open({
-  path: opts.path,
-  packed: !opts.split,
-  queueSize: intOption("queue-size", opts["queue-size"], 256),
-  hugepages: hugepagesOption(opts.hugepages),
-});
+const live = !opts.quiet && !opts.json;
+let device: DeviceThread | null = null;
+if (opts.path === undefined) {
+  device = await DeviceThread.start({ mode: "sink" });
+  if (live) console.error(`no --path: sending to the built-in device (sink, worker thread)`);
+}
+let port: VirtioNet;
+try {
+  port = VirtioNet.open({
+    path: opts.path ?? device!.path,
+    packed: !opts.split,
+    queueSize: intOption("queue-size", opts["queue-size"], 256),
+    hugepages: hugepagesOption(opts.hugepages),
+  });
+} catch (e) {
+  await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
+  throw e;
+}
 const { pool, stats } = port;
 for (let n = 0; n < pool.count; n++) {
   writeUdpFrame(pool.bytes, pool.dataOffset(n), size, { srcMac: port.mac });
@@ -61,7 +78,7 @@ for (let n = 0; n < pool.count; n++) {
 
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst).fill(size);
-const meter = new RunMeter(stats, count, duration, !opts.quiet && !opts.json);
+const meter = new RunMeter(stats, count, duration, live);
 while (!meter.done(stats.txPackets)) {
   const want = Math.min(burst, meter.remaining(stats.txPackets));
   const n = pool.alloc(bufs, 0, want);
@@ -69,5 +86,27 @@ while (!meter.done(stats.txPackets)) {
   if (sent < n) pool.free(bufs, sent, n - sent);
 }
 const unsent = port.txDrain(2000);
-meter.report(opts.json, { in_flight_at_exit: unsent });
-port.close();
+if (device === null) {
+  meter.report(opts.json, { in_flight_at_exit: unsent });
+  port.close();
+} else {
+  // Drained: the device took every frame. Close the port, then read the device's final count.
+  port.close();
+  const { stats: dev, errors } = await device.stop();
+  meter.report(opts.json, {
+    in_flight_at_exit: unsent,
+    device_rx_packets: dev.rxPackets,
+    device_rx_bytes: dev.rxBytes,
+    device_errors: errors,
+  });
+  if (!opts.json) {
+    console.log(`device: rx ${dev.rxPackets} packets (${dev.rxBytes} bytes)`);
+    for (const e of errors) console.log(`device error: ${e}`);
+  }
+  if (dev.rxPackets !== stats.txPackets || dev.rxBytes !== stats.txBytes) {
+    console.error(
+      `WARNING: driver sent ${stats.txPackets} packets (${stats.txBytes} bytes) but the device ` +
+        `took ${dev.rxPackets} (${dev.rxBytes} bytes); ${unsent} were still in flight`,
+    );
+  }
+}

@@ -5,18 +5,23 @@
  *   vhost-user port ──► receiveq ──rxBurst──► sink (count, free)
  * ```
  *
+ * Without `--path` the peer is the built-in device: a source on a worker thread sending 64-byte
+ * UDP frames, whose own counters are reported next to the driver's and must agree.
+ *
  * @module
  */
 
 import { VirtioNet } from "../mod.ts";
+import { DeviceThread } from "../lib/device_thread.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, hugepagesOption, intOption, parseCli, RunMeter } from "./cli.ts";
 
-const USAGE = `usage: sink.ts --path SOCK [--split] [--count N | --duration S] [--json]
+const USAGE = `usage: sink.ts [--path SOCK] [--split] [--count N | --duration S] [--json]
 
 Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK in txonly).
 
-  --path SOCK        vhost-user socket of the device
+  --path SOCK        vhost-user socket of the device (default: start the built-in device, a
+                     source on a worker thread, and report its counters too)
   --split            split rings instead of packed rings
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)
@@ -30,28 +35,63 @@ const opts = parseCli(
   USAGE,
   () => parseArgs({ options: { ...commonOptions }, strict: true }).values,
 );
-if (opts.path === undefined) {
-  console.error(`--path is required\n\n${USAGE}`);
-  Deno.exit(2);
-}
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, count > 0 ? 0 : 10);
 const burst = intOption("burst", opts.burst, 32);
 
-const port = VirtioNet.open({
-  path: opts.path,
-  packed: !opts.split,
-  queueSize: intOption("queue-size", opts["queue-size"], 256),
-  hugepages: hugepagesOption(opts.hugepages),
-});
+const live = !opts.quiet && !opts.json;
+let device: DeviceThread | null = null;
+if (opts.path === undefined) {
+  // With --count the device sends exactly that many frames.
+  device = await DeviceThread.start({ mode: "source", count: count > 0 ? count : undefined });
+  if (live) console.error(`no --path: receiving from the built-in device (source, worker thread)`);
+}
+let port: VirtioNet;
+try {
+  port = VirtioNet.open({
+    path: opts.path ?? device!.path,
+    packed: !opts.split,
+    queueSize: intOption("queue-size", opts["queue-size"], 256),
+    hugepages: hugepagesOption(opts.hugepages),
+  });
+} catch (e) {
+  await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
+  throw e;
+}
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);
-const meter = new RunMeter(stats, count, duration, !opts.quiet && !opts.json);
+const meter = new RunMeter(stats, count, duration, live);
 while (!meter.done(stats.rxPackets)) {
   const want = Math.min(burst, meter.remaining(stats.rxPackets));
   const n = port.rxBurst(bufs, lens, want);
   pool.free(bufs, 0, n);
 }
-meter.report(opts.json);
-port.close();
+if (device === null) {
+  meter.report(opts.json);
+  port.close();
+} else {
+  // Stop the device's data path (it still answers the port), then receive what it already sent.
+  const sent = await device.pause();
+  const deadline = performance.now() + 2000;
+  while (stats.rxPackets < sent.txPackets && performance.now() < deadline) {
+    pool.free(bufs, 0, port.rxBurst(bufs, lens, burst));
+  }
+  port.close();
+  const { stats: dev, errors } = await device.stop();
+  meter.report(opts.json, {
+    device_tx_packets: dev.txPackets,
+    device_tx_bytes: dev.txBytes,
+    device_errors: errors,
+  });
+  if (!opts.json) {
+    console.log(`device: tx ${dev.txPackets} packets (${dev.txBytes} bytes)`);
+    for (const e of errors) console.log(`device error: ${e}`);
+  }
+  if (dev.txPackets !== stats.rxPackets || dev.txBytes !== stats.rxBytes) {
+    console.error(
+      `WARNING: the device sent ${dev.txPackets} packets (${dev.txBytes} bytes) but the driver ` +
+        `received ${stats.rxPackets} (${stats.rxBytes} bytes)`,
+    );
+  }
+}

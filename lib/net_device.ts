@@ -54,6 +54,12 @@ export interface NetDeviceOptions {
   burst?: number;
   /** Called with each transmitted burst. */
   hook?: FrameHook;
+  /**
+   * Most frames handled in total (default unlimited): `source` generates no more than this
+   * many (counted by `txPackets`); `sink` and `echo` take no more than this many from the driver
+   * (counted by `rxPackets`). Settable later through {@linkcode NetDevicePath.limit}.
+   */
+  limit?: number;
 }
 
 /** Device-side counters (device's view: rx = from the driver, tx = to the driver). */
@@ -97,6 +103,11 @@ export interface DevicePair {
  * ```
  */
 export class NetDevicePath {
+  /**
+   * Most frames handled in total: `source` stops generating once `txPackets` reaches it, `sink`
+   * and `echo` stop taking frames once `rxPackets` reaches it. `Infinity` when unlimited.
+   */
+  limit: number;
   /** Counters, updated in place. */
   readonly stats: NetDeviceStats = {
     rxPackets: 0,
@@ -106,7 +117,7 @@ export class NetDevicePath {
     txDropped: 0,
     calls: 0,
   };
-  readonly #memory: AddressTranslator;
+  #memory: AddressTranslator;
   readonly #mode: DeviceMode;
   readonly #macSwap: boolean;
   readonly #burstMax: number;
@@ -119,12 +130,27 @@ export class NetDevicePath {
   readonly #burst: FrameBurst;
   readonly #heldIds: Uint32Array;
 
+  /**
+   * A data path translating descriptors through `memory`, with no pairs attached yet.
+   *
+   * @param memory the driver's memory as the device maps it.
+   * @param options mode, burst size, limit, hook.
+   * @example
+   * ```ts
+   * import { NetDevicePath } from "./net_device.ts";
+   * import { LocalMemory } from "./virtqueue.ts";
+   * const path = new NetDevicePath(new LocalMemory(new Uint8Array(4096), 0), { mode: "sink" });
+   * console.assert(path.poll() === 0); // no pairs attached
+   * ```
+   */
   constructor(memory: AddressTranslator, options: NetDeviceOptions = {}) {
     this.#memory = memory;
     this.#mode = options.mode ?? "sink";
     this.#macSwap = options.macSwap ?? false;
     this.#burstMax = options.burst ?? 32;
     this.#hook = options.hook;
+    this.limit = options.limit ?? Infinity;
+    if (!(this.limit >= 0)) throw new RangeError(`limit must be 0 or more, got ${this.limit}`);
     const frame = options.frame ?? new Uint8Array(0);
     if (this.#mode === "source" && frame.length === 0) {
       throw new TypeError("source mode needs a frame to send");
@@ -140,6 +166,24 @@ export class NetDevicePath {
       lens: new Uint32Array(this.#burstMax),
     };
     this.#heldIds = new Uint32Array(this.#burstMax);
+  }
+
+  /** The mode this path runs in. */
+  get mode(): DeviceMode {
+    return this.#mode;
+  }
+
+  /**
+   * Translates descriptors through `memory` from now on (a new vhost-user memory table). Attach
+   * the queues built over the new mapping after this; the counters are kept.
+   */
+  setMemory(memory: AddressTranslator): void {
+    this.#memory = memory;
+  }
+
+  /** Number of attached queue pairs. */
+  get pairs(): number {
+    return this.#pairs.length;
   }
 
   /** Starts servicing a queue pair. */
@@ -171,9 +215,12 @@ export class NetDevicePath {
     const chain = this.#txChain;
     const burst = this.#burst;
     const echo = this.#mode === "echo";
+    let max = this.#burstMax;
+    const left = this.limit - this.stats.rxPackets;
+    if (left < max) max = left;
     let n = 0;
     let echoed = 0;
-    while (n < this.#burstMax && tx.pop(chain)) {
+    while (n < max && tx.pop(chain)) {
       const frameLen = readableLength(chain) - NET_HDR_SIZE;
       if (frameLen < 0) {
         throw new VirtqueueError(
@@ -184,11 +231,13 @@ export class NetDevicePath {
       }
       this.stats.rxBytes += frameLen;
       if (this.#hook !== undefined || echo) {
-        // Frames whose header and data share the first segment (the usual layout) are seen in
-        // place; others are addressed from their second segment.
-        const first = chain.len[0] > NET_HDR_SIZE || chain.count === 1 ? 0 : 1;
-        burst.bytes[n] = this.#memory.bytes(chain.region[first]);
-        burst.offsets[n] = chain.offset[first] + (first === 0 ? NET_HDR_SIZE : 0);
+        // The frame starts NET_HDR_SIZE bytes into the chain: in the first segment for the usual
+        // layout (header and data together), else in the segment the header ends in. A frame
+        // spread over several segments is seen only up to its first segment's end by a hook.
+        let s = 0, skip = NET_HDR_SIZE;
+        while (s < chain.count - 1 && skip >= chain.len[s]) skip -= chain.len[s++];
+        burst.bytes[n] = this.#memory.bytes(chain.region[s]);
+        burst.offsets[n] = chain.offset[s] + skip;
         burst.lens[n] = frameLen;
       }
       if (echo) {
@@ -221,11 +270,21 @@ export class NetDevicePath {
     const chain = this.#rxChain;
     const template = this.#template;
     const frameLen = template.length - NET_HDR_SIZE;
+    let max = this.#burstMax;
+    const left = this.limit - this.stats.txPackets;
+    if (left < max) max = left;
     let n = 0;
-    while (n < this.#burstMax && rx.pop(chain)) {
+    while (n < max && rx.pop(chain)) {
       if (chain.count === 1 && chain.writable[0] === 1 && chain.len[0] >= template.length) {
         this.#memory.bytes(chain.region[0]).set(template, chain.offset[0]);
       } else {
+        if (writableLength(chain) < template.length) {
+          throw new VirtqueueError(
+            "receiveq",
+            `receive buffer ${chain.id} holds ${writableLength(chain)} bytes, frame needs ` +
+              `${template.length} (§5.1.6.3.1: buffers must fit a full frame without MRG_RXBUF)`,
+          );
+        }
         scatter(this.#memory, template, 0, template.length, chain, 0);
       }
       rx.pushUsed(chain.id, template.length);
@@ -265,7 +324,7 @@ export class NetDevicePath {
       scatter(mem, template, 0, NET_HDR_SIZE, to, 0);
       gatherScatter(mem, from, NET_HDR_SIZE, to, NET_HDR_SIZE, frameLen);
     }
-    if (this.#macSwap && to.len[0] >= NET_HDR_SIZE + 12) {
+    if (this.#macSwap && frameLen >= 12 && to.len[0] >= NET_HDR_SIZE + 12) {
       swapMacs(mem.bytes(to.region[0]), to.offset[0] + NET_HDR_SIZE);
     }
     return total;

@@ -388,6 +388,24 @@ export class VhostUserBackend {
     return progress;
   }
 
+  /**
+   * Ends the current session because the device found the frontend at fault (e.g. a
+   * `VirtqueueError` from the data path): sets {@linkcode error}, closes the connection and its
+   * fds, unmaps the memory. A listening backend then waits for the next frontend; a connected one
+   * is closed. Does nothing when no session is up.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserBackend } from "./vhost_user_backend.ts";
+   * const backend = VhostUserBackend.listen("/run/vhost.sock");
+   * backend.endSession(new Error("transmitq: descriptor outside memory"));
+   * ```
+   */
+  endSession(error: Error): void {
+    if (this.#conn < 0) return;
+    this.#endSession(error);
+  }
+
   /** Ends the session, unmaps memory, closes every fd and the listening socket. Idempotent. */
   close(): void {
     if (this.#closed) return;

@@ -292,12 +292,15 @@ export class VirtioNet {
       (rx ? this.#rx : this.#tx).push(queue);
       // Poll mode: ask the device not to interrupt us (§2.7.7 / §2.8.10).
       queue.setInterrupts(false);
+      // The device starts reading where the ring starts, not past the buffers the refill below
+      // posts (vhost SET_VRING_BASE = the device's next avail position).
+      const base = queue.base;
       if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
       this.backend.setupQueue({
         index,
         size: queueSize,
         addresses: queue.addresses,
-        base: queue.base,
+        base,
         kickFd,
         callFd,
       });

@@ -5,7 +5,7 @@
  *
  * ```
  *   test ──stdin: start / show port stats 0 / stop / quit──► dpdk-testpmd ◄──vhost-user──► peer
- *        ◄──stdout+stderr (buffered, parsed)────────────────
+ *        ◄──stdout+stderr, one pipe (buffered, parsed)──────
  * ```
  *
  * stdout runs through `stdbuf -oL` so testpmd's printf output arrives line by line.
@@ -169,9 +169,7 @@ export class Testpmd {
     this.#verbose = verbose;
     this.#commandTimeoutMs = commandTimeoutMs;
     this.#writer = child.stdin.getWriter();
-    this.#readers = Promise.all([this.#pump(child.stdout), this.#pump(child.stderr)]).then(
-      () => {},
-    );
+    this.#readers = this.#pump(child.stdout);
     this.#exited = child.status.then(async (status) => {
       await this.#readers; // all output is in before waiters learn of the exit
       this.#exit = status;
@@ -233,12 +231,16 @@ export class Testpmd {
     if (listening !== null) cleanup.push(listening);
 
     // stdbuf makes testpmd's stdout line buffered, so responses are not stuck in a pipe buffer.
+    // stderr joins stdout in one pipe so the write order is kept: read from two pipes, a stderr
+    // line can land inside the byte-by-byte prompt (`testp...md> `) and hide it. `exec` keeps
+    // testpmd's pid the child's, so signals reach it.
     const stdbuf = findOnPath("stdbuf");
-    const child = new Deno.Command(stdbuf ?? binary, {
-      args: stdbuf !== null ? ["-oL", binary, ...args] : args,
+    const command = stdbuf !== null ? [stdbuf, "-oL", binary, ...args] : [binary, ...args];
+    const child = new Deno.Command("sh", {
+      args: ["-c", 'exec "$@" 2>&1', "testpmd", ...command],
       stdin: "piped",
       stdout: "piped",
-      stderr: "piped",
+      stderr: "null",
     }).spawn();
     const tp = new Testpmd(
       child,

@@ -1,0 +1,123 @@
+/**
+ * The Worker module of {@linkcode DeviceThread}: builds a {@linkcode VhostUserDevice} from the
+ * start message and runs it in a busy loop until a limit or the stop command.
+ *
+ * ```
+ *   {type:"start"} ──► listen/connect ──► {type:"ready"} ──► run() ──► {type:"done", stats}
+ *     counters SharedArrayBuffer ◄── publishCounters() every ~1 ms       │ (frames stop moving)
+ *   control word STOP/PAUSE ──► run() returns      answer the frontend until it leaves or STOP
+ *                                                   ──► close ──► {type:"closed", errors}
+ * ```
+ *
+ * @module
+ */
+
+/// <reference lib="deno.worker" />
+
+import {
+  CONTROL_COMMAND,
+  DeviceCommand,
+  type DeviceWorkerReply,
+  type DeviceWorkerStart,
+  publishCounters,
+} from "./device_thread.ts";
+import type { NetDeviceStats } from "./net_device.ts";
+import { writeUdpFrame } from "./packet.ts";
+import { VhostUserDevice } from "./vhost_user_device.ts";
+
+function post(reply: DeviceWorkerReply): void {
+  self.postMessage(reply);
+}
+
+function describe(e: unknown): string {
+  return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
+}
+
+function serve(start: DeviceWorkerStart): void {
+  const { path, options } = start;
+  const control = new Int32Array(start.control);
+  const counters = new Float64Array(start.counters);
+  const errors: string[] = [];
+  let device: VhostUserDevice | null = null;
+  let stats: NetDeviceStats = {
+    rxPackets: 0,
+    rxBytes: 0,
+    txPackets: 0,
+    txBytes: 0,
+    txDropped: 0,
+    calls: 0,
+  };
+  let reported = false;
+  const allErrors = () => [...(device?.errors.map(describe) ?? []), ...errors];
+  try {
+    let frame: Uint8Array | undefined;
+    if (options.mode === "source") {
+      const size = options.frameSize ?? 64;
+      frame = new Uint8Array(size);
+      writeUdpFrame(frame, 0, size);
+    }
+    const deviceOptions = {
+      mode: options.mode,
+      macSwap: options.macSwap,
+      frame,
+      queuePairs: options.queuePairs,
+      features: options.features,
+    };
+    device = options.connect
+      ? VhostUserDevice.connect(path, deviceOptions)
+      : VhostUserDevice.listen(path, deviceOptions);
+    stats = device.stats;
+    post({ type: "ready" });
+    const publish = (d: VhostUserDevice) => publishCounters(control, counters, d.stats);
+    const end = device.run({
+      count: options.count,
+      durationMs: options.durationMs,
+      untilDisconnect: options.untilDisconnect,
+      stop: control,
+      onTick: publish,
+      tickMs: 1,
+    });
+    publish(device);
+    const pausing = end === "stop" &&
+      Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.PAUSE;
+    if (end !== "stop" || pausing) {
+      // No more frames move, so the counters are final; keep answering the frontend (it stops
+      // its rings with GET_VRING_BASE and disconnects) rather than cut it off mid-shutdown.
+      device.paused = true;
+      if (pausing) {
+        post({ type: "paused", stats: { ...stats } });
+      } else {
+        post({ type: "done", stats: { ...stats }, errors: allErrors() });
+        reported = true;
+      }
+      for (;;) {
+        const command = Atomics.load(control, CONTROL_COMMAND);
+        if (command === DeviceCommand.STOP || device.backend.closed) break;
+        if (command !== DeviceCommand.PAUSE && !device.backend.connected) break;
+        device.poll();
+      }
+    }
+  } catch (e) {
+    errors.push(describe(e));
+  } finally {
+    try {
+      device?.close();
+    } catch (e) {
+      errors.push(describe(e));
+    }
+  }
+  publishCounters(control, counters, stats);
+  if (!reported) post({ type: "done", stats: { ...stats }, errors: allErrors() });
+  post({ type: "closed", errors: allErrors() });
+}
+
+self.onmessage = (e: MessageEvent<DeviceWorkerStart>) => {
+  self.onmessage = null; // one run per worker
+  try {
+    serve(e.data);
+  } catch (err) {
+    // serve() reports its own errors; this is only for a failure while reporting.
+    post({ type: "closed", errors: [describe(err)] });
+  }
+  self.close();
+};

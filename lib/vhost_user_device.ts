@@ -1,0 +1,382 @@
+/**
+ * A complete vhost-user net device: the protocol server ({@linkcode VhostUserBackend}) and the
+ * data path ({@linkcode NetDevicePath}) run from one busy loop. It is the project's built-in
+ * peer: `sink` counts what a driver sends, `source` generates, `echo` sends frames back.
+ *
+ * ```
+ *   frontend ──socket──► backend.poll() (every 256 polls) ──onQueuesChanged──► rebuild pairs
+ *   driver rings ◄─────► NetDevicePath.poll() (every poll): pair i = vrings 2i (rx), 2i+1 (tx)
+ * ```
+ *
+ * A frontend that breaks a rule (protocol or ring) only ends its own session: the error is kept
+ * in {@linkcode VhostUserDevice.errors} and a listening device waits for the next frontend.
+ *
+ * @module
+ */
+
+import {
+  VhostUserBackend,
+  type VhostUserBackendOptions,
+  type Vring,
+} from "./vhost_user_backend.ts";
+import {
+  type DevicePair,
+  type NetDeviceOptions,
+  NetDevicePath,
+  type NetDeviceStats,
+} from "./net_device.ts";
+import { writeUdpFrame } from "./packet.ts";
+import type { DeviceQueue } from "./virtqueue.ts";
+
+export type {
+  DeviceMode,
+  FrameBurst,
+  FrameHook,
+  NetDeviceOptions,
+  NetDeviceStats,
+} from "./net_device.ts";
+export type { VhostUserBackend, VhostUserBackendOptions } from "./vhost_user_backend.ts";
+
+/** Options of {@linkcode VhostUserDevice}: the data path's and the protocol server's. */
+export interface VhostUserDeviceOptions extends NetDeviceOptions, VhostUserBackendOptions {}
+
+/** When {@linkcode VhostUserDevice.run} returns; the first limit reached wins. */
+export interface DeviceRunLimits {
+  /**
+   * Stop once this many frames were handled since the device was created: `sink`/`echo` count
+   * `rxPackets` (frames taken from the driver), `source` counts `txPackets`. The data path never
+   * handles more than this many, so the count is exact.
+   */
+  count?: number;
+  /** Stop this long after the first session started (its queues ran). */
+  durationMs?: number;
+  /** Stop when `Atomics.load(stop, 0) !== 0` (checked every 256 polls). */
+  stop?: Int32Array;
+  /** Stop when the first frontend session ends. */
+  untilDisconnect?: boolean;
+  /**
+   * Return `"slice"` after this long, so the caller's thread can handle events (signals, timers)
+   * and call `run` again with the same limits (they are absolute, so slicing changes nothing).
+   */
+  sliceMs?: number;
+  /** Called about every {@linkcode tickMs} of loop time, e.g. to publish the counters. */
+  onTick?: (device: VhostUserDevice) => void;
+  /** Period of {@linkcode onTick} in ms (default 1). */
+  tickMs?: number;
+}
+
+/** Why {@linkcode VhostUserDevice.run} returned. */
+export type DeviceRunEnd = "count" | "duration" | "stop" | "disconnect" | "closed" | "slice";
+
+/** Control messages are read once every this many data polls (each read costs a syscall). */
+const CONTROL_EVERY = 256;
+
+/**
+ * A queue pair over two vrings; the call eventfds are read from the vrings at each use, since
+ * the frontend may replace them (SET_VRING_CALL) at any time.
+ */
+class VringPair implements DevicePair {
+  readonly rx: DeviceQueue;
+  readonly tx: DeviceQueue;
+  readonly #rxVring: Vring;
+  readonly #txVring: Vring;
+
+  constructor(rx: DeviceQueue, tx: DeviceQueue, rxVring: Vring, txVring: Vring) {
+    this.rx = rx;
+    this.tx = tx;
+    this.#rxVring = rxVring;
+    this.#txVring = txVring;
+  }
+
+  get rxCall(): number {
+    return this.#rxVring.callFd;
+  }
+
+  get txCall(): number {
+    return this.#txVring.callFd;
+  }
+}
+
+/**
+ * A vhost-user net device served from the calling thread's busy loop.
+ *
+ * @example
+ * ```ts ignore
+ * import { VhostUserDevice } from "./vhost_user_device.ts";
+ * using device = VhostUserDevice.listen("/run/vhost.sock", { mode: "sink" });
+ * device.run({ count: 1_000_000 }); // returns once a frontend sent a million frames
+ * console.log(device.stats.rxPackets, device.errors);
+ * ```
+ */
+export class VhostUserDevice {
+  /** The protocol server (its `onQueuesChanged` belongs to this device: do not replace it). */
+  readonly backend: VhostUserBackend;
+  /**
+   * Counters since the device was created (device's view: rx = from the driver, tx = to the
+   * driver); they continue across sessions.
+   */
+  readonly stats: NetDeviceStats;
+  /** Every session-ending error (protocol or data path), in order. */
+  readonly errors: Error[] = [];
+
+  readonly #path: NetDevicePath;
+  #polls = 0;
+  /** The data path has pairs to service and is not paused. */
+  #active = false;
+  #paused = false;
+  #startedAt = -1;
+  #connected: boolean;
+  #sessionsEnded = 0;
+  #lastError: Error | null = null;
+
+  private constructor(backend: VhostUserBackend, options: VhostUserDeviceOptions) {
+    this.backend = backend;
+    let frame = options.frame;
+    if (options.mode === "source" && frame === undefined) {
+      frame = new Uint8Array(64);
+      writeUdpFrame(frame, 0, 64);
+    }
+    this.#path = new NetDevicePath(backend.memory ?? EMPTY_MEMORY, { ...options, frame });
+    this.stats = this.#path.stats;
+    this.#connected = backend.connected;
+    backend.onQueuesChanged = () => this.#rebuild();
+  }
+
+  /**
+   * Listens at `path` for a frontend (one session at a time; after one ends, the next may
+   * connect).
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.listen("/run/vhost.sock", { mode: "echo", macSwap: true });
+   * ```
+   */
+  static listen(path: string, options: VhostUserDeviceOptions = {}): VhostUserDevice {
+    return VhostUserDevice.#over(VhostUserBackend.listen(path, options), options);
+  }
+
+  /**
+   * Connects to a frontend in server mode (e.g. DPDK `net_virtio_user0,path=SOCK,server=1`);
+   * the device is closed when that session ends.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.connect("/run/virtio-user.sock", { mode: "source" });
+   * ```
+   */
+  static connect(path: string, options: VhostUserDeviceOptions = {}): VhostUserDevice {
+    return VhostUserDevice.#over(VhostUserBackend.connect(path, options), options);
+  }
+
+  static #over(backend: VhostUserBackend, options: VhostUserDeviceOptions): VhostUserDevice {
+    try {
+      return new VhostUserDevice(backend, options);
+    } catch (e) {
+      backend.close();
+      throw e;
+    }
+  }
+
+  /** `performance.now()` when the first session's queues started running, or -1. */
+  get startedAt(): number {
+    return this.#startedAt;
+  }
+
+  /** Frontend sessions that have ended so far. */
+  get sessionsEnded(): number {
+    return this.#sessionsEnded;
+  }
+
+  /** True while at least one queue pair is being serviced. */
+  get active(): boolean {
+    return this.#active;
+  }
+
+  /**
+   * When true, {@linkcode poll} moves no frames and only answers the frontend (its rings keep
+   * their state); the counters stop changing.
+   */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  set paused(value: boolean) {
+    this.#paused = value;
+    this.#active = !value && this.#path.pairs > 0;
+  }
+
+  /**
+   * One iteration: services every running pair once; reads control messages every 256 calls,
+   * or on every call while no pair runs. Returns the frames moved. Never throws for what the
+   * frontend did: a data path error ends that session (see {@linkcode errors}).
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.listen("/run/vhost.sock");
+   * for (;;) device.poll();
+   * ```
+   */
+  poll(): number {
+    if (!this.#active) {
+      this.#pollControl();
+      return 0;
+    }
+    let moved: number;
+    try {
+      moved = this.#path.poll();
+    } catch (e) {
+      this.#dataPathFailed(e);
+      return 0;
+    }
+    // Control messages are handled only here, between bursts. NetDevicePath.poll() pushes and
+    // publishes every chain it pops before returning, so when GET_VRING_BASE arrives no chain
+    // is in flight and the position the backend reports is exact (vhost-user.rst "Stopping
+    // rings": the backend must stop processing the ring before replying).
+    if (++this.#polls === CONTROL_EVERY) {
+      this.#polls = 0;
+      this.#pollControl();
+    }
+    return moved;
+  }
+
+  /**
+   * Polls until a limit is reached (or the device is closed) and says which.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.listen("/run/vhost.sock", { mode: "source" });
+   * const end = device.run({ count: 1000, durationMs: 10_000 }); // "count" or "duration"
+   * device.close();
+   * ```
+   */
+  run(limits: DeviceRunLimits = {}): DeviceRunEnd {
+    const stats = this.stats;
+    const source = this.#path.mode === "source";
+    const count = limits.count ?? Infinity;
+    const duration = limits.durationMs ?? Infinity;
+    const stop = limits.stop;
+    const untilDisconnect = limits.untilDisconnect ?? false;
+    const onTick = limits.onTick;
+    const tickMs = limits.tickMs ?? 1;
+    const start = performance.now();
+    const sliceEnd = limits.sliceMs === undefined ? Infinity : start + limits.sliceMs;
+    let nextTick = start + tickMs;
+    this.#path.limit = count; // the data path itself never goes past the count
+    try {
+      for (let i = 0;;) {
+        this.poll();
+        if ((source ? stats.txPackets : stats.rxPackets) >= count) return "count";
+        // The rest every 256 polls, or on each poll while idle (each then costs a syscall).
+        if (++i < 256 && this.#active) continue;
+        i = 0;
+        if (this.backend.closed) return "closed";
+        if (untilDisconnect && this.#sessionsEnded > 0) return "disconnect";
+        if (stop !== undefined && Atomics.load(stop, 0) !== 0) return "stop";
+        const now = performance.now();
+        if (this.#startedAt >= 0 && now - this.#startedAt >= duration) return "duration";
+        if (now >= sliceEnd) return "slice";
+        if (onTick !== undefined && now >= nextTick) {
+          nextTick = now + tickMs;
+          onTick(this);
+        }
+      }
+    } finally {
+      this.#path.limit = Infinity;
+    }
+  }
+
+  /** Ends any session and closes the socket. Idempotent. */
+  close(): void {
+    this.backend.close();
+    this.#path.detachAll();
+    this.#active = false;
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #pollControl(): void {
+    const b = this.backend;
+    try {
+      b.poll();
+    } catch (e) {
+      // poll() reports frontend faults through `error`; anything thrown is a local failure.
+      const error = asError(e);
+      this.#record(error);
+      b.endSession(error);
+    }
+    this.#noteBackend();
+  }
+
+  /** Any error from the data path: end the session, keep listening. */
+  #dataPathFailed(e: unknown): void {
+    const error = asError(e);
+    this.#path.detachAll();
+    this.#active = false;
+    this.backend.endSession(error); // calls #rebuild, which records it
+    this.#record(error);
+  }
+
+  /** Rebuilds the pairs from `backend.running` (onQueuesChanged). */
+  #rebuild(): void {
+    const b = this.backend, path = this.#path;
+    this.#noteBackend();
+    path.detachAll();
+    if (b.started && b.memory !== null) {
+      path.setMemory(b.memory);
+      for (let i = 0; i < b.queuePairs; i++) {
+        const rx = b.queue(2 * i), tx = b.queue(2 * i + 1);
+        if (rx !== null && tx !== null) {
+          path.attach(new VringPair(rx, tx, b.vrings[2 * i], b.vrings[2 * i + 1]));
+        }
+      }
+    } else {
+      path.setMemory(EMPTY_MEMORY); // let an unmapped GuestMemory be collected
+    }
+    this.#active = !this.#paused && path.pairs > 0;
+    if (path.pairs > 0 && this.#startedAt < 0) this.#startedAt = performance.now();
+    this.#polls = 0;
+  }
+
+  /** Notes session ends and errors the backend reported. */
+  #noteBackend(): void {
+    const b = this.backend;
+    const connected = b.connected;
+    if (connected !== this.#connected) {
+      this.#connected = connected;
+      if (!connected) this.#sessionsEnded++;
+    }
+    const error = b.error;
+    if (error === null || error === this.#lastError) return;
+    // accept() failing again and again (e.g. EMFILE) sets a fresh error each time: keep one.
+    const last = this.errors[this.errors.length - 1];
+    if (!connected && last !== undefined && last.message === error.message) {
+      this.#lastError = error;
+      return;
+    }
+    this.#record(error);
+  }
+
+  #record(error: Error): void {
+    if (error === this.#lastError) return;
+    this.#lastError = error;
+    this.errors.push(error);
+  }
+}
+
+/** Translates nothing: the data path's memory while no session is mapped. */
+const EMPTY_MEMORY = {
+  offset: 0,
+  translate: (): number => -1,
+  bytes: (): Uint8Array => new Uint8Array(0),
+};
+
+function asError(e: unknown): Error {
+  return e instanceof Error ? e : new Error(String(e));
+}
