@@ -20,5 +20,5 @@ export { SharedMemory, type SharedMemoryOptions } from "./lib/memory.ts";
 export { DeviceStatus } from "./lib/status.ts";
 export { Feature, type FeatureName } from "./lib/features.ts";
 export type { MemoryRegion, QueueSetup, VirtioBackend } from "./lib/backend.ts";
-export { VirtqueueError } from "./lib/virtqueue.ts";
+export { type BufferTable, type QueueAddresses, VirtqueueError } from "./lib/virtqueue.ts";
 export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet.ts";

@@ -1,15 +1,20 @@
 /**
- * Side by side: this stack's pktgen and DPDK's C virtio-user PMD (testpmd txonly), each sending
- * 64-byte frames into the same DPDK vhost port (testpmd rxonly), one core each side.
+ * Side by side with DPDK, one core each side, rounds interleaved, 64-byte frames by default.
  *
+ * Drivers: this stack's pktgen vs DPDK's C virtio-user PMD (testpmd txonly), each sending into
+ * the same DPDK vhost port (testpmd rxonly):
  * ```
- *   pktgen.ts (CPU 0)          ─┐
- *                                ├─► vhost-user ─► testpmd net_vhost0 rxonly (CPU 1)
- *   testpmd virtio-user (CPU 0) ─┘   (one sender at a time, rounds interleaved)
+ *   pktgen.ts | testpmd virtio-user txonly (CPU 0) ─► testpmd net_vhost0 rxonly (CPU 1)
+ * ```
+ * Devices: DPDK's C virtio-user txonly sending into this stack's device (examples/device.ts,
+ * sink) vs into DPDK's vhost PMD (rxonly):
+ * ```
+ *   testpmd virtio-user txonly (CPU 0) ─► device.ts sink | testpmd net_vhost0 rxonly (CPU 1)
  * ```
  *
- * Rates come from the receiver's exact counts over the sender's active time. Run:
- * `deno run -A bench/versus_dpdk.ts [--duration 5] [--rounds 3] [--size 64] [--queue-size 256]`
+ * Rates are the receiver's exact counts over the sender's active time. Run:
+ * `deno run -A bench/versus_dpdk.ts [--duration 5] [--rounds 3] [--size 64] [--queue-size 256]
+ * [--only drivers|devices]`
  *
  * @module
  */
@@ -25,6 +30,7 @@ const args = parseArgs({
     size: { type: "string", default: "64" },
     "queue-size": { type: "string", default: "256" },
     json: { type: "boolean", default: false },
+    only: { type: "string" },
   },
 }).values;
 const seconds = Number(args.duration);
@@ -38,7 +44,10 @@ if (testpmdPath() === null) {
 }
 
 interface Sample {
-  sender: string;
+  /** "drivers" (who sends, into DPDK vhost) or "devices" (who receives, from DPDK virtio-user). */
+  kind: "drivers" | "devices";
+  /** "TypeScript" or "DPDK C". */
+  who: string;
   ring: string;
   mpps: number;
   received: number;
@@ -102,7 +111,8 @@ async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
   }
   const received = (await rx.stopForwarding()).rxPackets;
   return {
-    sender: sender === "ts" ? "TypeScript pktgen" : "DPDK C virtio-user",
+    kind: "drivers",
+    who: sender === "ts" ? "TypeScript" : "DPDK C",
     ring: packed ? "packed" : "split",
     mpps: received / active / 1e6,
     received,
@@ -110,16 +120,94 @@ async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
   };
 }
 
+/** DPDK's virtio-user txonly into a receiver: this stack's device (sink) or DPDK's vhost PMD. */
+async function measureDevice(receiver: "ts" | "c", packed: boolean): Promise<Sample> {
+  const virtioUser = {
+    vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
+      `queue_size=${queueSize}`,
+    forwardMode: "txonly" as const,
+    txpkts: size,
+    cpu: 0,
+  };
+  let received: number;
+  let sent: number;
+  let active: number;
+  if (receiver === "ts") {
+    const device = new Deno.Command("taskset", {
+      args: [
+        "-c",
+        "1",
+        Deno.execPath(),
+        "run",
+        "-A",
+        new URL("../examples/device.ts", import.meta.url).pathname,
+        "--path",
+        sock,
+        "--mode",
+        "sink",
+        "--json",
+      ],
+      stdout: "piped",
+      stderr: "inherit",
+    }).spawn();
+    try {
+      for (let i = 0; i < 200; i++) {
+        if ((await Deno.lstat(sock).catch(() => null))?.isSocket) break;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      await using tx = await Testpmd.start(virtioUser);
+      const t0 = performance.now();
+      await tx.startForwarding();
+      await new Promise((r) => setTimeout(r, seconds * 1000));
+      sent = (await tx.stopForwarding()).txPackets;
+      active = (performance.now() - t0) / 1000;
+      await new Promise((r) => setTimeout(r, 200)); // the device drains the ring
+    } finally {
+      device.kill("SIGINT");
+    }
+    const out = await device.output();
+    const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+    received = report.rx_packets;
+  } else {
+    await using rx = await Testpmd.start({
+      vdev: `net_vhost0,iface=${sock},queues=1`,
+      forwardMode: "rxonly",
+      cpu: 1,
+    });
+    await rx.startForwarding();
+    await using tx = await Testpmd.start(virtioUser);
+    const t0 = performance.now();
+    await tx.startForwarding();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    sent = (await tx.stopForwarding()).txPackets;
+    active = (performance.now() - t0) / 1000;
+    received = (await rx.stopForwarding()).rxPackets;
+  }
+  return {
+    kind: "devices",
+    who: receiver === "ts" ? "TypeScript" : "DPDK C",
+    ring: packed ? "packed" : "split",
+    mpps: received / active / 1e6,
+    received,
+    sent,
+  };
+}
+
+const kinds = args.only === undefined ? ["drivers", "devices"] : [args.only];
 try {
-  for (const packed of [true, false]) {
-    for (let r = 0; r < rounds; r++) {
-      for (const sender of ["ts", "c"] as const) {
-        const s = await measure(sender, packed);
-        samples.push(s);
-        console.error(
-          `${s.ring.padEnd(6)} ${s.sender.padEnd(20)} ${s.mpps.toFixed(2).padStart(6)} Mpps ` +
-            `(received ${s.received}, sent ${s.sent})`,
-        );
+  for (const kind of kinds) {
+    for (const packed of [true, false]) {
+      for (let r = 0; r < rounds; r++) {
+        for (const who of ["ts", "c"] as const) {
+          const s = kind === "drivers"
+            ? await measure(who, packed)
+            : await measureDevice(who, packed);
+          samples.push(s);
+          console.error(
+            `${s.kind.padEnd(8)} ${s.ring.padEnd(6)} ${s.who.padEnd(10)} ` +
+              `${s.mpps.toFixed(2).padStart(6)} Mpps (received ${s.received}, sent ${s.sent})`,
+          );
+        }
       }
     }
   }
@@ -131,20 +219,26 @@ const median = (xs: number[]) => xs.toSorted((a, b) => a - b)[Math.floor(xs.leng
 console.log(
   `\n${size}-byte frames, ${seconds} s per run, ${rounds} rounds, queue size ${queueSize}`,
 );
-console.log("ring    TypeScript  DPDK C   ratio (TS/C), median Mpps");
+console.log(
+  "drivers: who sends into DPDK vhost rxonly; devices: who receives DPDK virtio-user txonly",
+);
+console.log("          ring    TypeScript  DPDK C   TS/C   (median Mpps)");
 const summary: Record<string, unknown>[] = [];
-for (const ring of ["packed", "split"]) {
-  const ts = median(
-    samples.filter((s) => s.ring === ring && s.sender.startsWith("Type")).map((s) => s.mpps),
-  );
-  const c = median(
-    samples.filter((s) => s.ring === ring && s.sender.startsWith("DPDK")).map((s) => s.mpps),
-  );
-  console.log(
-    `${ring.padEnd(6)}  ${ts.toFixed(2).padStart(8)}  ${c.toFixed(2).padStart(7)}   ${
-      (ts / c).toFixed(2)
-    }`,
-  );
-  summary.push({ ring, ts_mpps: ts, c_mpps: c, ratio: ts / c });
+for (const kind of kinds) {
+  for (const ring of ["packed", "split"]) {
+    const pick = (who: string) =>
+      median(
+        samples.filter((s) => s.kind === kind && s.ring === ring && s.who === who).map((s) =>
+          s.mpps
+        ),
+      );
+    const ts = pick("TypeScript"), c = pick("DPDK C");
+    console.log(
+      `${kind.padEnd(8)}  ${ring.padEnd(6)}  ${ts.toFixed(2).padStart(8)}  ${
+        c.toFixed(2).padStart(7)
+      }   ${(ts / c).toFixed(2)}`,
+    );
+    summary.push({ kind, ring, ts_mpps: ts, c_mpps: c, ratio: ts / c });
+  }
 }
 if (args.json) console.log(JSON.stringify({ size, seconds, rounds, summary, samples }));

@@ -5,7 +5,6 @@
  * @module
  */
 
-
 /** Options every example takes, on top of its own. */
 export const commonOptions = {
   path: { type: "string" },

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { closeQuietly } from "../ffi/fd.ts";
+import { closeQuietly, unlink } from "../ffi/fd.ts";
 import {
   recvExact,
   recvMsg,
@@ -411,7 +411,10 @@ export class VhostUserBackend {
     if (this.#closed) return;
     if (this.#conn >= 0) this.#endSession(this.error);
     this.#closed = true;
-    closeQuietly(this.#listenFd);
+    if (this.#listenFd >= 0) {
+      closeQuietly(this.#listenFd);
+      unlink(this.path, true); // the socket file this backend created (a listener only)
+    }
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -71,7 +71,11 @@ export interface DriverQueue {
   needsNotify(): boolean;
   /** Asks the device to send (or stop sending) used-buffer notifications. */
   setInterrupts(enabled: boolean): void;
-  /** Position to hand to the backend (vhost SET_VRING_BASE): next avail index, with wrap. */
+  /**
+   * The driver's next avail position, with wrap for packed rings (vhost SET_VRING_BASE
+   * encoding). The device starts reading at the base it is given, so read this *before*
+   * enqueueing anything the device must see (e.g. the initial receive buffers).
+   */
   readonly base: number;
 }
 
