@@ -59,6 +59,9 @@ const hdrView = new DataView(msghdr);
 // struct iovec (16 bytes): base@0, len@8.
 const iovec = new ArrayBuffer(16);
 const iov64 = new BigUint64Array(iovec);
+/** 32-bit halves of the same fields: lengths are written without creating BigInts. */
+const iov32 = new Uint32Array(iovec);
+const hdr32 = new Uint32Array(msghdr);
 // Control buffer: CMSG_SPACE(MAX_MSG_FDS * 4) = 16-byte cmsghdr + fds, aligned to 8.
 const CMSG_HDR = 16;
 const CMSG_SPACE_MAX = CMSG_HDR + cmsgAlign(MAX_MSG_FDS * 4);
@@ -88,13 +91,15 @@ function ensureStaging(n: number): void {
 
 function setMsghdr(iovBase: bigint, iovLen: number, controlLen: number): void {
   iov64[0] = iovBase;
-  iov64[1] = BigInt(iovLen);
+  iov32[2] = iovLen; // iov_len (u64, little-endian: low half, then 0)
+  iov32[3] = 0;
   hdr64[0] = 0n; // msg_name: connected socket
   hdr64[1] = 0n; // msg_namelen (+ padding)
   hdr64[2] = IOVEC_ADDR;
   hdr64[3] = 1n; // msg_iovlen
   hdr64[4] = controlLen > 0 ? CONTROL_ADDR : 0n;
-  hdr64[5] = BigInt(controlLen);
+  hdr32[10] = controlLen; // msg_controllen (u64)
+  hdr32[11] = 0;
   hdr64[6] = 0n; // msg_flags (+ padding)
 }
 

@@ -163,7 +163,8 @@ export class GuestMemory implements AddressTranslator {
    */
   translate(addrLo: number, addrHi: number, len: number): number {
     if (addrHi >= HI_LIMIT) return -1;
-    const addr = addrHi * TWO_POW_32 + addrLo;
+    len >>>= 0; // callers pass 32-bit values signed (AddressTranslator.translate)
+    const addr = addrHi * TWO_POW_32 + (addrLo >>> 0);
     const start = this.#gpaStart, end = this.#gpaEnd;
     // Last hit first: consecutive descriptors almost always share a region.
     let r = this.#last;

@@ -220,6 +220,8 @@ export class NetDevicePath {
     if (left < max) max = left;
     let n = 0;
     let echoed = 0;
+    let rxBytes = 0;
+    let txBytes = 0;
     while (n < max && tx.pop(chain)) {
       const frameLen = readableLength(chain) - NET_HDR_SIZE;
       if (frameLen < 0) {
@@ -229,7 +231,7 @@ export class NetDevicePath {
             `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.2)`,
         );
       }
-      this.stats.rxBytes += frameLen;
+      rxBytes += frameLen;
       if (this.#hook !== undefined || echo) {
         // The frame starts NET_HDR_SIZE bytes into the chain: in the first segment for the usual
         // layout (header and data together), else in the segment the header ends in. A frame
@@ -244,8 +246,7 @@ export class NetDevicePath {
         if (rx.pop(this.#rxChain)) {
           const written = this.#copyOut(chain, this.#rxChain, n, frameLen);
           rx.pushUsed(this.#rxChain.id, written);
-          this.stats.txPackets++;
-          this.stats.txBytes += frameLen;
+          txBytes += frameLen;
           echoed++;
         } else {
           this.stats.txDropped++;
@@ -255,6 +256,9 @@ export class NetDevicePath {
       n++;
     }
     if (n === 0) return 0;
+    this.stats.rxBytes += rxBytes;
+    this.stats.txPackets += echoed;
+    this.stats.txBytes += txBytes;
     burst.count = n;
     if (this.#hook !== undefined) this.#hook(burst);
     for (let i = 0; i < n; i++) tx.pushUsed(this.#heldIds[i], 0);

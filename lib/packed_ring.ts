@@ -642,7 +642,7 @@ export class PackedDeviceQueue implements DeviceQueue {
         segs = this.#indirect(chain, segs, slot, lo, hi, len);
         break;
       }
-      const r = memory.translate(lo, hi, len);
+      const r = memory.translate(lo | 0, hi, len | 0);
       if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
       chain.region[segs] = r;
       chain.offset[segs] = memory.offset;
@@ -805,7 +805,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       );
     }
     const memory = this.#memory;
-    const r = memory.translate(lo, hi, len);
+    const r = memory.translate(lo | 0, hi, len | 0);
     if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${slot}`, lo, hi, len));
     const table = memory.bytes(r);
     const start = memory.offset;
@@ -820,7 +820,7 @@ export class PackedDeviceQueue implements DeviceQueue {
           `indirect descriptor ${k} of descriptor ${slot}: nested indirect table (§2.8.19)`,
         );
       }
-      const er = memory.translate(elo, ehi, elen);
+      const er = memory.translate(elo | 0, ehi, elen | 0);
       if (er < 0) {
         this.#fail(
           outsideMemoryRule(`indirect descriptor ${k} of descriptor ${slot}`, elo, ehi, elen),

@@ -545,7 +545,7 @@ export class SplitDeviceQueue implements DeviceQueue {
         segs = this.#indirect(chain, segs, i, lo, hi, len);
         break;
       }
-      const r = memory.translate(lo, hi, len);
+      const r = memory.translate(lo | 0, hi, len | 0);
       if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
       chain.region[segs] = r;
       chain.offset[segs] = memory.offset;
@@ -670,7 +670,7 @@ export class SplitDeviceQueue implements DeviceQueue {
     }
     const entries = len / DESC_BYTES;
     const memory = this.#memory;
-    const r = memory.translate(lo, hi, len);
+    const r = memory.translate(lo | 0, hi, len | 0);
     if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${desc}`, lo, hi, len));
     const table = memory.bytes(r);
     const start = memory.offset;
@@ -692,7 +692,7 @@ export class SplitDeviceQueue implements DeviceQueue {
           `indirect descriptor ${k} of descriptor ${desc}: nested indirect table (§2.7.5.3.1)`,
         );
       }
-      const er = memory.translate(elo, ehi, elen);
+      const er = memory.translate(elo | 0, ehi, elen | 0);
       if (er < 0) {
         this.#fail(
           outsideMemoryRule(`indirect descriptor ${k} of descriptor ${desc}`, elo, ehi, elen),

@@ -106,7 +106,9 @@ export interface AddressTranslator {
   /**
    * Finds the region holding all of `[addr, addr + len)`, where `addr = addrHi * 2**32 + addrLo`.
    * Returns the region number and leaves the byte offset inside it in {@linkcode offset}, or
-   * returns -1 when no single region holds the whole range.
+   * returns -1 when no single region holds the whole range. `addrLo` and `len` are 32-bit
+   * values that callers on the data path pass as `x | 0` (signed, so they cross the call
+   * without a heap number when it is not inlined); implementations read them with `>>> 0`.
    */
   translate(addrLo: number, addrHi: number, len: number): number;
   /** Byte offset set by the last successful {@linkcode translate}. */
@@ -258,7 +260,8 @@ export class LocalMemory implements AddressTranslator {
    * ```
    */
   translate(addrLo: number, addrHi: number, len: number): number {
-    const off = addrHi * 0x1_0000_0000 + addrLo - this.#base;
+    len >>>= 0;
+    const off = addrHi * 0x1_0000_0000 + (addrLo >>> 0) - this.#base;
     if (off < 0 || off > this.#bytes.length - len) return -1;
     this.offset = off;
     return 0;
