@@ -20,5 +20,39 @@ export { SharedMemory, type SharedMemoryOptions } from "./lib/memory.ts";
 export { DeviceStatus } from "./lib/status.ts";
 export { Feature, type FeatureName } from "./lib/features.ts";
 export type { MemoryRegion, QueueSetup, VirtioBackend } from "./lib/backend.ts";
-export { type BufferTable, type QueueAddresses, VirtqueueError } from "./lib/virtqueue.ts";
+export {
+  type AddressTranslator,
+  type BufferTable,
+  DescriptorChain,
+  type DeviceQueue,
+  type DriverQueue,
+  type QueueAddresses,
+  VirtqueueError,
+} from "./lib/virtqueue.ts";
 export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet.ts";
+export {
+  type DeviceMode,
+  type FrameBurst,
+  type FrameHook,
+  type NetDeviceOptions,
+  type NetDeviceStats,
+} from "./lib/net_device.ts";
+export {
+  type DeviceRunEnd,
+  type DeviceRunLimits,
+  VhostUserDevice,
+  type VhostUserDeviceOptions,
+} from "./lib/vhost_user_device.ts";
+export {
+  DeviceThread,
+  type DeviceThreadOptions,
+  type DeviceThreadResult,
+} from "./lib/device_thread.ts";
+export { VhostUserFrontend, type VhostUserFrontendOptions } from "./lib/vhost_user.ts";
+export {
+  VhostUserBackend,
+  type VhostUserBackendOptions,
+  Vring,
+  type VringAddresses,
+} from "./lib/vhost_user_backend.ts";
+export { GuestMemory, type GuestRegion } from "./lib/guest_memory.ts";
