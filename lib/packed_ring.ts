@@ -76,6 +76,28 @@ export function packedRingLayout(size: number): RingLayout {
   };
 }
 
+/**
+ * Event suppression, the same rule for both sides (§2.8.10): does the peer whose suppression
+ * word is `event` (off_wrap | flags << 16) want a notification now that this side moved
+ * `advanced` slots to position `pos` in lap `wrap`? With DESC (only under EVENT_IDX) the peer
+ * asked to hear when slot `off` of lap `off_wrap >> 15` is passed.
+ */
+function wantsEvent(
+  event: number,
+  eventIdx: boolean,
+  size: number,
+  pos: number,
+  wrap: number,
+  advanced: number,
+): boolean {
+  const flags = event >>> 16;
+  if (flags !== EVENT_FLAG_DESC || !eventIdx) return flags !== EVENT_FLAG_DISABLE;
+  if (advanced >= size) return true;
+  let off = event & 0x7fff;
+  if ((event >>> 15 & 1) !== wrap) off -= size;
+  return needEvent(off, pos, pos - advanced);
+}
+
 /** Options of {@linkcode PackedDriverQueue}. */
 export interface PackedDriverOptions {
   /** Guest addresses of the buffers, by buffer number. */
@@ -453,15 +475,7 @@ export class PackedDriverQueue implements DriverQueue {
     // (§2.8.21.3): enqueue's Atomics.store is sequentially consistent, so this load cannot be
     // reordered before it. off_wrap and flags are read as one 32-bit snapshot.
     const event = Atomics.load(this.#deviceEvent, 0);
-    const flags = event >>> 16;
-    if (flags !== EVENT_FLAG_DESC || !this.#eventIdx) return flags !== EVENT_FLAG_DISABLE;
-    const size = this.size;
-    if (added >= size) return true;
-    // The device wants a notification when the slot off (in lap wrap) becomes available.
-    let off = event & 0x7fff;
-    if ((event >>> 15 & 1) !== this.#availWrap) off -= size;
-    const pos = this.#availPos;
-    return needEvent(off, pos, pos - added);
+    return wantsEvent(event, this.#eventIdx, this.size, this.#availPos, this.#availWrap, added);
   }
 
   /**
@@ -744,14 +758,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     // Full barrier between publishing used flags and reading the driver's suppression state:
     // publishUsed's Atomics.store is sequentially consistent, so this load stays after it.
     const event = Atomics.load(this.#driverEvent, 0);
-    const flags = event >>> 16;
-    if (flags !== EVENT_FLAG_DESC || !this.#eventIdx) return flags !== EVENT_FLAG_DISABLE;
-    const size = this.size;
-    if (advanced >= size) return true;
-    let off = event & 0x7fff;
-    if ((event >>> 15 & 1) !== this.#usedWrap) off -= size;
-    const pos = this.#usedPos;
-    return needEvent(off, pos, pos - advanced);
+    return wantsEvent(event, this.#eventIdx, this.size, this.#usedPos, this.#usedWrap, advanced);
   }
 
   /**
