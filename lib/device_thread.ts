@@ -42,6 +42,12 @@ export interface DeviceThreadOptions {
   untilDisconnect?: boolean;
   /** Virtio features offered (default `DEFAULT_DEVICE_FEATURES`). */
   features?: bigint;
+  /**
+   * Module (URL or specifier) whose `hook` export runs over each burst the driver transmits, on
+   * the device's thread (a function cannot cross to a Worker). An optional `result()` export is
+   * called when the device closes; its value comes back as `hookResult`.
+   */
+  hook?: string;
 }
 
 /** What a device thread reports when it ends. */
@@ -50,6 +56,8 @@ export interface DeviceThreadResult {
   stats: NetDeviceStats;
   /** Every error of the run (session-ending ones included), as `Name: message` strings. */
   errors: string[];
+  /** What the hook module's `result()` returned at close (after {@linkcode DeviceThread.stop}). */
+  hookResult?: unknown;
 }
 
 /** Control word values (index {@linkcode CONTROL_COMMAND} of the control Int32Array). */
@@ -97,7 +105,13 @@ export type DeviceWorkerReply =
   | { type: "ready" }
   | { type: "paused"; stats: NetDeviceStats }
   | ({ type: "done" } & DeviceThreadResult)
-  | { type: "closed"; errors: string[] };
+  | { type: "closed"; errors: string[]; hookResult?: unknown };
+
+/** The worker's last report: every error, and the hook module's result. */
+interface Closing {
+  errors: string[];
+  hookResult?: unknown;
+}
 
 /** How long {@linkcode DeviceThread.stop} waits for the worker before terminating it. */
 const STOP_TIMEOUT_MS = 15_000;
@@ -125,7 +139,7 @@ export class DeviceThread {
   readonly #control: Int32Array;
   readonly #counters: Float64Array;
   readonly #done: Promise<DeviceThreadResult>;
-  readonly #closed: Promise<string[]>;
+  readonly #closed: Promise<Closing>;
   readonly #tempDir: string | null;
   readonly #paused: Promise<NetDeviceStats>;
   #result: DeviceThreadResult | null = null;
@@ -137,7 +151,7 @@ export class DeviceThread {
     control: Int32Array,
     counters: Float64Array,
     done: Promise<DeviceThreadResult>,
-    closed: Promise<string[]>,
+    closed: Promise<Closing>,
     paused: Promise<NetDeviceStats>,
     tempDir: string | null,
   ) {
@@ -181,14 +195,14 @@ export class DeviceThread {
     });
     let finish!: (r: DeviceThreadResult) => void;
     const done = new Promise<DeviceThreadResult>((resolve) => finish = resolve);
-    let closedWith!: (errors: string[]) => void;
-    const closed = new Promise<string[]>((resolve) => closedWith = resolve);
+    let closedWith!: (closing: Closing) => void;
+    const closed = new Promise<Closing>((resolve) => closedWith = resolve);
     let pausedWith!: (stats: NetDeviceStats) => void;
     const paused = new Promise<NetDeviceStats>((resolve) => pausedWith = resolve);
     // Settling a settled promise does nothing, so the first report of each kind wins.
-    const end = (errors: string[]) => {
+    const end = (errors: string[], hookResult?: unknown) => {
       finish({ stats: readCounters(control, counters), errors });
-      closedWith(errors);
+      closedWith({ errors, hookResult });
       failed(new Error(`device worker did not start: ${errors.join("; ")}`));
     };
     worker.onmessage = (e: MessageEvent<DeviceWorkerReply>) => {
@@ -196,7 +210,7 @@ export class DeviceThread {
       if (m.type === "ready") ready();
       else if (m.type === "paused") pausedWith(m.stats);
       else if (m.type === "done") finish({ stats: m.stats, errors: m.errors });
-      else end(m.errors);
+      else end(m.errors, m.hookResult);
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault(); // reported through the result, not as an uncaught error
@@ -290,14 +304,16 @@ export class DeviceThread {
   async #stop(): Promise<DeviceThreadResult> {
     Atomics.store(this.#control, CONTROL_COMMAND, DeviceCommand.STOP);
     let timer: ReturnType<typeof setTimeout> | undefined;
-    const timeout = new Promise<string[]>((resolve) => {
+    const timeout = new Promise<Closing>((resolve) => {
       timer = setTimeout(() => {
-        resolve([`device worker did not stop within ${STOP_TIMEOUT_MS} ms; terminated`]);
+        resolve({
+          errors: [`device worker did not stop within ${STOP_TIMEOUT_MS} ms; terminated`],
+        });
       }, STOP_TIMEOUT_MS);
     });
-    let errors: string[];
+    let closing: Closing;
     try {
-      errors = await Promise.race([this.#closed, timeout]);
+      closing = await Promise.race([this.#closed, timeout]);
     } finally {
       clearTimeout(timer);
       this.#worker.terminate();
@@ -307,8 +323,9 @@ export class DeviceThread {
     }
     const stats = this.#result?.stats ?? readCounters(this.#control, this.#counters);
     // The closing report has every error, including any after the run ended.
-    this.#result = { stats, errors };
-    return { stats: { ...stats }, errors: [...errors] };
+    const { errors, hookResult } = closing;
+    this.#result = { stats, errors, hookResult };
+    return { stats: { ...stats }, errors: [...errors], hookResult };
   }
 }
 

@@ -21,7 +21,7 @@ import {
   type DeviceWorkerStart,
   publishCounters,
 } from "./device_thread.ts";
-import type { NetDeviceStats } from "./net_device.ts";
+import type { FrameHook, NetDeviceStats } from "./net_device.ts";
 import { writeUdpFrame } from "./packet.ts";
 import { VhostUserDevice } from "./vhost_user_device.ts";
 
@@ -33,7 +33,13 @@ function describe(e: unknown): string {
   return e instanceof Error ? `${e.name}: ${e.message}` : String(e);
 }
 
-function serve(start: DeviceWorkerStart): void {
+/** What a hook module exports (see `DeviceThreadOptions.hook`). */
+interface HookModule {
+  hook?: FrameHook;
+  result?: () => unknown;
+}
+
+function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
   const { path, options } = start;
   const control = new Int32Array(start.control);
   const counters = new Float64Array(start.counters);
@@ -62,6 +68,7 @@ function serve(start: DeviceWorkerStart): void {
       frame,
       queuePairs: options.queuePairs,
       features: options.features,
+      hook: hookModule.hook,
     };
     device = options.connect
       ? VhostUserDevice.connect(path, deviceOptions)
@@ -108,13 +115,20 @@ function serve(start: DeviceWorkerStart): void {
   }
   publishCounters(control, counters, stats);
   if (!reported) post({ type: "done", stats: { ...stats }, errors: allErrors() });
-  post({ type: "closed", errors: allErrors() });
+  let hookResult: unknown;
+  try {
+    hookResult = hookModule.result?.();
+  } catch (e) {
+    errors.push(`hook result(): ${describe(e)}`);
+  }
+  post({ type: "closed", errors: allErrors(), hookResult });
 }
 
-self.onmessage = (e: MessageEvent<DeviceWorkerStart>) => {
+self.onmessage = async (e: MessageEvent<DeviceWorkerStart>) => {
   self.onmessage = null; // one run per worker
   try {
-    serve(e.data);
+    const hook = e.data.options.hook;
+    serve(e.data, hook === undefined ? {} : await import(hook));
   } catch (err) {
     // serve() reports its own errors; this is only for a failure while reporting.
     post({ type: "closed", errors: [describe(err)] });

@@ -329,3 +329,53 @@ Deno.test("device thread: ends by itself at disconnect or after its duration", a
     await timed.stop();
   }
 });
+
+for (const packed of [true, false]) {
+  Deno.test(`user hook on the device thread sees every frame's payload (${packed ? "packed" : "split"})`, async () => {
+    const frames = 20_000;
+    const device = await DeviceThread.start({
+      mode: "sink",
+      hook: new URL("./fixtures/payload_hook.ts", import.meta.url).href,
+    });
+    let sentBytes = 0;
+    try {
+      const port = VirtioNet.open({ path: device.path, packed, queueSize: 256 });
+      try {
+        const { pool } = port;
+        const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+        let seq = 0;
+        const deadline = performance.now() + TIMEOUT_MS;
+        while (seq < frames && performance.now() < deadline) {
+          const k = pool.alloc(bufs, 0, Math.min(32, frames - seq));
+          for (let i = 0; i < k; i++) {
+            const len = 60 + ((seq + i) * 7) % 1455; // 60..1514
+            const at = pool.dataOffset(bufs[i]);
+            writeUdpFrame(pool.bytes, at, len);
+            new DataView(pool.bytes.buffer).setUint32(at + UDP_HEADERS, seq + i, true);
+            for (let b = UDP_HEADERS + 4; b < len; b++) pool.bytes[at + b] = (seq + i + b) & 0xff;
+            lens[i] = len;
+          }
+          const sent = port.txBurst(bufs, lens, k);
+          for (let i = 0; i < sent; i++) sentBytes += lens[i];
+          pool.free(bufs, sent, k - sent);
+          seq += sent;
+        }
+        assert.equal(seq, frames);
+        assert.equal(port.txDrain(5000), 0);
+      } finally {
+        port.close();
+      }
+    } finally {
+      const result = await device.stop();
+      assert.deepEqual(result.errors, []);
+      assert.deepEqual(result.hookResult, {
+        frames,
+        bytes: sentBytes,
+        mismatched: 0,
+        first: "",
+      });
+      assert.equal(result.stats.rxPackets, frames);
+      assert.equal(result.stats.rxBytes, sentBytes);
+    }
+  });
+}
