@@ -5,6 +5,9 @@
  * @module
  */
 
+import { VirtioNet } from "../mod.ts";
+import type { DeviceThread } from "../lib/device_thread.ts";
+
 /** Options every example takes, on top of its own. */
 export const commonOptions = {
   path: { type: "string" },
@@ -56,6 +59,37 @@ export function hugepagesOption(value: string): boolean | "auto" {
   if (value === "no" || value === "false") return false;
   console.error(`--hugepages: expected auto, yes or no, got "${value}"`);
   Deno.exit(2);
+}
+
+/** Reads `--size` (frame bytes without FCS, 60..2036), exiting with a message when out of range. */
+export function sizeOption(value: string | undefined): number {
+  const size = intOption("size", value, 64);
+  if (size < 60 || size > 2036) {
+    console.error(`--size: expected 60..2036, got ${size}`);
+    Deno.exit(2);
+  }
+  return size;
+}
+
+/**
+ * Opens a {@linkcode VirtioNet} port on `--path`, else on the built-in `device`, with the ring
+ * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails.
+ */
+export async function openPort(
+  opts: { path?: string; split: boolean; "queue-size": string; hugepages: string },
+  device: DeviceThread | null,
+): Promise<VirtioNet> {
+  try {
+    return VirtioNet.open({
+      path: opts.path ?? device!.path,
+      packed: !opts.split,
+      queueSize: intOption("queue-size", opts["queue-size"], 256),
+      hugepages: hugepagesOption(opts.hugepages),
+    });
+  } catch (e) {
+    await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
+    throw e;
+  }
 }
 
 /** Counters a run reports. */

@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { writeUdpFrame } from "../lib/packet.ts";
 import type { DeviceMode } from "../lib/net_device.ts";
 import { VhostUserDevice } from "../lib/vhost_user_device.ts";
-import { intOption, parseCli } from "./cli.ts";
+import { intOption, parseCli, sizeOption } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]
                  [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--json]
@@ -67,11 +67,7 @@ if (opts.mode !== "sink" && opts.mode !== "echo" && opts.mode !== "source") {
 const mode: DeviceMode = opts.mode;
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, 0);
-const size = intOption("size", opts.size, 64);
-if (size < 60 || size > 2036) {
-  console.error(`--size: expected 60..2036, got ${size}`);
-  Deno.exit(2);
-}
+const size = sizeOption(opts.size);
 const live = !opts.quiet && !opts.json;
 
 let frame: Uint8Array | undefined;

@@ -13,11 +13,10 @@
  * @module
  */
 
-import { VirtioNet } from "../mod.ts";
 import { DeviceThread } from "../lib/device_thread.ts";
 import { writeUdpFrame } from "../lib/packet.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, hugepagesOption, intOption, parseCli, RunMeter } from "./cli.ts";
+import { commonOptions, intOption, openPort, parseCli, RunMeter, sizeOption } from "./cli.ts";
 
 const USAGE =
   `usage: pktgen.ts [--path SOCK] [--split] [--count N | --duration S] [--size BYTES] [--json]
@@ -46,11 +45,7 @@ const opts = parseCli(
 );
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, count > 0 ? 0 : 10);
-const size = intOption("size", opts.size, 64);
-if (size < 60 || size > 2036) {
-  console.error(`--size: expected 60..2036, got ${size}`);
-  Deno.exit(2);
-}
+const size = sizeOption(opts.size);
 const burst = intOption("burst", opts.burst, 32);
 
 const live = !opts.quiet && !opts.json;
@@ -59,18 +54,7 @@ if (opts.path === undefined) {
   device = await DeviceThread.start({ mode: "sink" });
   if (live) console.error(`no --path: sending to the built-in device (sink, worker thread)`);
 }
-let port: VirtioNet;
-try {
-  port = VirtioNet.open({
-    path: opts.path ?? device!.path,
-    packed: !opts.split,
-    queueSize: intOption("queue-size", opts["queue-size"], 256),
-    hugepages: hugepagesOption(opts.hugepages),
-  });
-} catch (e) {
-  await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
-  throw e;
-}
+const port = await openPort(opts, device);
 const { pool, stats } = port;
 for (let n = 0; n < pool.count; n++) {
   writeUdpFrame(pool.bytes, pool.dataOffset(n), size, { srcMac: port.mac });

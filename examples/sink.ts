@@ -11,10 +11,9 @@
  * @module
  */
 
-import { VirtioNet } from "../mod.ts";
 import { DeviceThread } from "../lib/device_thread.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, hugepagesOption, intOption, parseCli, RunMeter } from "./cli.ts";
+import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
 
 const USAGE = `usage: sink.ts [--path SOCK] [--split] [--count N | --duration S] [--json]
 
@@ -46,18 +45,7 @@ if (opts.path === undefined) {
   device = await DeviceThread.start({ mode: "source", count: count > 0 ? count : undefined });
   if (live) console.error(`no --path: receiving from the built-in device (source, worker thread)`);
 }
-let port: VirtioNet;
-try {
-  port = VirtioNet.open({
-    path: opts.path ?? device!.path,
-    packed: !opts.split,
-    queueSize: intOption("queue-size", opts["queue-size"], 256),
-    hugepages: hugepagesOption(opts.hugepages),
-  });
-} catch (e) {
-  await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
-  throw e;
-}
+const port = await openPort(opts, device);
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);

@@ -17,6 +17,7 @@
  */
 
 import assert from "node:assert/strict";
+import { openFds } from "./helpers.ts";
 import { featureMask } from "../lib/features.ts";
 import { VirtioNet } from "../lib/virtio_net.ts";
 import { DeviceThread } from "../lib/device_thread.ts";
@@ -38,13 +39,6 @@ const BUF_AT = 0x10000;
 const FRAME = 12 + 64;
 /** Frames the healthy driver sends through the device after each violation. */
 const HEALTHY_FRAMES = 64;
-
-/** Open fds of this process; the device's worker shares the fd table. */
-function openFds(): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-  return n;
-}
 
 /** Waits (a few ms at a time) until the fd count is `want`; returns the last count seen. */
 async function settleFds(want: number, timeoutMs = 3000): Promise<number> {

@@ -1,5 +1,6 @@
 // Real syscalls, no mocks: memfd/mmap, hugepages, eventfd, AF_UNIX fd passing, poll, ioctl.
 import assert from "node:assert/strict";
+import { openFds } from "./helpers.ts";
 import { errnoName } from "../ffi/errno.ts";
 import { eventfd, eventfdDrain, eventfdSignal } from "../ffi/eventfd.ts";
 import { close, closeQuietly, O_CLOEXEC, O_CREAT, O_RDWR, openFile, unlink } from "../ffi/fd.ts";
@@ -33,19 +34,12 @@ const FIONBIO = 0x5421;
 const F_GETFD = 1;
 const FD_CLOEXEC = 1;
 
-/** Number of fds this process has open (to prove that nothing leaks). */
-function openFdCount(): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-  return n;
-}
-
 /** Runs `fn` and asserts it leaves the process's fd count unchanged. */
 function noFdLeak(fn: () => void): () => void {
   return () => {
-    const before = openFdCount();
+    const before = openFds();
     fn();
-    assert.equal(openFdCount(), before, "fds leaked");
+    assert.equal(openFds(), before, "fds leaked");
   };
 }
 
@@ -343,7 +337,7 @@ Deno.test(
         fds.length = 0;
 
         // Half a message, then silence: timeout, and the fd that came with it is closed.
-        const before = openFdCount();
+        const before = openFds();
         sendMsg(c, new Uint8Array([1, 2, 3]), 3, [efd]);
         const t0 = performance.now();
         assert.throws(
@@ -352,7 +346,7 @@ Deno.test(
         );
         assert.ok(performance.now() - t0 >= 45);
         assert.equal(fds.length, 0);
-        assert.equal(openFdCount(), before);
+        assert.equal(openFds(), before);
 
         // Peer closes: recvExact names it, recvMsg returns 0.
         sendMsg(c, new Uint8Array([1, 2]), 2, []);
@@ -405,11 +399,11 @@ Deno.test(
         hdr[5] = BigInt(ctrl.byteLength);
         assert.equal(libc.symbols.sendmsg(c, hdr, 0), 8);
 
-        const before = openFdCount();
+        const before = openFds();
         const fds: number[] = [];
         assert.throws(() => recvMsg(a, new Uint8Array(8), 8, fds), /more than 16 fds/);
         assert.equal(fds.length, 0);
-        assert.equal(openFdCount(), before);
+        assert.equal(openFds(), before);
       } finally {
         for (const f of efds) close(f);
         close(a);

@@ -1,215 +1,54 @@
 import assert from "node:assert/strict";
 import { PackedDeviceQueue, PackedDriverQueue, packedRingLayout } from "../lib/packed_ring.ts";
-import { DescriptorChain, LocalMemory, VirtqueueError } from "../lib/virtqueue.ts";
+import { LocalMemory, VirtqueueError } from "../lib/virtqueue.ts";
+import { assertEquals, assertStrictEquals, assertThrows } from "./helpers.ts";
+import {
+  BASE,
+  BUF_SIZE,
+  bufOf,
+  cycle,
+  fullRing,
+  highAddressRoundTrip,
+  hostilePop,
+  INDIRECT,
+  laps,
+  len100,
+  makeRing,
+  NEXT,
+  one,
+  outOfOrderCompletion,
+  pipelined,
+  rejectsUsedLenBeyondBuffer,
+  type RingKind,
+  type RingOptions,
+  SCRATCH,
+  type TestRing,
+  twoInFlight,
+  WRITE,
+} from "./ring_helpers.ts";
 
-function assertEquals(actual: unknown, expected: unknown, message?: string): void {
-  assert.deepStrictEqual(actual, expected, message);
-}
-
-function assertStrictEquals(actual: unknown, expected: unknown, message?: string): void {
-  assert.strictEqual(actual, expected, message);
-}
-
-/** `fn` throws an instance of `cls` whose message contains `includes`. */
-function assertThrows(
-  fn: () => unknown,
-  cls: abstract new (...args: never[]) => Error,
-  includes: string,
-): void {
-  let err: unknown;
-  try {
-    fn();
-  } catch (e) {
-    err = e;
-  }
-  assert.ok(err instanceof cls, `expected ${cls.name}, got ${err}`);
-  assert.ok(err.message.includes(includes), `"${err.message}" does not contain "${includes}"`);
-}
-
-const BASE = 0x10000000;
-const BUF_SIZE = 2048;
-const SCRATCH = 4096; // room for hand-made indirect tables
 const AVAIL = 1 << 7;
 const USED = 1 << 15;
-const NEXT = 1;
-const WRITE = 2;
-const INDIRECT = 4;
 
-interface Ring {
-  mem: Uint8Array;
-  driver: PackedDriverQueue;
-  device: PackedDeviceQueue;
-  chain: DescriptorChain;
-  size: number;
-  /** Byte offset of buffer 0 in `mem`. */
-  bufStart: number;
-  nbufs: number;
-  /** Byte offset of the scratch area in `mem`. */
-  scratch: number;
-  base: number;
-  /** Views of the descriptor ring, as a hostile driver or device would write it. */
-  d32: Uint32Array;
-  d16: Uint16Array;
+const PACKED: RingKind<PackedDriverQueue, PackedDeviceQueue> = {
+  layout: packedRingLayout,
+  Driver: PackedDriverQueue,
+  Device: PackedDeviceQueue,
+};
+
+interface Ring extends TestRing<PackedDriverQueue, PackedDeviceQueue> {
   /** Device event suppression word (off_wrap | flags << 16). */
   deviceEvent: Uint32Array;
   driverEvent: Uint32Array;
 }
 
-function ring(
-  size: number,
-  opts: { eventIdx?: boolean; base?: number; addr?: number; nbufs?: number; inOrder?: boolean } =
-    {},
-): Ring {
-  const base = opts.addr ?? BASE;
-  const l = packedRingLayout(size);
-  const nbufs = opts.nbufs ?? 2 * size;
-  const bufStart = l.byteLength;
-  const scratch = bufStart + nbufs * BUF_SIZE;
-  const mem = new Uint8Array(scratch + SCRATCH);
-  const addrLo = new Uint32Array(nbufs);
-  const addrHi = new Uint32Array(nbufs);
-  for (let b = 0; b < nbufs; b++) {
-    const a = base + bufStart + b * BUF_SIZE;
-    addrLo[b] = a % 0x1_0000_0000;
-    addrHi[b] = Math.floor(a / 0x1_0000_0000);
-  }
-  const desc = mem.subarray(l.descOffset, l.descOffset + l.descSize);
-  const drv = mem.subarray(l.driverOffset, l.driverOffset + l.driverSize);
-  const dev = mem.subarray(l.deviceOffset, l.deviceOffset + l.deviceSize);
-  const driver = new PackedDriverQueue(desc, drv, dev, size, "rx0", {
-    buffers: { addrLo, addrHi },
-    addresses: {
-      desc: base + l.descOffset,
-      driver: base + l.driverOffset,
-      device: base + l.deviceOffset,
-    },
-    eventIdx: opts.eventIdx,
-    base: opts.base,
-    inOrder: opts.inOrder,
-  });
-  const device = new PackedDeviceQueue(desc, drv, dev, size, "rx0", {
-    memory: new LocalMemory(mem, base),
-    eventIdx: opts.eventIdx,
-    base: opts.base,
-  });
+function ring(size: number, opts: RingOptions = {}): Ring {
+  const r = makeRing(PACKED, size, "rx0", opts);
   return {
-    mem,
-    driver,
-    device,
-    chain: new DescriptorChain(size),
-    size,
-    bufStart,
-    nbufs,
-    scratch,
-    base,
-    d32: new Uint32Array(mem.buffer, l.descOffset, size * 4),
-    d16: new Uint16Array(mem.buffer, l.descOffset, size * 8),
-    deviceEvent: new Uint32Array(mem.buffer, l.deviceOffset, 1),
-    driverEvent: new Uint32Array(mem.buffer, l.driverOffset, 1),
+    ...r,
+    deviceEvent: new Uint32Array(r.mem.buffer, r.layout.deviceOffset, 1),
+    driverEvent: new Uint32Array(r.mem.buffer, r.layout.driverOffset, 1),
   };
-}
-
-/** The buffer number a popped single-segment chain points at. */
-function bufOf(r: Ring): number {
-  assertEquals(r.chain.count, 1);
-  assertEquals(r.chain.region[0], 0);
-  const off = r.chain.offset[0] - r.bufStart;
-  assertEquals(off % BUF_SIZE, 0);
-  return off / BUF_SIZE;
-}
-
-/** Length the device reports for buffer `b` (varies so mix-ups show). */
-const usedLen = (b: number) => 60 + (b * 37) % 1400;
-
-/**
- * Drives `total` packets through the ring in bursts taken from `bursts`, with writable buffers;
- * the device completes every other burst in reverse order. Checks buffer numbers and lengths.
- */
-function laps(r: Ring, total: number, bursts: number[]): void {
-  const free: number[] = [];
-  for (let b = r.nbufs - 1; b >= 0; b--) free.push(b);
-  const bufs = new Uint32Array(r.size), lens = new Uint32Array(r.size);
-  const outB = new Uint32Array(r.size), outL = new Uint32Array(r.size);
-  let sent = 0;
-  let round = 0;
-  while (sent < total) {
-    const want = Math.min(bursts[round % bursts.length], total - sent, r.size);
-    for (let i = 0; i < want; i++) {
-      bufs[i] = free.pop()!;
-      lens[i] = BUF_SIZE;
-    }
-    const added = r.driver.enqueue(bufs, lens, 0, want, true);
-    assertEquals(added, want);
-    const popped: number[] = [];
-    while (r.device.pop(r.chain)) {
-      assertEquals(r.chain.writable[0], 1);
-      assertEquals(r.chain.len[0], BUF_SIZE);
-      popped.push(r.chain.id, bufOf(r));
-    }
-    assertEquals(popped.length, 2 * want);
-    const order: number[] = [];
-    for (let i = 0; i < want; i++) order.push(round % 2 === 0 ? i : want - 1 - i);
-    for (const i of order) r.device.pushUsed(popped[2 * i], usedLen(popped[2 * i + 1]));
-    r.device.publishUsed();
-    const n = r.driver.dequeue(outB, outL, r.size);
-    assertEquals(n, want);
-    for (let k = 0; k < n; k++) {
-      const expected = popped[2 * order[k] + 1];
-      assertStrictEquals(outB[k], expected);
-      assertStrictEquals(outL[k], usedLen(expected));
-      free.push(outB[k]);
-    }
-    assertEquals(r.driver.free, r.size);
-    assertEquals(r.driver.base, r.device.base);
-    sent += want;
-    round++;
-  }
-}
-
-/**
- * Keeps the ring busy with the device lagging: each round the driver adds what fits, the device
- * takes a few chains and completes a few of those it holds (newest first every third round), the
- * driver takes back a few. Checks every buffer number and length in completion order.
- */
-function pipelined(r: Ring, total: number): void {
-  const free: number[] = [];
-  for (let b = r.nbufs - 1; b >= 0; b--) free.push(b);
-  const held: number[] = []; // [id, buf] pairs the device popped
-  const expected: number[] = []; // bufs in used order
-  const bufs = new Uint32Array(r.size), lens = new Uint32Array(r.size);
-  const outB = new Uint32Array(r.size), outL = new Uint32Array(r.size);
-  let enqueued = 0, done = 0, round = 0;
-  while (done < total) {
-    const want = Math.min(1 + (round * 7) % 40, r.driver.free, total - enqueued);
-    for (let i = 0; i < want; i++) {
-      bufs[i] = free.pop()!;
-      lens[i] = BUF_SIZE;
-    }
-    assertEquals(r.driver.enqueue(bufs, lens, 0, want, true), want);
-    enqueued += want;
-    for (let p = 1 + (round * 5) % 23; p > 0 && r.device.pop(r.chain); p--) {
-      held.push(r.chain.id, bufOf(r));
-    }
-    let c = Math.min(1 + (round * 3) % 17, held.length / 2);
-    while (c-- > 0) {
-      const at = round % 3 === 0 ? held.length - 2 : 0;
-      const [id, buf] = held.splice(at, 2);
-      r.device.pushUsed(id, usedLen(buf));
-      expected.push(buf);
-    }
-    r.device.publishUsed();
-    const n = r.driver.dequeue(outB, outL, 1 + (round * 11) % 29);
-    for (let k = 0; k < n; k++) {
-      const buf = expected.shift();
-      assertStrictEquals(outB[k], buf);
-      assertStrictEquals(outL[k], usedLen(buf!));
-      free.push(outB[k]);
-    }
-    done += n;
-    round++;
-    assert(round < 100 * total, "no progress");
-  }
-  assertEquals(r.driver.free, r.size);
 }
 
 Deno.test("packed layout: areas aligned, sizes per §2.8", () => {
@@ -299,17 +138,7 @@ Deno.test("packed round trip: exact buffers and lengths, fresh base", () => {
 });
 
 Deno.test("packed buffer addresses above 4 GiB use both halves", () => {
-  const r = ring(4, { addr: 0x7f12_3450_0000 });
-  const bufs = new Uint32Array([2]), lens = new Uint32Array([77]);
-  r.driver.enqueue(bufs, lens, 0, 1, true);
-  assertEquals(r.d32[1], 0x7f12);
-  assert(r.device.pop(r.chain));
-  assertEquals(bufOf(r), 2);
-  r.device.pushUsed(r.chain.id, 50);
-  r.device.publishUsed();
-  const outB = new Uint32Array(4), outL = new Uint32Array(4);
-  assertEquals(r.driver.dequeue(outB, outL, 4), 1);
-  assertEquals([outB[0], outL[0]], [2, 50]);
+  highAddressRoundTrip(ring(4, { addr: 0x7f12_3450_0000 }));
 });
 
 Deno.test("packed wrap-around: 10 laps with bursts 1, 7, 32, size", () => {
@@ -344,61 +173,12 @@ Deno.test("packed largest ring (32768) round trip", () => {
 });
 
 Deno.test("packed full ring: enqueue returns fewer, free reaches 0", () => {
-  const r = ring(5);
-  const bufs = new Uint32Array([0, 1, 2, 3, 4, 5, 6, 7]);
-  const lens = new Uint32Array(8).fill(100);
-  assertEquals(r.driver.enqueue(bufs, lens, 0, 8, true), 5);
-  assertEquals(r.driver.free, 0);
-  assertEquals(r.driver.enqueue(bufs, lens, 5, 3, true), 0);
-  let popped = 0;
-  while (r.device.pop(r.chain)) {
-    popped++;
-    r.device.pushUsed(r.chain.id, 10);
-  }
-  assertEquals(popped, 5);
-  r.device.publishUsed();
-  const outB = new Uint32Array(8), outL = new Uint32Array(8);
-  assertEquals(r.driver.dequeue(outB, outL, 8), 5);
-  assertEquals([...outB.subarray(0, 5)], [0, 1, 2, 3, 4]);
-  assertEquals(r.driver.enqueue(bufs, lens, 5, 3, true), 3, "offset is honoured");
-  assert(r.device.pop(r.chain));
-  assertEquals(bufOf(r), 5);
+  fullRing(ring(5));
 });
 
 Deno.test("packed out-of-order completion", () => {
-  const r = ring(8);
-  const bufs = new Uint32Array([10, 11, 12, 13]), lens = new Uint32Array(4).fill(1000);
-  r.driver.enqueue(bufs, lens, 0, 4, true);
-  const ids: number[] = [];
-  while (r.device.pop(r.chain)) ids.push(r.chain.id);
-  // Complete 2, 0 now; 3, 1 later.
-  r.device.pushUsed(ids[2], 200);
-  r.device.pushUsed(ids[0], 100);
-  r.device.publishUsed();
-  const outB = new Uint32Array(8), outL = new Uint32Array(8);
-  assertEquals(r.driver.dequeue(outB, outL, 8), 2);
-  assertEquals([...outB.subarray(0, 2)], [12, 10]);
-  assertEquals([...outL.subarray(0, 2)], [200, 100]);
-  // Reuse the two freed ids while 3 and 1 are still out.
-  r.driver.enqueue(new Uint32Array([6, 7]), lens, 0, 2, true);
-  while (r.device.pop(r.chain)) ids.push(r.chain.id);
-  assertEquals(ids.length, 6);
-  for (const i of [3, 5, 1, 4]) r.device.pushUsed(ids[i], 300 + i);
-  r.device.publishUsed();
-  assertEquals(r.driver.dequeue(outB, outL, 8), 4);
-  assertEquals([...outB.subarray(0, 4)], [13, 7, 11, 6]);
-  assertEquals([...outL.subarray(0, 4)], [303, 305, 301, 304]);
-  assertEquals(r.driver.free, 8);
+  outOfOrderCompletion(ring(8));
 });
-
-/** Driver has two writable buffers (100 bytes) in flight; the device popped them. */
-function twoInFlight(): Ring {
-  const r = ring(8);
-  r.driver.enqueue(new Uint32Array([0, 1]), new Uint32Array([100, 100]), 0, 2, true);
-  assert(r.device.pop(r.chain));
-  assert(r.device.pop(r.chain));
-  return r;
-}
 
 /** Writes a used descriptor at `slot` as a (hostile) device would, wrap counter 1. */
 function writeUsed(r: Ring, slot: number, id: number, len: number): void {
@@ -408,7 +188,7 @@ function writeUsed(r: Ring, slot: number, id: number, len: number): void {
 }
 
 Deno.test("packed driver rejects a used id out of range", () => {
-  const r = twoInFlight();
+  const r = twoInFlight(ring(8));
   writeUsed(r, 0, 999, 10);
   const out = new Uint32Array(8);
   assertThrows(
@@ -419,12 +199,12 @@ Deno.test("packed driver rejects a used id out of range", () => {
 });
 
 Deno.test("packed driver rejects a used id not in flight", () => {
-  const r = twoInFlight();
+  const r = twoInFlight(ring(8));
   writeUsed(r, 0, 5, 10);
   const out = new Uint32Array(8);
   assertThrows(() => r.driver.dequeue(out, out, 8), VirtqueueError, "id 5 is not in flight");
   // Returned twice: the second copy is caught.
-  const r2 = twoInFlight();
+  const r2 = twoInFlight(ring(8));
   writeUsed(r2, 0, 0, 10);
   writeUsed(r2, 1, 0, 10);
   assertThrows(
@@ -435,15 +215,7 @@ Deno.test("packed driver rejects a used id not in flight", () => {
 });
 
 Deno.test("packed driver rejects a used len beyond the posted buffer", () => {
-  const r = twoInFlight();
-  r.device.pushUsed(1, 101);
-  r.device.publishUsed();
-  const out = new Uint32Array(8);
-  assertThrows(
-    () => r.driver.dequeue(out, out, 8),
-    VirtqueueError,
-    "id 1 len 101 exceeds the 100 bytes the buffer holds",
-  );
+  rejectsUsedLenBeyondBuffer(twoInFlight(ring(8)));
 });
 
 /** Writes an available descriptor at `slot` as a (hostile) driver would, wrap counter 1. */
@@ -518,9 +290,7 @@ Deno.test("packed device: indirect table", () => {
 });
 
 function hostile(setup: (r: Ring, b: (n: number) => number) => void, message: string): void {
-  const r = ring(8);
-  setup(r, (n) => r.base + r.bufStart + n * BUF_SIZE);
-  assertThrows(() => r.device.pop(r.chain), VirtqueueError, message);
+  hostilePop(ring(8), setup, message);
 }
 
 Deno.test("packed device rejects a descriptor outside memory", () => {
@@ -593,19 +363,6 @@ Deno.test("packed device ignores descriptors of the other lap", () => {
   r.d16[7] = AVAIL | USED;
   assert(!r.device.pop(r.chain));
 });
-
-const one = new Uint32Array([0]);
-const len100 = new Uint32Array([100]);
-
-/** Enqueue one buffer, let the device complete it, dequeue it. */
-function cycle(r: Ring): void {
-  r.driver.enqueue(one, len100, 0, 1, true);
-  assert(r.device.pop(r.chain));
-  r.device.pushUsed(r.chain.id, 1);
-  r.device.publishUsed();
-  const out = new Uint32Array(1);
-  assertEquals(r.driver.dequeue(out, new Uint32Array(1), 1), 1);
-}
 
 Deno.test("packed notification suppression (flags)", () => {
   const r = ring(8);

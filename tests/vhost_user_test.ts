@@ -14,6 +14,7 @@
  */
 
 import assert from "node:assert/strict";
+import { openFds } from "./helpers.ts";
 import { eventfd } from "../ffi/eventfd.ts";
 import { closeQuietly } from "../ffi/fd.ts";
 import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
@@ -40,13 +41,6 @@ import { Testpmd } from "./testpmd.ts";
 
 const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
 const BIT30 = 1n << 30n;
-
-/** Open fds of this process (the listing's own fd counts the same each time). */
-function openFds(): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-  return n;
-}
 
 // --- backend on a worker ---------------------------------------------------------------------
 

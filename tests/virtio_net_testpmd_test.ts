@@ -15,6 +15,7 @@
  */
 
 import assert from "node:assert/strict";
+import { openFds } from "./helpers.ts";
 import { VirtioNet } from "../lib/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet.ts";
 import { requireTestpmd } from "./peers.ts";
@@ -91,13 +92,6 @@ async function withVhost(
     fdsBefore,
     "the port closed every fd it opened (eventfds, memfd, socket)",
   );
-}
-
-/** File descriptors open in this process (FFI fds are invisible to Deno's resource sanitizer). */
-function openFds(): number {
-  let n = 0;
-  for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
-  return n;
 }
 
 function stalled(what: string, tp: Testpmd, detail: string): Error {
