@@ -378,6 +378,11 @@ export class PackedDriverQueue implements DriverQueue {
         wrap ^= 1;
       }
     }
+    return this.#endDequeue(pos, wrap, top, n);
+  }
+
+  /** Saves the used position and free count after a dequeue; re-arms DESC interrupts. */
+  #endDequeue(pos: number, wrap: number, top: number, n: number): number {
     this.#usedPos = pos;
     this.#usedWrap = wrap;
     this.#freeTop = top;
@@ -448,14 +453,8 @@ export class PackedDriverQueue implements DriverQueue {
         wrap ^= 1;
       }
     }
-    this.#usedPos = pos;
-    this.#usedWrap = wrap;
-    this.#freeTop = top;
     this.#batchEnd = end;
-    if (n !== 0 && this.#interruptDesc) {
-      Atomics.store(this.#driverEvent, 0, EVENT_FLAG_DESC << 16 | pos | wrap << 15);
-    }
-    return n;
+    return this.#endDequeue(pos, wrap, top, n);
   }
 
   /**

@@ -121,7 +121,8 @@ export function requireTestpmd(processes = 1, memMb = 256): boolean {
   return true;
 }
 
-function env(name: string): string | undefined {
+/** An environment variable, or undefined when unset or not permitted. */
+export function env(name: string): string | undefined {
   try {
     return Deno.env.get(name);
   } catch {
@@ -129,7 +130,8 @@ function env(name: string): string | undefined {
   }
 }
 
-function isExecutable(path: string): boolean {
+/** True when `path` is an executable file. */
+export function isExecutable(path: string): boolean {
   try {
     const st = Deno.statSync(path);
     return st.isFile && st.mode !== null && (st.mode & 0o111) !== 0;

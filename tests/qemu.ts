@@ -14,6 +14,8 @@
  * @module
  */
 
+import { env, isExecutable } from "./peers.ts";
+
 /** Hint printed when the guest or QEMU is missing. */
 export const QEMU_INSTALL: string =
   "sudo apt-get install --no-install-recommends qemu-system-x86 && bash .ci/qemu.sh";
@@ -309,21 +311,4 @@ function concat(...parts: Uint8Array[]): Uint8Array {
     at += p.length;
   }
   return out;
-}
-
-function env(name: string): string | undefined {
-  try {
-    return Deno.env.get(name);
-  } catch {
-    return undefined; // no --allow-env: behave as unset
-  }
-}
-
-function isExecutable(path: string): boolean {
-  try {
-    const st = Deno.statSync(path);
-    return st.isFile && st.mode !== null && (st.mode & 0o111) !== 0;
-  } catch {
-    return false;
-  }
 }
