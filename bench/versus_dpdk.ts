@@ -58,61 +58,60 @@ const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
 const sock = `${dir}/vhost.sock`;
 const samples: Sample[] = [];
 
-/** One measurement: a fresh receiver, one sender for `seconds`, exact counts. */
-async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
-  await using rx = await Testpmd.start({
+/** DPDK's vhost PMD counting what arrives (rxonly), forwarding started, on CPU 1. */
+async function vhostReceiver(): Promise<Testpmd> {
+  const rx = await Testpmd.start({
     vdev: `net_vhost0,iface=${sock},queues=1`,
     forwardMode: "rxonly",
     cpu: 1,
   });
   await rx.startForwarding();
-  let sent: number;
-  let active: number;
-  if (sender === "ts") {
-    const out = await new Deno.Command("taskset", {
-      args: [
-        "-c",
-        "0",
-        Deno.execPath(),
-        "run",
-        "-A",
-        new URL("../examples/pktgen.ts", import.meta.url).pathname,
-        "--path",
-        sock,
-        "--duration",
-        String(seconds),
-        "--size",
-        String(size),
-        "--queue-size",
-        String(queueSize),
-        "--json",
-        ...(packed ? [] : ["--split"]),
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).output();
-    const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-    sent = report.tx_packets;
-    active = report.seconds;
-  } else {
-    await using tx = await Testpmd.start({
-      vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
-        `queue_size=${queueSize}`,
-      forwardMode: "txonly",
-      txpkts: size,
-      cpu: 0,
-    });
-    const t0 = performance.now();
-    await tx.startForwarding();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    const counts = await tx.stopForwarding();
-    active = (performance.now() - t0) / 1000;
-    sent = counts.txPackets;
-  }
-  const received = (await rx.stopForwarding()).rxPackets;
+  return rx;
+}
+
+/** DPDK's C virtio-user PMD sending (txonly) for `seconds` on CPU 0: frames sent, seconds active. */
+async function cSender(packed: boolean): Promise<{ sent: number; active: number }> {
+  await using tx = await Testpmd.start({
+    vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
+      `queue_size=${queueSize}`,
+    forwardMode: "txonly",
+    txpkts: size,
+    cpu: 0,
+  });
+  const t0 = performance.now();
+  await tx.startForwarding();
+  await new Promise((r) => setTimeout(r, seconds * 1000));
+  const sent = (await tx.stopForwarding()).txPackets;
+  return { sent, active: (performance.now() - t0) / 1000 };
+}
+
+/** `deno run -A examples/NAME.ts ARGS` pinned to `cpu`, stdout piped. */
+function example(name: string, cpu: number, args: string[]): Deno.Command {
+  const file = new URL(`../examples/${name}.ts`, import.meta.url).pathname;
+  return new Deno.Command("taskset", {
+    args: ["-c", String(cpu), Deno.execPath(), "run", "-A", file, ...args],
+    stdout: "piped",
+    stderr: "inherit",
+  });
+}
+
+/** The final `--json` line an example printed. */
+function report(stdout: Uint8Array): Record<string, number> {
+  return JSON.parse(new TextDecoder().decode(stdout).trim().split("\n").at(-1)!);
+}
+
+function sample(
+  kind: Sample["kind"],
+  ts: boolean,
+  packed: boolean,
+  received: number,
+  sent: number,
+  active: number,
+): Sample {
+  const who = ts ? "TypeScript" : "DPDK C";
   return {
-    kind: "drivers",
-    who: sender === "ts" ? "TypeScript" : "DPDK C",
+    kind,
+    who,
     ring: packed ? "packed" : "split",
     mpps: received / active / 1e6,
     received,
@@ -120,77 +119,46 @@ async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
   };
 }
 
-/** DPDK's virtio-user txonly into a receiver: this stack's device (sink) or DPDK's vhost PMD. */
-async function measureDevice(receiver: "ts" | "c", packed: boolean): Promise<Sample> {
-  const virtioUser = {
-    vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
-      `queue_size=${queueSize}`,
-    forwardMode: "txonly" as const,
-    txpkts: size,
-    cpu: 0,
-  };
-  let received: number;
-  let sent: number;
-  let active: number;
-  if (receiver === "ts") {
-    const device = new Deno.Command("taskset", {
-      args: [
-        "-c",
-        "1",
-        Deno.execPath(),
-        "run",
-        "-A",
-        new URL("../examples/device.ts", import.meta.url).pathname,
-        "--path",
-        sock,
-        "--mode",
-        "sink",
-        "--json",
-      ],
-      stdout: "piped",
-      stderr: "inherit",
-    }).spawn();
-    try {
-      for (let i = 0; i < 200; i++) {
-        if ((await Deno.lstat(sock).catch(() => null))?.isSocket) break;
-        await new Promise((r) => setTimeout(r, 50));
-      }
-      await using tx = await Testpmd.start(virtioUser);
-      const t0 = performance.now();
-      await tx.startForwarding();
-      await new Promise((r) => setTimeout(r, seconds * 1000));
-      sent = (await tx.stopForwarding()).txPackets;
-      active = (performance.now() - t0) / 1000;
-      await new Promise((r) => setTimeout(r, 200)); // the device drains the ring
-    } finally {
-      device.kill("SIGINT");
-    }
-    const out = await device.output();
-    const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
-    received = report.rx_packets;
+/** Drivers: this stack's pktgen or DPDK's virtio-user, sending into DPDK's vhost PMD. */
+async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
+  await using rx = await vhostReceiver();
+  let run: { sent: number; active: number };
+  if (sender === "ts") {
+    const out = await example("pktgen", 0, [
+      ...["--path", sock, "--duration", String(seconds), "--size", String(size)],
+      ...["--queue-size", String(queueSize), "--json", ...(packed ? [] : ["--split"])],
+    ]).output();
+    const r = report(out.stdout);
+    run = { sent: r.tx_packets, active: r.seconds };
   } else {
-    await using rx = await Testpmd.start({
-      vdev: `net_vhost0,iface=${sock},queues=1`,
-      forwardMode: "rxonly",
-      cpu: 1,
-    });
-    await rx.startForwarding();
-    await using tx = await Testpmd.start(virtioUser);
-    const t0 = performance.now();
-    await tx.startForwarding();
-    await new Promise((r) => setTimeout(r, seconds * 1000));
-    sent = (await tx.stopForwarding()).txPackets;
-    active = (performance.now() - t0) / 1000;
-    received = (await rx.stopForwarding()).rxPackets;
+    run = await cSender(packed);
   }
-  return {
-    kind: "devices",
-    who: receiver === "ts" ? "TypeScript" : "DPDK C",
-    ring: packed ? "packed" : "split",
-    mpps: received / active / 1e6,
-    received,
-    sent,
-  };
+  const received = (await rx.stopForwarding()).rxPackets;
+  return sample("drivers", sender === "ts", packed, received, run.sent, run.active);
+}
+
+/** Devices: DPDK's virtio-user sending into this stack's device (sink) or DPDK's vhost PMD. */
+async function measureDevice(receiver: "ts" | "c", packed: boolean): Promise<Sample> {
+  if (receiver === "c") {
+    await using rx = await vhostReceiver();
+    const run = await cSender(packed);
+    const received = (await rx.stopForwarding()).rxPackets;
+    return sample("devices", false, packed, received, run.sent, run.active);
+  }
+  const device = example("device", 1, ["--path", sock, "--mode", "sink", "--json"]).spawn();
+  let run: { sent: number; active: number };
+  try {
+    for (let i = 0; i < 200; i++) {
+      if ((await Deno.lstat(sock).catch(() => null))?.isSocket) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    run = await cSender(packed);
+    await new Promise((r) => setTimeout(r, 200)); // the device drains the ring
+  } finally {
+    device.kill("SIGINT");
+  }
+  const received = report((await device.output()).stdout).rx_packets;
+  return sample("devices", true, packed, received, run.sent, run.active);
 }
 
 const kinds = args.only === undefined ? ["drivers", "devices"] : [args.only];
