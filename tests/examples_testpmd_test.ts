@@ -11,6 +11,7 @@
  */
 
 import assert from "node:assert/strict";
+import { runBounded } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
 import { Testpmd } from "./testpmd.ts";
 
@@ -32,24 +33,13 @@ interface ExampleRun {
 
 /** Runs `deno run -A examples/<name>.ts ...args` from the repository root; never hangs. */
 async function runExample(name: string, args: string[]): Promise<ExampleRun> {
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `examples/${name}.ts`, ...args],
+  const run = await runBounded(Deno.execPath(), ["run", "-A", `examples/${name}.ts`, ...args], {
     cwd: ROOT,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    child.kill("SIGKILL");
-  }, RUN_TIMEOUT_MS);
-  const out = await child.output();
-  clearTimeout(timer);
-  const stdout = new TextDecoder().decode(out.stdout);
-  const stderr = new TextDecoder().decode(out.stderr);
+    timeoutMs: RUN_TIMEOUT_MS,
+  });
+  const { stdout, stderr } = run;
   const what = `examples/${name}.ts ${args.join(" ")}`;
-  if (timedOut) {
+  if (run.timedOut) {
     throw new Error(`${what} did not finish in ${RUN_TIMEOUT_MS} ms\nstderr:\n${stderr}`);
   }
   const last = stdout.trim().split("\n").at(-1) ?? "";
@@ -58,10 +48,10 @@ async function runExample(name: string, args: string[]): Promise<ExampleRun> {
     report = JSON.parse(last);
   } catch {
     throw new Error(
-      `${what} exited ${out.code} without a JSON line\nstdout:\n${stdout}\nstderr:\n${stderr}`,
+      `${what} exited ${run.code} without a JSON line\nstdout:\n${stdout}\nstderr:\n${stderr}`,
     );
   }
-  return { code: out.code, stdout, stderr, report };
+  return { code: run.code, stdout, stderr, report };
 }
 
 async function withVhost(

@@ -69,3 +69,63 @@ export function openFds(): number {
   for (const _ of Deno.readDirSync("/proc/self/fd")) n++;
   return n;
 }
+
+/** What {@linkcode runBounded} saw. */
+export interface BoundedRun {
+  /** Exit code (meaningless when `timedOut`). */
+  code: number;
+  /** True when the process was killed at the time limit. */
+  timedOut: boolean;
+  /** Standard output, decoded. */
+  stdout: string;
+  /** Standard error, decoded. */
+  stderr: string;
+  /** Milliseconds from spawn to exit. */
+  ms: number;
+}
+
+/**
+ * Runs a program to completion with stdin closed, killing it (SIGKILL) after `timeoutMs`: a
+ * test that runs a child never hangs.
+ *
+ * @example
+ * ```ts ignore
+ * import { runBounded } from "./helpers.ts";
+ * const run = await runBounded("true", [], { timeoutMs: 1000 });
+ * console.assert(run.code === 0 && !run.timedOut);
+ * ```
+ */
+export async function runBounded(
+  program: string,
+  args: string[],
+  options: { timeoutMs: number; cwd?: string },
+): Promise<BoundedRun> {
+  const started = performance.now();
+  const child = new Deno.Command(program, {
+    args,
+    cwd: options.cwd,
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  let timedOut = false;
+  const timer = setTimeout(() => {
+    timedOut = true;
+    try {
+      child.kill("SIGKILL");
+    } catch { /* already exited */ }
+  }, options.timeoutMs);
+  try {
+    const out = await child.output();
+    const dec = new TextDecoder();
+    return {
+      code: out.code,
+      timedOut,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+      ms: performance.now() - started,
+    };
+  } finally {
+    clearTimeout(timer);
+  }
+}

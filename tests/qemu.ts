@@ -14,6 +14,7 @@
  * @module
  */
 
+import { runBounded } from "./helpers.ts";
 import { env, isExecutable } from "./peers.ts";
 
 /** Hint printed when the guest or QEMU is missing. */
@@ -273,32 +274,13 @@ export async function runQemu(options: QemuOptions): Promise<QemuRun> {
     "-append",
     append,
   ];
-  const started = performance.now();
-  const child = new Deno.Command(options.qemu, {
-    args,
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    try {
-      child.kill("SIGKILL");
-    } catch { /* already exited */ }
-  }, options.timeoutMs ?? 120_000);
-  try {
-    const out = await child.output();
-    const dec = new TextDecoder();
-    return {
-      code: timedOut ? null : out.code,
-      timedOut,
-      output: dec.decode(out.stdout) + dec.decode(out.stderr),
-      ms: performance.now() - started,
-    };
-  } finally {
-    clearTimeout(timer);
-  }
+  const run = await runBounded(options.qemu, args, { timeoutMs: options.timeoutMs ?? 120_000 });
+  return {
+    code: run.timedOut ? null : run.code,
+    timedOut: run.timedOut,
+    output: run.stdout + run.stderr,
+    ms: run.ms,
+  };
 }
 
 function concat(...parts: Uint8Array[]): Uint8Array {
