@@ -220,6 +220,7 @@ export class NetDevicePath {
     if (left < max) max = left;
     let n = 0;
     let echoed = 0;
+    let dropped = 0;
     let rxBytes = 0;
     let txBytes = 0;
     while (n < max && tx.pop(chain)) {
@@ -249,14 +250,17 @@ export class NetDevicePath {
           txBytes += frameLen;
           echoed++;
         } else {
-          this.stats.txDropped++;
+          dropped++; // no receive buffer posted
         }
       }
       this.#heldIds[n] = chain.id;
       n++;
     }
     if (n === 0) return 0;
+    // The counters change only for a burst that completed: a burst cut short by a rule the driver
+    // broke returns none of its chains, so none of it is counted (not even its drops).
     this.stats.rxBytes += rxBytes;
+    this.stats.txDropped += dropped;
     this.stats.txPackets += echoed;
     this.stats.txBytes += txBytes;
     burst.count = n;

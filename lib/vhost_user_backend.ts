@@ -232,6 +232,11 @@ export class VhostUserBackend {
    * session ends).
    */
   onQueuesChanged: ((backend: VhostUserBackend) => void) | null = null;
+  /**
+   * Called when a session is about to end, before its socket closes: whatever the frontend sees
+   * after the hang-up (counters a device publishes, say) is then already final for the session.
+   */
+  onSessionEnd: ((backend: VhostUserBackend) => void) | null = null;
 
   readonly #listenFd: number;
   #conn = -1;
@@ -920,6 +925,7 @@ export class VhostUserBackend {
 
   #endSession(error: Error | null): void {
     if (error !== null) this.error = error;
+    this.onSessionEnd?.(this);
     this.#closeFds();
     closeQuietly(this.#conn);
     this.#conn = -1;

@@ -59,7 +59,11 @@ export interface DeviceRunLimits {
    * and call `run` again with the same limits (they are absolute, so slicing changes nothing).
    */
   sliceMs?: number;
-  /** Called about every {@linkcode tickMs} of loop time, e.g. to publish the counters. */
+  /**
+   * Called about every {@linkcode tickMs} of loop time, e.g. to publish the counters; also when
+   * a session ends, before its socket closes, so a frontend that sees the hang-up finds the
+   * published counters final for that session.
+   */
   onTick?: (device: VhostUserDevice) => void;
   /** Period of {@linkcode onTick} in ms (default 1). */
   tickMs?: number;
@@ -109,7 +113,10 @@ class VringPair implements DevicePair {
  * ```
  */
 export class VhostUserDevice {
-  /** The protocol server (its `onQueuesChanged` belongs to this device: do not replace it). */
+  /**
+   * The protocol server (its `onQueuesChanged` and `onSessionEnd` belong to this device: do not
+   * replace them).
+   */
   readonly backend: VhostUserBackend;
   /**
    * Counters since the device was created (device's view: rx = from the driver, tx = to the
@@ -128,6 +135,8 @@ export class VhostUserDevice {
   #connected: boolean;
   #sessionsEnded = 0;
   #lastError: Error | null = null;
+  /** The running {@linkcode run}'s `onTick`, also called as a session ends. */
+  #onTick: ((device: VhostUserDevice) => void) | undefined = undefined;
 
   private constructor(backend: VhostUserBackend, options: VhostUserDeviceOptions) {
     this.backend = backend;
@@ -140,6 +149,7 @@ export class VhostUserDevice {
     this.stats = this.#path.stats;
     this.#connected = backend.connected;
     backend.onQueuesChanged = () => this.#rebuild();
+    backend.onSessionEnd = () => this.#onTick?.(this);
   }
 
   /**
@@ -266,6 +276,7 @@ export class VhostUserDevice {
     const sliceEnd = limits.sliceMs === undefined ? Infinity : start + limits.sliceMs;
     let nextTick = start + tickMs;
     this.#path.limit = count; // the data path itself never goes past the count
+    this.#onTick = onTick;
     try {
       for (let i = 0;;) {
         this.poll();
@@ -286,6 +297,7 @@ export class VhostUserDevice {
       }
     } finally {
       this.#path.limit = Infinity;
+      this.#onTick = undefined;
     }
   }
 

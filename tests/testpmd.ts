@@ -4,11 +4,18 @@
  * stdin, so tests choose when forwarding starts and stops and read exact packet counts.
  *
  * ```
- *   test ──stdin: start / show port stats 0 / stop / quit──► dpdk-testpmd ◄──vhost-user──► peer
- *        ◄──stdout+stderr, one pipe (buffered, parsed)──────
+ *   test ──stdin: "<command>\n" + "vdeno-sync\n"──► dpdk-testpmd ◄──vhost-user──► peer
+ *        ◄──stdout+stderr, one pipe: output, then "Command not found\n" (the end marker)──
  * ```
  *
- * stdout runs through `stdbuf -oL` so testpmd's printf output arrives line by line.
+ * A command's reply ends where testpmd answers the unknown command sent right after it. The
+ * prompt cannot serve as the end marker: DPDK's cmdline writes `testpmd> ` one byte per write(2)
+ * while the vhost library logs from its own thread into the same stdout, so a log line can land
+ * inside the prompt (`t` + `VHOST_CONFIG: ...` + `estpmd> `). "Command not found\n" is written by
+ * one vdprintf, a single write of less than PIPE_BUF bytes, which a pipe never splits; commands are
+ * serialized, so the first marker after a command's input is its own. stdout runs through
+ * `stdbuf -oL`, so every printf line of the reply is flushed before the cmdline reads the marker
+ * command.
  * By default memory is hugepage-backed but `--in-memory` (memfd, no files in hugetlbfs), so even
  * a killed testpmd leaves nothing behind; stale `<prefix>map_*` files and the runtime directory of
  * the instance's `--file-prefix` are removed after exit anyway.
@@ -110,6 +117,10 @@ export interface ForwardStats {
   txTotal: number;
 }
 
+/** A command testpmd does not know; its answer, {@linkcode SYNC_REPLY}, ends each reply. */
+const SYNC_COMMAND = "vdeno-sync";
+/** DPDK cmdline's answer to an unknown command: one write(2), so never split by other output. */
+const SYNC_REPLY = /Command not found\r?\n/;
 const OUTPUT_CAP = 4 << 20; // characters kept; older output is dropped
 const EXIT_TIMEOUT_MS = 5000;
 let instances = 0;
@@ -231,9 +242,9 @@ export class Testpmd {
     if (listening !== null) cleanup.push(listening);
 
     // stdbuf makes testpmd's stdout line buffered, so responses are not stuck in a pipe buffer.
-    // stderr joins stdout in one pipe so the write order is kept: read from two pipes, a stderr
-    // line can land inside the byte-by-byte prompt (`testp...md> `) and hide it. `exec` keeps
-    // testpmd's pid the child's, so signals reach it.
+    // stderr joins stdout in one pipe, so error text stays next to the command that caused it.
+    // Replies are delimited by the sync marker, not by position in the stream (module doc).
+    // `exec` keeps testpmd's pid the child's, so signals reach it.
     const stdbuf = findOnPath("stdbuf");
     const command = stdbuf !== null ? [stdbuf, "-oL", binary, ...args] : [binary, ...args];
     const child = new Deno.Command("sh", {
@@ -251,7 +262,7 @@ export class Testpmd {
       opts.commandTimeoutMs ?? 10000,
     );
     try {
-      await tp.waitForOutput(/testpmd> /, opts.startTimeoutMs ?? 30000, 0);
+      await tp.#sync(0, opts.startTimeoutMs ?? 30000);
     } catch (e) {
       await tp.#kill();
       await tp.#removeFiles();
@@ -366,12 +377,22 @@ export class Testpmd {
       if (this.#exit !== null) throw this.#error(`exited; cannot run "${line}"`);
       const from = this.#base + this.#text.length;
       await this.#writer.write(new TextEncoder().encode(line + "\n"));
-      const { end } = await this.waitForOutput(/testpmd> /, timeoutMs, from);
+      const end = await this.#sync(from, timeoutMs);
       return this.#text.slice(Math.max(0, from - this.#base), end - this.#base);
     };
     const p = this.#queue.then(run, run);
     this.#queue = p.catch(() => {});
     return p;
+  }
+
+  /**
+   * Sends the end-marker command and waits for its answer after absolute offset `from`; returns
+   * the absolute offset where the answer ends (see the module doc for why this cannot be split).
+   */
+  async #sync(from: number, timeoutMs: number): Promise<number> {
+    await this.#writer.write(new TextEncoder().encode(`${SYNC_COMMAND}\n`));
+    const { end } = await this.waitForOutput(SYNC_REPLY, timeoutMs, from);
+    return end;
   }
 
   /**

@@ -87,6 +87,19 @@ Deno.test({
   },
 });
 
+Deno.test("testpmd harness: replies are found when log lines split every prompt", async () => {
+  // The stand-in writes `t` + a vhost log line + `estpmd> ` for each prompt, the interleaving
+  // that once hid testpmd's prompt from a harness that waited for it.
+  const binary = new URL("./fixtures/split_prompt_testpmd.sh", import.meta.url).pathname;
+  await using tp = await Testpmd.start({ vdev: "net_null0", binary, startTimeoutMs: 5000 });
+  for (let i = 0; i < 20; i++) {
+    const s = await tp.stats(0);
+    assert.equal(s.rxPackets, 42);
+    assert.equal(s.txBytes, 448);
+  }
+  await tp.stop();
+});
+
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
