@@ -14,12 +14,12 @@
  * @module
  */
 
-export { VirtioNet, type VirtioNetOptions, type VirtioNetStats } from "./lib/virtio_net.ts";
-export { BufferPool } from "./lib/buffer_pool.ts";
-export { SharedMemory, type SharedMemoryOptions } from "./lib/memory.ts";
-export { DeviceStatus } from "./lib/status.ts";
-export { Feature, type FeatureName } from "./lib/features.ts";
-export type { MemoryRegion, QueueSetup, VirtioBackend } from "./lib/backend.ts";
+export { VirtioNet, type VirtioNetOptions, type VirtioNetStats } from "./lib/driver/virtio_net.ts";
+export { BufferPool } from "./lib/driver/buffer_pool.ts";
+export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
+export { DeviceStatus } from "./lib/virtio/status.ts";
+export { Feature, type FeatureName } from "./lib/virtio/features.ts";
+export type { MemoryRegion, QueueSetup, VirtioTransport } from "./lib/virtio/transport.ts";
 export {
   type AddressTranslator,
   type BufferTable,
@@ -28,31 +28,31 @@ export {
   type DriverQueue,
   type QueueAddresses,
   VirtqueueError,
-} from "./lib/virtqueue.ts";
-export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet.ts";
+} from "./lib/virtio/virtqueue.ts";
+export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet/udp_frame.ts";
 export {
   type DeviceMode,
   type FrameBurst,
   type FrameHook,
   type NetDeviceOptions,
   type NetDeviceStats,
-} from "./lib/net_device.ts";
+} from "./lib/device/net_device.ts";
 export {
   type DeviceRunEnd,
   type DeviceRunLimits,
   VhostUserDevice,
   type VhostUserDeviceOptions,
-} from "./lib/vhost_user_device.ts";
+} from "./lib/device/vhost_user_device.ts";
 export {
   DeviceThread,
   type DeviceThreadOptions,
   type DeviceThreadResult,
-} from "./lib/device_thread.ts";
-export { VhostUserFrontend, type VhostUserFrontendOptions } from "./lib/vhost_user.ts";
+} from "./lib/device/device_thread.ts";
+export { VhostUserFrontend, type VhostUserFrontendOptions } from "./lib/vhost_user/frontend.ts";
 export {
   VhostUserBackend,
   type VhostUserBackendOptions,
   Vring,
   type VringAddresses,
-} from "./lib/vhost_user_backend.ts";
-export { GuestMemory, type GuestRegion } from "./lib/guest_memory.ts";
+} from "./lib/vhost_user/backend.ts";
+export { GuestMemory, type GuestRegion } from "./lib/vhost_user/guest_memory.ts";

@@ -12,15 +12,19 @@
  * @module
  */
 
-import { PackedDeviceQueue, PackedDriverQueue, packedRingLayout } from "../lib/packed_ring.ts";
-import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/split_ring.ts";
+import {
+  PackedDeviceQueue,
+  PackedDriverQueue,
+  packedRingLayout,
+} from "../lib/virtio/packed_ring.ts";
+import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
 import {
   DescriptorChain,
   type DeviceQueue,
   type DriverQueue,
   LocalMemory,
   type RingLayout,
-} from "../lib/virtqueue.ts";
+} from "../lib/virtio/virtqueue.ts";
 
 const SIZE = 256;
 const BURST = 32;

@@ -6,7 +6,7 @@
  */
 
 import { VirtioNet } from "../mod.ts";
-import type { DeviceThread } from "../lib/device_thread.ts";
+import type { DeviceThread } from "../lib/device/device_thread.ts";
 
 /** Options every example takes, on top of its own. */
 export const commonOptions = {

@@ -13,9 +13,9 @@
  */
 
 import { parseArgs } from "node:util";
-import { writeUdpFrame } from "../lib/packet.ts";
-import type { DeviceMode } from "../lib/net_device.ts";
-import { VhostUserDevice } from "../lib/vhost_user_device.ts";
+import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
+import type { DeviceMode } from "../lib/device/net_device.ts";
+import { VhostUserDevice } from "../lib/device/vhost_user_device.ts";
 import { intOption, parseCli, sizeOption } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]

@@ -13,8 +13,8 @@
  * @module
  */
 
-import { DeviceThread } from "../lib/device_thread.ts";
-import { writeUdpFrame } from "../lib/packet.ts";
+import { DeviceThread } from "../lib/device/device_thread.ts";
+import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter, sizeOption } from "./cli.ts";
 

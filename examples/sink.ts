@@ -11,7 +11,7 @@
  * @module
  */
 
-import { DeviceThread } from "../lib/device_thread.ts";
+import { DeviceThread } from "../lib/device/device_thread.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
 

@@ -18,9 +18,9 @@
 
 import assert from "node:assert/strict";
 import { openFds } from "./helpers.ts";
-import { featureMask } from "../lib/features.ts";
-import { VirtioNet } from "../lib/virtio_net.ts";
-import { DeviceThread } from "../lib/device_thread.ts";
+import { featureMask } from "../lib/virtio/features.ts";
+import { VirtioNet } from "../lib/driver/virtio_net.ts";
+import { DeviceThread } from "../lib/device/device_thread.ts";
 import {
   DESC_F_INDIRECT,
   DESC_F_NEXT,

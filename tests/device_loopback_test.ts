@@ -12,9 +12,9 @@
  */
 
 import assert from "node:assert/strict";
-import { DeviceThread } from "../lib/device_thread.ts";
-import { UDP_HEADERS, writeUdpFrame } from "../lib/packet.ts";
-import { VirtioNet } from "../lib/virtio_net.ts";
+import { DeviceThread } from "../lib/device/device_thread.ts";
+import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
+import { VirtioNet } from "../lib/driver/virtio_net.ts";
 
 const N = 100_000;
 /** Not a multiple of the 32-frame burst, so a device overshooting its count would show. */

@@ -29,10 +29,10 @@ import {
 } from "../ffi/memory.ts";
 import { pollFd, POLLIN } from "../ffi/poll.ts";
 import { recvExact, recvMsg, sendMsg, unixConnect } from "../ffi/unix_socket.ts";
-import { packedRingLayout } from "../lib/packed_ring.ts";
-import { splitRingLayout } from "../lib/split_ring.ts";
-import { DeviceStatus } from "../lib/status.ts";
-import type { RingLayout } from "../lib/virtqueue.ts";
+import { packedRingLayout } from "../lib/virtio/packed_ring.ts";
+import { splitRingLayout } from "../lib/virtio/split_ring.ts";
+import { DeviceStatus } from "../lib/virtio/status.ts";
+import type { RingLayout } from "../lib/virtio/virtqueue.ts";
 import {
   type MemoryTableRegion,
   PROTOCOL_FEATURES_BIT,
@@ -42,7 +42,7 @@ import {
   VHOST_USER_U64_SIZE,
   VhostUserMessage,
   VhostUserRequest as REQ,
-} from "../lib/vhost_user_message.ts";
+} from "../lib/vhost_user/message.ts";
 
 /** Descriptor flags (virtio 1.2 §2.7.5, §2.8.13). */
 export const DESC_F_NEXT = 1;

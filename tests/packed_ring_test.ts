@@ -1,6 +1,10 @@
 import assert from "node:assert/strict";
-import { PackedDeviceQueue, PackedDriverQueue, packedRingLayout } from "../lib/packed_ring.ts";
-import { LocalMemory, VirtqueueError } from "../lib/virtqueue.ts";
+import {
+  PackedDeviceQueue,
+  PackedDriverQueue,
+  packedRingLayout,
+} from "../lib/virtio/packed_ring.ts";
+import { LocalMemory, VirtqueueError } from "../lib/virtio/virtqueue.ts";
 import { assertEquals, assertStrictEquals, assertThrows } from "./helpers.ts";
 import {
   BASE,

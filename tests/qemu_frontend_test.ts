@@ -20,7 +20,7 @@
  */
 
 import assert from "node:assert/strict";
-import { DeviceThread } from "../lib/device_thread.ts";
+import { DeviceThread } from "../lib/device/device_thread.ts";
 import { requirePeer } from "./peers.ts";
 import { buildInitramfs, QEMU_INSTALL, qemuPath, runQemu, vmAssets } from "./qemu.ts";
 

@@ -23,7 +23,7 @@ import {
   type QueueAddresses,
   type RingLayout,
   VirtqueueError,
-} from "../lib/virtqueue.ts";
+} from "../lib/virtio/virtqueue.ts";
 import { assertEquals, assertStrictEquals, assertThrows } from "./helpers.ts";
 
 /** Address of `mem[0]` as the queues see it. */

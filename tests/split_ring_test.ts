@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/split_ring.ts";
-import { LocalMemory, needEvent, VirtqueueError } from "../lib/virtqueue.ts";
+import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
+import { LocalMemory, needEvent, VirtqueueError } from "../lib/virtio/virtqueue.ts";
 import { assertEquals, assertThrows } from "./helpers.ts";
 import {
   BASE,

@@ -15,7 +15,7 @@
 
 /// <reference lib="deno.worker" />
 
-import { VhostUserBackend, type VhostUserBackendOptions } from "../lib/vhost_user_backend.ts";
+import { VhostUserBackend, type VhostUserBackendOptions } from "../lib/vhost_user/backend.ts";
 
 let backend: VhostUserBackend | null = null;
 let timer: ReturnType<typeof setInterval> | undefined;

@@ -15,7 +15,7 @@ import {
   VhostUserError,
   VhostUserMessage,
   VhostUserRequest,
-} from "../lib/vhost_user_message.ts";
+} from "../lib/vhost_user/message.ts";
 
 function words(msg: VhostUserMessage): number[] {
   const out: number[] = [];

@@ -19,22 +19,22 @@ import { eventfd } from "../ffi/eventfd.ts";
 import { closeQuietly } from "../ffi/fd.ts";
 import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
 import { recvExact, sendMsg, unixAccept, unixConnect, unixListen } from "../ffi/unix_socket.ts";
-import { featureMask } from "../lib/features.ts";
-import { GuestMemory } from "../lib/guest_memory.ts";
-import { SharedMemory } from "../lib/memory.ts";
-import { PackedDeviceQueue } from "../lib/packed_ring.ts";
-import { SplitDeviceQueue, splitRingLayout } from "../lib/split_ring.ts";
-import { DeviceStatus } from "../lib/status.ts";
-import { VhostUserFrontend } from "../lib/vhost_user.ts";
-import { VhostUserBackend } from "../lib/vhost_user_backend.ts";
-import { DescriptorChain } from "../lib/virtqueue.ts";
+import { featureMask } from "../lib/virtio/features.ts";
+import { GuestMemory } from "../lib/vhost_user/guest_memory.ts";
+import { SharedMemory } from "../lib/driver/shared_memory.ts";
+import { PackedDeviceQueue } from "../lib/virtio/packed_ring.ts";
+import { SplitDeviceQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
+import { DeviceStatus } from "../lib/virtio/status.ts";
+import { VhostUserFrontend } from "../lib/vhost_user/frontend.ts";
+import { VhostUserBackend } from "../lib/vhost_user/backend.ts";
+import { DescriptorChain } from "../lib/virtio/virtqueue.ts";
 import {
   protocolFeatureMask,
   VHOST_USER_HDR_SIZE,
   VHOST_USER_NEED_REPLY,
   VhostUserMessage,
   VhostUserRequest as REQ,
-} from "../lib/vhost_user_message.ts";
+} from "../lib/vhost_user/message.ts";
 import type { BackendState } from "./vhost_user_backend_worker.ts";
 import { requireTestpmd } from "./peers.ts";
 import { Testpmd } from "./testpmd.ts";

@@ -16,8 +16,8 @@
 
 import assert from "node:assert/strict";
 import { openFds } from "./helpers.ts";
-import { VirtioNet } from "../lib/virtio_net.ts";
-import { UDP_HEADERS, writeUdpFrame } from "../lib/packet.ts";
+import { VirtioNet } from "../lib/driver/virtio_net.ts";
+import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { requireTestpmd } from "./peers.ts";
 import { type ForwardMode, type ForwardStats, Testpmd } from "./testpmd.ts";
 

@@ -11,14 +11,14 @@
  * @module
  */
 
-import { eventfdSignal } from "../ffi/eventfd.ts";
-import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "./net_hdr.ts";
+import { eventfdSignal } from "../../ffi/eventfd.ts";
+import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import {
   type AddressTranslator,
   DescriptorChain,
   type DeviceQueue,
   VirtqueueError,
-} from "./virtqueue.ts";
+} from "../virtio/virtqueue.ts";
 
 /** What the device does with traffic. */
 export type DeviceMode = "sink" | "echo" | "source";
@@ -138,7 +138,7 @@ export class NetDevicePath {
    * @example
    * ```ts
    * import { NetDevicePath } from "./net_device.ts";
-   * import { LocalMemory } from "./virtqueue.ts";
+   * import { LocalMemory } from "../virtio/virtqueue.ts";
    * const path = new NetDevicePath(new LocalMemory(new Uint8Array(4096), 0), { mode: "sink" });
    * console.assert(path.poll() === 0); // no pairs attached
    * ```

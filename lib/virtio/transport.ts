@@ -1,11 +1,11 @@
 /**
- * The seam between the virtio driver and whatever implements the device: a vhost-user backend
- * across a Unix socket, or the Linux vhost-net device. It follows the virtio-user model: the
- * driver owns the rings and the memory, the backend is told where they are.
+ * The seam between the virtio driver and whatever carries its requests to the device: the
+ * driver owns the rings and the memory (virtio-user), the transport tells the device where they
+ * are. {@linkcode VirtioTransport} is implemented by `VhostUserFrontend` (vhost-user over a Unix
+ * socket: DPDK's vhost PMD, the TS device, QEMU's vhost-user backends).
  *
  * ```
- *   VirtioNet ──(VirtioBackend)──► VhostUserFrontend ──socket──► DPDK vhost / TS device
- *                               └─► VhostNetBackend ──ioctl──► /dev/vhost-net + tap
+ *   VirtioNet ──(VirtioTransport)──► VhostUserFrontend ──socket──► DPDK vhost / TS device
  * ```
  *
  * @module
@@ -13,7 +13,7 @@
 
 import type { QueueAddresses } from "./virtqueue.ts";
 
-/** A piece of driver memory the backend must map (vhost-user memory table entry). */
+/** A piece of driver memory the device must map (a memory table entry). */
 export interface MemoryRegion {
   /** Process virtual address of the first byte (also used as the guest physical address). */
   readonly addr: number;
@@ -45,7 +45,7 @@ export interface QueueSetup {
  * Operations a virtio-user backend provides, called by the driver in the order of virtio 1.2
  * §3.1.1 (status ACKNOWLEDGE → DRIVER → features → FEATURES_OK → queues → DRIVER_OK).
  */
-export interface VirtioBackend {
+export interface VirtioTransport {
   /** Short description for messages, e.g. `vhost-user /run/vhost.sock`. */
   readonly name: string;
   /** Feature bits the device offers (virtio 1.2 §2.2). */

@@ -19,11 +19,11 @@
  * @module
  */
 
-import { closeQuietly } from "../ffi/fd.ts";
-import { SyscallError } from "../ffi/libc.ts";
-import { type Mapping, mmapShared, munmap } from "../ffi/memory.ts";
-import type { AddressTranslator } from "./virtqueue.ts";
-import { type MemoryTableRegion, VHOST_MEMORY_MAX_NREGIONS } from "./vhost_user_message.ts";
+import { closeQuietly } from "../../ffi/fd.ts";
+import { SyscallError } from "../../ffi/libc.ts";
+import { type Mapping, mmapShared, munmap } from "../../ffi/memory.ts";
+import type { AddressTranslator } from "../virtio/virtqueue.ts";
+import { type MemoryTableRegion, VHOST_MEMORY_MAX_NREGIONS } from "./message.ts";
 
 /** Addresses at or above this are not supported (numbers stay exact below 2^53). */
 const ADDR_LIMIT = 2 ** 53;

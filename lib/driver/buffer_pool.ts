@@ -12,9 +12,9 @@
  * @module
  */
 
-import { NET_HDR_SIZE } from "./net_hdr.ts";
-import type { SharedMemory } from "./memory.ts";
-import type { BufferTable } from "./virtqueue.ts";
+import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import type { SharedMemory } from "./shared_memory.ts";
+import type { BufferTable } from "../virtio/virtqueue.ts";
 
 /**
  * Packet buffers: buffer number `n` holds a virtio-net header followed by the frame.
@@ -22,7 +22,7 @@ import type { BufferTable } from "./virtqueue.ts";
  * @example
  * ```ts ignore
  * import { BufferPool } from "./buffer_pool.ts";
- * import { SharedMemory } from "./memory.ts";
+ * import { SharedMemory } from "./shared_memory.ts";
  * using mem = SharedMemory.create(8 << 20, { hugepages: false });
  * const pool = new BufferPool(mem, 1024, 2048);
  * const n = pool.allocOne();

@@ -18,15 +18,15 @@ import {
   VhostUserBackend,
   type VhostUserBackendOptions,
   type Vring,
-} from "./vhost_user_backend.ts";
+} from "../vhost_user/backend.ts";
 import {
   type DevicePair,
   type NetDeviceOptions,
   NetDevicePath,
   type NetDeviceStats,
 } from "./net_device.ts";
-import { writeUdpFrame } from "./packet.ts";
-import type { DeviceQueue } from "./virtqueue.ts";
+import { writeUdpFrame } from "../packet/udp_frame.ts";
+import type { DeviceQueue } from "../virtio/virtqueue.ts";
 
 export type {
   DeviceMode,
@@ -35,7 +35,7 @@ export type {
   NetDeviceOptions,
   NetDeviceStats,
 } from "./net_device.ts";
-export type { VhostUserBackend, VhostUserBackendOptions } from "./vhost_user_backend.ts";
+export type { VhostUserBackend, VhostUserBackendOptions } from "../vhost_user/backend.ts";
 
 /** Options of {@linkcode VhostUserDevice}: the data path's and the protocol server's. */
 export interface VhostUserDeviceOptions extends NetDeviceOptions, VhostUserBackendOptions {}

@@ -22,7 +22,7 @@ import {
   publishCounters,
 } from "./device_thread.ts";
 import type { FrameHook, NetDeviceStats } from "./net_device.ts";
-import { writeUdpFrame } from "./packet.ts";
+import { writeUdpFrame } from "../packet/udp_frame.ts";
 import { VhostUserDevice } from "./vhost_user_device.ts";
 
 function post(reply: DeviceWorkerReply): void {

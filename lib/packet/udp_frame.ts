@@ -37,7 +37,7 @@ export interface UdpFrameOptions {
  *
  * @example
  * ```ts
- * import { writeUdpFrame } from "./packet.ts";
+ * import { writeUdpFrame } from "./udp_frame.ts";
  * const frame = new Uint8Array(64);
  * writeUdpFrame(frame, 0, 64);
  * console.assert(frame[23] === 17); // IPv4 protocol: UDP
@@ -79,7 +79,7 @@ export function writeUdpFrame(
  *
  * @example
  * ```ts
- * import { ipv4Checksum } from "./packet.ts";
+ * import { ipv4Checksum } from "./udp_frame.ts";
  * const hdr = new Uint8Array(20);
  * hdr[0] = 0x45;
  * console.assert(ipv4Checksum(hdr, 0) === 0xbaff);
@@ -100,7 +100,7 @@ export function ipv4Checksum(bytes: Uint8Array, offset: number): number {
  *
  * @example
  * ```ts
- * import { parseIpv4 } from "./packet.ts";
+ * import { parseIpv4 } from "./udp_frame.ts";
  * console.assert(parseIpv4("198.18.0.1") === 0xc6120001);
  * ```
  */

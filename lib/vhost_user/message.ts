@@ -73,7 +73,7 @@ for (const [name, id] of Object.entries(VhostUserRequest)) REQUEST_NAMES[id] = n
  *
  * @example
  * ```ts
- * import { requestName, VhostUserRequest } from "./vhost_user_message.ts";
+ * import { requestName, VhostUserRequest } from "./message.ts";
  * console.assert(requestName(VhostUserRequest.SET_MEM_TABLE) === "SET_MEM_TABLE");
  * console.assert(requestName(99) === "request 99");
  * ```
@@ -111,7 +111,7 @@ export type VhostUserProtocolFeatureName = keyof typeof VhostUserProtocolFeature
  *
  * @example
  * ```ts
- * import { protocolFeatureMask } from "./vhost_user_message.ts";
+ * import { protocolFeatureMask } from "./message.ts";
  * console.assert(protocolFeatureMask("MQ", "REPLY_ACK") === 0b1001n);
  * ```
  */
@@ -126,7 +126,7 @@ export function protocolFeatureMask(...names: VhostUserProtocolFeatureName[]): b
  *
  * @example
  * ```ts
- * import { describeProtocolFeatures } from "./vhost_user_message.ts";
+ * import { describeProtocolFeatures } from "./message.ts";
  * console.assert(describeProtocolFeatures(0b1001n) === "MQ(0) REPLY_ACK(3)");
  * ```
  */
@@ -185,7 +185,7 @@ export const VHOST_VRING_F_LOG = 0x1;
  *
  * @example
  * ```ts
- * import { VhostUserError } from "./vhost_user_message.ts";
+ * import { VhostUserError } from "./message.ts";
  * const e = new VhostUserError("GET_FEATURES", "no reply within 5000 ms from /run/vhost.sock");
  * console.assert(e.message === "vhost-user GET_FEATURES: no reply within 5000 ms from /run/vhost.sock");
  * ```
@@ -255,7 +255,7 @@ export interface ConfigAccess {
  *
  * @example
  * ```ts
- * import { VhostUserMessage, VhostUserRequest } from "./vhost_user_message.ts";
+ * import { VhostUserMessage, VhostUserRequest } from "./message.ts";
  * const msg = new VhostUserMessage();
  * msg.begin(VhostUserRequest.SET_VRING_NUM).setVringState(0, 256);
  * console.assert(msg.length === 20 && msg.vringStateNum === 256);
@@ -331,7 +331,7 @@ export class VhostUserMessage {
    *
    * @example
    * ```ts
-   * import { VhostUserMessage, VhostUserRequest } from "./vhost_user_message.ts";
+   * import { VhostUserMessage, VhostUserRequest } from "./message.ts";
    * const msg = new VhostUserMessage().begin(VhostUserRequest.SET_FEATURES);
    * try { msg.expectSize(8); } catch (e) { console.log((e as Error).message); }
    * ```

@@ -13,7 +13,7 @@
  * @module
  */
 
-import { closeQuietly, O_CLOEXEC, O_CREAT, O_RDWR, openFile, unlink } from "../ffi/fd.ts";
+import { closeQuietly, O_CLOEXEC, O_CREAT, O_RDWR, openFile, unlink } from "../../ffi/fd.ts";
 import {
   freeHugePages,
   ftruncate,
@@ -24,9 +24,9 @@ import {
   MFD_HUGETLB,
   mmapShared,
   munmap,
-} from "../ffi/memory.ts";
-import { SyscallError } from "../ffi/libc.ts";
-import type { MemoryRegion } from "./backend.ts";
+} from "../../ffi/memory.ts";
+import { SyscallError } from "../../ffi/libc.ts";
+import type { MemoryRegion } from "../virtio/transport.ts";
 
 /** How to back a {@linkcode SharedMemory}. */
 export interface SharedMemoryOptions {
@@ -52,7 +52,7 @@ const HUGEPAGE_HINT =
  *
  * @example
  * ```ts ignore
- * import { SharedMemory } from "./memory.ts";
+ * import { SharedMemory } from "./shared_memory.ts";
  * using mem = SharedMemory.create(4 << 20, { hugepages: "auto" });
  * const ring = mem.alloc(4096, 4096);
  * mem.bytes[ring] = 1;
@@ -91,7 +91,7 @@ export class SharedMemory implements MemoryRegion {
    *
    * @example
    * ```ts ignore
-   * import { SharedMemory } from "./memory.ts";
+   * import { SharedMemory } from "./shared_memory.ts";
    * const mem = SharedMemory.create(1 << 20, { hugepages: false });
    * console.log(mem.addr.toString(16));
    * mem.close();

@@ -17,7 +17,7 @@
  * @module
  */
 
-import { closeQuietly, unlink } from "../ffi/fd.ts";
+import { closeQuietly, unlink } from "../../ffi/fd.ts";
 import {
   recvExact,
   recvMsg,
@@ -26,13 +26,13 @@ import {
   unixAccept,
   unixConnect,
   unixListen,
-} from "../ffi/unix_socket.ts";
-import { describeFeatures, featureMask } from "./features.ts";
+} from "../../ffi/unix_socket.ts";
+import { describeFeatures, featureMask } from "../virtio/features.ts";
 import { GuestMemory } from "./guest_memory.ts";
-import { PackedDeviceQueue } from "./packed_ring.ts";
-import { SplitDeviceQueue } from "./split_ring.ts";
-import { DeviceStatus } from "./status.ts";
-import type { DeviceQueue } from "./virtqueue.ts";
+import { PackedDeviceQueue } from "../virtio/packed_ring.ts";
+import { SplitDeviceQueue } from "../virtio/split_ring.ts";
+import { DeviceStatus } from "../virtio/status.ts";
+import type { DeviceQueue } from "../virtio/virtqueue.ts";
 import {
   describeProtocolFeatures,
   PROTOCOL_FEATURES_BIT,
@@ -48,7 +48,7 @@ import {
   VhostUserError,
   VhostUserMessage,
   VhostUserRequest,
-} from "./vhost_user_message.ts";
+} from "./message.ts";
 
 const REQ = VhostUserRequest;
 
@@ -144,7 +144,7 @@ export class Vring {
    * @param index vring index.
    * @example
    * ```ts
-   * import { Vring } from "./vhost_user_backend.ts";
+   * import { Vring } from "./backend.ts";
    * console.assert(!new Vring(0).ready);
    * ```
    */
@@ -185,7 +185,7 @@ export class Vring {
  *
  * @example
  * ```ts ignore
- * import { VhostUserBackend } from "./vhost_user_backend.ts";
+ * import { VhostUserBackend } from "./backend.ts";
  * const backend = VhostUserBackend.listen("/run/vhost.sock", { queuePairs: 1 });
  * backend.onQueuesChanged = (b) => console.log("running vrings:", b.running);
  * for (let i = 0; !backend.closed; i++) {
@@ -284,7 +284,7 @@ export class VhostUserBackend {
    *
    * @example
    * ```ts ignore
-   * import { VhostUserBackend } from "./vhost_user_backend.ts";
+   * import { VhostUserBackend } from "./backend.ts";
    * using backend = VhostUserBackend.listen("/run/vhost.sock");
    * ```
    */
@@ -305,7 +305,7 @@ export class VhostUserBackend {
    *
    * @example
    * ```ts ignore
-   * import { VhostUserBackend } from "./vhost_user_backend.ts";
+   * import { VhostUserBackend } from "./backend.ts";
    * using backend = VhostUserBackend.connect("/run/virtio-user.sock");
    * ```
    */
@@ -401,7 +401,7 @@ export class VhostUserBackend {
    *
    * @example
    * ```ts ignore
-   * import { VhostUserBackend } from "./vhost_user_backend.ts";
+   * import { VhostUserBackend } from "./backend.ts";
    * const backend = VhostUserBackend.listen("/run/vhost.sock");
    * backend.endSession(new Error("transmitq: descriptor outside memory"));
    * ```

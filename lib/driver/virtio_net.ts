@@ -1,33 +1,33 @@
 /**
  * The virtio-net driver (virtio 1.2 §5.1) running in this process: it owns the memory, the rings
- * and the buffers, and hands the device side to a {@linkcode VirtioBackend}.
+ * and the buffers, and hands the device side to a {@linkcode VirtioTransport}.
  *
  * ```
- *   txBurst(bufs) ─► transmitq 2i+1 ─► backend (DPDK vhost, TS device, vhost-net)
+ *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device)
  *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
  * ```
  *
  * @module
  */
 
-import { closeQuietly } from "../ffi/fd.ts";
-import { eventfd, eventfdSignal } from "../ffi/eventfd.ts";
-import type { VirtioBackend } from "./backend.ts";
+import { closeQuietly } from "../../ffi/fd.ts";
+import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
+import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
-import { describeFeatures, featureMask, type FeatureName, hasFeature } from "./features.ts";
-import { SharedMemory } from "./memory.ts";
-import { NET_HDR_SIZE } from "./net_hdr.ts";
+import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
+import { SharedMemory } from "./shared_memory.ts";
+import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import { createDriverQueue, ringBytes } from "./driver_queue.ts";
-import { DeviceStatus, statusName } from "./status.ts";
-import type { DriverQueue } from "./virtqueue.ts";
-import { VhostUserFrontend } from "./vhost_user.ts";
+import { DeviceStatus, statusName } from "../virtio/status.ts";
+import type { DriverQueue } from "../virtio/virtqueue.ts";
+import { VhostUserFrontend } from "../vhost_user/frontend.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
 export interface VirtioNetOptions {
   /** vhost-user socket of the backend (DPDK `net_vhost`, the TS device). */
   path?: string;
-  /** An already-connected backend, instead of `path`. */
-  backend?: VirtioBackend;
+  /** An already-connected transport, instead of `path`. */
+  transport?: VirtioTransport;
   /** Packed rings (virtio 1.1, default) or split rings (`false`). */
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
@@ -107,8 +107,8 @@ export class VirtioNet {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
-  /** The backend, for diagnostics. */
-  readonly backend: VirtioBackend;
+  /** The transport to the device (vhost-user), for diagnostics. */
+  readonly transport: VirtioTransport;
 
   readonly #memory: SharedMemory;
   readonly #rx: DriverQueue[];
@@ -122,7 +122,7 @@ export class VirtioNet {
   #closed = false;
 
   private constructor(
-    backend: VirtioBackend,
+    transport: VirtioTransport,
     memory: SharedMemory,
     pool: BufferPool,
     features: bigint,
@@ -130,7 +130,7 @@ export class VirtioNet {
     queueSize: number,
     pairs: number,
   ) {
-    this.backend = backend;
+    this.transport = transport;
     this.#memory = memory;
     this.pool = pool;
     this.features = features;
@@ -148,7 +148,7 @@ export class VirtioNet {
   }
 
   /**
-   * Connects to a backend and brings the device up (virtio 1.2 §3.1.1): ACKNOWLEDGE, DRIVER,
+   * Connects to a transport and brings the device up (virtio 1.2 §3.1.1): ACKNOWLEDGE, DRIVER,
    * feature negotiation, FEATURES_OK, queue setup, receive rings filled, DRIVER_OK.
    *
    * @example
@@ -168,44 +168,44 @@ export class VirtioNet {
     if (!packedWanted && (queueSize & (queueSize - 1)) !== 0) {
       throw new RangeError(`queueSize ${queueSize}: split rings need a power of two (§2.7)`);
     }
-    let backend = options.backend;
-    if (backend === undefined) {
-      if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or backend");
-      backend = VhostUserFrontend.connect(options.path, {
+    let transport = options.transport;
+    if (transport === undefined) {
+      if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or transport");
+      transport = VhostUserFrontend.connect(options.path, {
         timeoutMs: options.timeoutMs,
         queuePairs: pairs,
       });
     }
     try {
-      return VirtioNet.#bringUp(backend, options, queueSize, pairs, packedWanted);
+      return VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
     } catch (e) {
       try {
-        backend.setStatus(DeviceStatus.FAILED);
+        transport.setStatus(DeviceStatus.FAILED);
       } catch { /* the connection may be what failed */ }
-      backend.close();
+      transport.close();
       throw e;
     }
   }
 
   static #bringUp(
-    backend: VirtioBackend,
+    transport: VirtioTransport,
     options: VirtioNetOptions,
     queueSize: number,
     pairs: number,
     packedWanted: boolean,
   ): VirtioNet {
     const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
-    backend.setStatus(ACKNOWLEDGE);
-    backend.setStatus(ACKNOWLEDGE | DRIVER);
+    transport.setStatus(ACKNOWLEDGE);
+    transport.setStatus(ACKNOWLEDGE | DRIVER);
 
     // Feature negotiation (§2.2, §3.1.1 steps 4-6).
-    const offered = backend.getFeatures();
+    const offered = transport.getFeatures();
     const required: FeatureName[] = ["F_VERSION_1"];
     if (packedWanted) required.push("F_RING_PACKED");
     for (const name of required) {
       if (!hasFeature(offered, name)) {
         throw new Error(
-          `${backend.name} does not offer ${name} (bit ${
+          `${transport.name} does not offer ${name} (bit ${
             featureMask(name).toString(2).length - 1
           })` +
             (name === "F_RING_PACKED" ? "; use split rings (packed: false, --split)" : "") +
@@ -213,9 +213,9 @@ export class VirtioNet {
         );
       }
     }
-    if (pairs > backend.maxQueuePairs) {
+    if (pairs > transport.maxQueuePairs) {
       throw new Error(
-        `${backend.name} supports ${backend.maxQueuePairs} queue pair(s), ${pairs} requested`,
+        `${transport.name} supports ${transport.maxQueuePairs} queue pair(s), ${pairs} requested`,
       );
     }
     let wanted = featureMask(...required);
@@ -226,12 +226,12 @@ export class VirtioNet {
       if (name === "F_IN_ORDER" && (!packedWanted || options.inOrder === false)) continue;
       wanted |= offered & featureMask(name);
     }
-    backend.setFeatures(wanted);
-    backend.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
-    const status = backend.getStatus();
+    transport.setFeatures(wanted);
+    transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+    const status = transport.getStatus();
     if (status >= 0 && (status & FEATURES_OK) === 0) {
       throw new Error(
-        `${backend.name} refused features ${describeFeatures(wanted)} (status ${
+        `${transport.name} refused features ${describeFeatures(wanted)} (status ${
           statusName(status)
         })`,
       );
@@ -249,7 +249,7 @@ export class VirtioNet {
     try {
       const pool = new BufferPool(memory, buffers, bufferSize);
       const port = new VirtioNet(
-        backend,
+        transport,
         memory,
         pool,
         wanted,
@@ -262,7 +262,7 @@ export class VirtioNet {
         hasFeature(wanted, "RING_F_EVENT_IDX"),
         hasFeature(wanted, "F_IN_ORDER"),
       );
-      backend.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+      transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
       return port;
     } catch (e) {
       memory.close();
@@ -272,7 +272,7 @@ export class VirtioNet {
 
   #setUpQueues(queueSize: number, eventIdx: boolean, inOrder: boolean): void {
     const pairs = this.queuePairs;
-    this.backend.setMemTable([this.#memory]);
+    this.transport.setMemTable([this.#memory]);
     for (let index = 0; index < 2 * pairs; index++) {
       const rx = index % 2 === 0;
       const name = `${rx ? "rx" : "tx"}${index >> 1}`;
@@ -296,7 +296,7 @@ export class VirtioNet {
       // posts (vhost SET_VRING_BASE = the device's next avail position).
       const base = queue.base;
       if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
-      this.backend.setupQueue({
+      this.transport.setupQueue({
         index,
         size: queueSize,
         addresses: queue.addresses,
@@ -305,7 +305,7 @@ export class VirtioNet {
         callFd,
       });
     }
-    for (let index = 0; index < 2 * pairs; index++) this.backend.enableQueue(index, true);
+    for (let index = 0; index < 2 * pairs; index++) this.transport.enableQueue(index, true);
   }
 
   /**
@@ -406,9 +406,9 @@ export class VirtioNet {
     if (this.#closed) return;
     this.#closed = true;
     try {
-      for (let index = 0; index < 2 * this.queuePairs; index++) this.backend.stopQueue(index);
+      for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
     } finally {
-      this.backend.close();
+      this.transport.close();
       for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
       this.#memory.close();
     }

@@ -124,7 +124,7 @@ const STOP_TIMEOUT_MS = 15_000;
  * @example
  * ```ts ignore
  * import { DeviceThread } from "./device_thread.ts";
- * import { VirtioNet } from "./virtio_net.ts";
+ * import { VirtioNet } from "../driver/virtio_net.ts";
  * await using device = await DeviceThread.start({ mode: "sink" });
  * const port = VirtioNet.open({ path: device.path });
  * // ... port.txBurst(...), port.txDrain() ...

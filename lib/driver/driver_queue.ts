@@ -5,10 +5,10 @@
  * @module
  */
 
-import type { SharedMemory } from "./memory.ts";
-import { PackedDriverQueue, packedRingLayout } from "./packed_ring.ts";
-import { SplitDriverQueue, splitRingLayout } from "./split_ring.ts";
-import type { BufferTable, DriverQueue, RingLayout } from "./virtqueue.ts";
+import type { SharedMemory } from "./shared_memory.ts";
+import { PackedDriverQueue, packedRingLayout } from "../virtio/packed_ring.ts";
+import { SplitDriverQueue, splitRingLayout } from "../virtio/split_ring.ts";
+import type { BufferTable, DriverQueue, RingLayout } from "../virtio/virtqueue.ts";
 
 /** Alignment of a ring block: a page, so no ring shares a page with packet buffers. */
 const RING_ALIGN = 4096;

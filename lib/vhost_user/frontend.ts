@@ -4,7 +4,7 @@
  * socket, in the order DPDK's own virtio-user frontend uses.
  *
  * ```
- *   VirtioNet ──(VirtioBackend)──► VhostUserFrontend ──socket + fds──► vhost-user backend
+ *   VirtioNet ──(VirtioTransport)──► VhostUserFrontend ──socket + fds──► vhost-user backend
  *   connect:   SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM
  *   bring-up:  SET_FEATURES, SET_MEM_TABLE, per ring CALL/NUM/BASE/ADDR/KICK, SET_VRING_ENABLE,
  *              SET_STATUS(DRIVER_OK)
@@ -16,11 +16,11 @@
  * @module
  */
 
-import { closeQuietly } from "../ffi/fd.ts";
-import { recvExact, sendMsg, unixConnect } from "../ffi/unix_socket.ts";
-import type { MemoryRegion, QueueSetup, VirtioBackend } from "./backend.ts";
-import { describeFeatures } from "./features.ts";
-import { DeviceStatus } from "./status.ts";
+import { closeQuietly } from "../../ffi/fd.ts";
+import { recvExact, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
+import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
+import { describeFeatures } from "../virtio/features.ts";
+import { DeviceStatus } from "../virtio/status.ts";
 import {
   PROTOCOL_FEATURES_BIT,
   protocolFeatureMask,
@@ -34,7 +34,7 @@ import {
   VhostUserError,
   VhostUserMessage,
   VhostUserRequest,
-} from "./vhost_user_message.ts";
+} from "./message.ts";
 
 /** Protocol features this frontend asks for (those DPDK's frontend uses). */
 export const FRONTEND_PROTOCOL_FEATURES: bigint = protocolFeatureMask("MQ", "REPLY_ACK", "STATUS");
@@ -50,17 +50,17 @@ export interface VhostUserFrontendOptions {
 const REQ = VhostUserRequest;
 
 /**
- * A connection to a vhost-user backend, driven through the {@linkcode VirtioBackend} calls.
+ * A connection to a vhost-user backend, driven through the {@linkcode VirtioTransport} calls.
  *
  * @example
  * ```ts ignore
- * import { VhostUserFrontend } from "./vhost_user.ts";
+ * import { VhostUserFrontend } from "./frontend.ts";
  * const backend = VhostUserFrontend.connect("/run/vhost.sock", { timeoutMs: 2000 });
  * console.log(backend.getFeatures().toString(16), backend.maxQueuePairs);
  * backend.close();
  * ```
  */
-export class VhostUserFrontend implements VirtioBackend {
+export class VhostUserFrontend implements VirtioTransport {
   /** `vhost-user <path>`. */
   readonly name: string;
   /** Socket path. */
@@ -117,7 +117,7 @@ export class VhostUserFrontend implements VirtioBackend {
    *
    * @example
    * ```ts ignore
-   * import { VhostUserFrontend } from "./vhost_user.ts";
+   * import { VhostUserFrontend } from "./frontend.ts";
    * using backend = VhostUserFrontend.connect("/run/vhost.sock", { queuePairs: 2 });
    * ```
    */
