@@ -49,10 +49,7 @@ export {
   type DeviceThreadResult,
 } from "./lib/device/device_thread.ts";
 export { VhostUserFrontend, type VhostUserFrontendOptions } from "./lib/vhost_user/frontend.ts";
-export {
-  VhostUserBackend,
-  type VhostUserBackendOptions,
-  Vring,
-  type VringAddresses,
-} from "./lib/vhost_user/backend.ts";
+export { VhostUserBackend, type VhostUserBackendOptions } from "./lib/vhost_user/backend.ts";
+export { Vring, type VringAddresses } from "./lib/vhost_user/vring.ts";
+export type { VringAddress } from "./lib/vhost_user/message.ts";
 export { GuestMemory, type GuestRegion } from "./lib/vhost_user/guest_memory.ts";

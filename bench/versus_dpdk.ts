@@ -157,7 +157,7 @@ async function measureDevice(receiver: "ts" | "c", packed: boolean): Promise<Sam
   } finally {
     device.kill("SIGINT");
   }
-  const received = report((await device.output()).stdout).rx_packets;
+  const received = report((await device.output()).stdout).from_driver_packets;
   return sample("devices", true, packed, received, run.sent, run.active);
 }
 

@@ -128,18 +128,18 @@ for (;;) {
   const now = performance.now();
   if (live && device.startedAt >= 0 && now - lastPrint >= 1000) {
     const s = (now - lastPrint) / 1000;
-    const bytes = stats.rxBytes + stats.txBytes;
+    const bytes = stats.fromDriverBytes + stats.toDriverBytes;
     console.error(
       `${((now - device.startedAt) / 1000).toFixed(0).padStart(4)} s  ` +
-        `rx ${((stats.rxPackets - lastRx) / s / 1e6).toFixed(2)} Mpps  ` +
-        `tx ${((stats.txPackets - lastTx) / s / 1e6).toFixed(2)} Mpps  ` +
+        `rx ${((stats.fromDriverPackets - lastRx) / s / 1e6).toFixed(2)} Mpps  ` +
+        `tx ${((stats.toDriverPackets - lastTx) / s / 1e6).toFixed(2)} Mpps  ` +
         `${(((bytes - lastBytes) * 8) / s / 1e9).toFixed(2)} Gbps  ` +
-        `rx ${stats.rxPackets}  tx ${stats.txPackets}` +
-        (stats.txDropped > 0 ? `  dropped ${stats.txDropped}` : ""),
+        `rx ${stats.fromDriverPackets}  tx ${stats.toDriverPackets}` +
+        (stats.toDriverDropped > 0 ? `  dropped ${stats.toDriverDropped}` : ""),
     );
     lastPrint = now;
-    lastRx = stats.rxPackets;
-    lastTx = stats.txPackets;
+    lastRx = stats.fromDriverPackets;
+    lastTx = stats.toDriverPackets;
     lastBytes = bytes;
   }
 }
@@ -160,17 +160,17 @@ channel.port1.close();
 channel.port2.close();
 
 const seconds = device.startedAt >= 0 ? (endedAt - device.startedAt) / 1000 : 0;
-const packets = stats.rxPackets + stats.txPackets;
+const packets = stats.fromDriverPackets + stats.toDriverPackets;
 const errors = device.errors.map((e) => `${e.name}: ${e.message}`);
 const result = {
   mode,
-  rx_packets: stats.rxPackets,
-  tx_packets: stats.txPackets,
-  rx_bytes: stats.rxBytes,
-  tx_bytes: stats.txBytes,
+  from_driver_packets: stats.fromDriverPackets,
+  to_driver_packets: stats.toDriverPackets,
+  from_driver_bytes: stats.fromDriverBytes,
+  to_driver_bytes: stats.toDriverBytes,
   seconds: Number(seconds.toFixed(6)),
   mpps: seconds > 0 ? Number((packets / seconds / 1e6).toFixed(3)) : 0,
-  tx_dropped: stats.txDropped,
+  to_driver_dropped: stats.toDriverDropped,
   sessions: device.sessionsEnded,
   ended_by: end,
   errors,
@@ -178,9 +178,11 @@ const result = {
 if (opts.json) console.log(JSON.stringify(result));
 else {
   console.log(
-    `device (${mode}): rx ${stats.rxPackets} packets (${stats.rxBytes} bytes), tx ` +
-      `${stats.txPackets} packets (${stats.txBytes} bytes) in ${seconds.toFixed(3)} s: ` +
-      `${result.mpps} Mpps; tx dropped ${stats.txDropped}; ended by ${end}`,
+    `device (${mode}): from driver ${stats.fromDriverPackets} packets (${stats.fromDriverBytes} bytes), to ` +
+      `driver ${stats.toDriverPackets} packets (${stats.toDriverBytes} bytes) in ${
+        seconds.toFixed(3)
+      } s: ` +
+      `${result.mpps} Mpps; dropped ${stats.toDriverDropped}; ended by ${end}`,
   );
   for (const e of errors) console.log(`error: ${e}`);
 }

@@ -79,18 +79,18 @@ if (device === null) {
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
     in_flight_at_exit: unsent,
-    device_rx_packets: dev.rxPackets,
-    device_rx_bytes: dev.rxBytes,
+    device_from_driver_packets: dev.fromDriverPackets,
+    device_rx_bytes: dev.fromDriverBytes,
     device_errors: errors,
   });
   if (!opts.json) {
-    console.log(`device: rx ${dev.rxPackets} packets (${dev.rxBytes} bytes)`);
+    console.log(`device: rx ${dev.fromDriverPackets} packets (${dev.fromDriverBytes} bytes)`);
     for (const e of errors) console.log(`device error: ${e}`);
   }
-  if (dev.rxPackets !== stats.txPackets || dev.rxBytes !== stats.txBytes) {
+  if (dev.fromDriverPackets !== stats.txPackets || dev.fromDriverBytes !== stats.txBytes) {
     console.error(
       `WARNING: driver sent ${stats.txPackets} packets (${stats.txBytes} bytes) but the device ` +
-        `took ${dev.rxPackets} (${dev.rxBytes} bytes); ${unsent} were still in flight`,
+        `took ${dev.fromDriverPackets} (${dev.fromDriverBytes} bytes); ${unsent} were still in flight`,
     );
   }
 }

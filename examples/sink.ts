@@ -62,23 +62,23 @@ if (device === null) {
   // Stop the device's data path (it still answers the port), then receive what it already sent.
   const sent = await device.pause();
   const deadline = performance.now() + 2000;
-  while (stats.rxPackets < sent.txPackets && performance.now() < deadline) {
+  while (stats.rxPackets < sent.toDriverPackets && performance.now() < deadline) {
     pool.free(bufs, 0, port.rxBurst(bufs, lens, burst));
   }
   port.close();
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
-    device_tx_packets: dev.txPackets,
-    device_tx_bytes: dev.txBytes,
+    device_tx_packets: dev.toDriverPackets,
+    device_tx_bytes: dev.toDriverBytes,
     device_errors: errors,
   });
   if (!opts.json) {
-    console.log(`device: tx ${dev.txPackets} packets (${dev.txBytes} bytes)`);
+    console.log(`device: tx ${dev.toDriverPackets} packets (${dev.toDriverBytes} bytes)`);
     for (const e of errors) console.log(`device error: ${e}`);
   }
-  if (dev.txPackets !== stats.rxPackets || dev.txBytes !== stats.rxBytes) {
+  if (dev.toDriverPackets !== stats.rxPackets || dev.toDriverBytes !== stats.rxBytes) {
     console.error(
-      `WARNING: the device sent ${dev.txPackets} packets (${dev.txBytes} bytes) but the driver ` +
+      `WARNING: the device sent ${dev.toDriverPackets} packets (${dev.toDriverBytes} bytes) but the driver ` +
         `received ${stats.rxPackets} (${stats.rxBytes} bytes)`,
     );
   }

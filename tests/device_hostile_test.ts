@@ -597,7 +597,11 @@ for (const c of CASES) {
       }
       assert.equal(await settleFds(listening), listening, "the session's fds were all closed");
       const hostile = device.stats;
-      assert.equal(hostile.rxPackets, c.frames ?? 0, "frames counted from the hostile session");
+      assert.equal(
+        hostile.fromDriverPackets,
+        c.frames ?? 0,
+        "frames counted from the hostile session",
+      );
 
       healthyDriver(device.path, c.packed);
       assert.equal(await settleFds(listening), listening, "the healthy session's fds closed");
@@ -611,10 +615,10 @@ for (const c of CASES) {
       );
       if (c.error !== null) assert.match(result.errors[0], c.error);
       const { stats } = result;
-      assert.equal(stats.rxPackets - hostile.rxPackets, HEALTHY_FRAMES);
-      assert.equal(stats.txPackets - hostile.txPackets, HEALTHY_FRAMES);
+      assert.equal(stats.fromDriverPackets - hostile.fromDriverPackets, HEALTHY_FRAMES);
+      assert.equal(stats.toDriverPackets - hostile.toDriverPackets, HEALTHY_FRAMES);
       assert.equal(
-        stats.txDropped - hostile.txDropped,
+        stats.toDriverDropped - hostile.toDriverDropped,
         0,
         "no echo dropped for the healthy driver",
       );

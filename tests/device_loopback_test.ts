@@ -63,10 +63,10 @@ for (const { packed, queueSize } of LAYOUTS) {
       const { stats, errors } = await device.stop();
       assert.deepEqual(errors, []);
       assert.equal(port.stats.txPackets, N);
-      assert.equal(stats.rxPackets, port.stats.txPackets);
-      assert.equal(stats.rxBytes, port.stats.txBytes);
-      assert.equal(stats.rxBytes, N * FRAME);
-      assert.equal(stats.txPackets, 0);
+      assert.equal(stats.fromDriverPackets, port.stats.txPackets);
+      assert.equal(stats.fromDriverBytes, port.stats.txBytes);
+      assert.equal(stats.fromDriverBytes, N * FRAME);
+      assert.equal(stats.toDriverPackets, 0);
     } finally {
       await device.stop();
     }
@@ -109,16 +109,16 @@ for (const { packed, queueSize } of LAYOUTS) {
         const until = performance.now() + 50;
         while (performance.now() < until) pool.free(bufs, 0, port.rxBurst(bufs, lens, 64));
         assert.equal(stats.rxPackets, SOURCE_N);
-        assert.equal(device1.txPackets, SOURCE_N);
+        assert.equal(device1.toDriverPackets, SOURCE_N);
       } finally {
         port.close();
       }
       const { stats, errors } = await device.stop();
       assert.deepEqual(errors, []);
       assert.equal(bad, 0, "frames differing from the generated UDP frame");
-      assert.equal(stats.txPackets, SOURCE_N);
-      assert.equal(stats.txPackets, port.stats.rxPackets);
-      assert.equal(stats.txBytes, port.stats.rxBytes);
+      assert.equal(stats.toDriverPackets, SOURCE_N);
+      assert.equal(stats.toDriverPackets, port.stats.rxPackets);
+      assert.equal(stats.toDriverBytes, port.stats.rxBytes);
     } finally {
       await device.stop();
     }
@@ -188,11 +188,11 @@ for (const { packed, queueSize } of LAYOUTS) {
       const { stats, errors } = await device.stop();
       assert.deepEqual(errors, []);
       assert.equal(bad, 0, "echoed frames not byte-identical (MACs swapped, in order)");
-      assert.equal(stats.txDropped, 0);
-      assert.equal(stats.rxPackets, port.stats.txPackets);
-      assert.equal(stats.txPackets, port.stats.rxPackets);
-      assert.equal(stats.rxBytes, port.stats.txBytes);
-      assert.equal(stats.txBytes, port.stats.rxBytes);
+      assert.equal(stats.toDriverDropped, 0);
+      assert.equal(stats.fromDriverPackets, port.stats.txPackets);
+      assert.equal(stats.toDriverPackets, port.stats.rxPackets);
+      assert.equal(stats.fromDriverBytes, port.stats.txBytes);
+      assert.equal(stats.toDriverBytes, port.stats.rxBytes);
     } finally {
       await device.stop();
     }
@@ -217,8 +217,8 @@ for (const packed of [true, false]) {
       }
       const { stats, errors } = await device.stop();
       assert.deepEqual(errors, []);
-      assert.equal(stats.rxPackets, 30_000);
-      assert.equal(stats.rxBytes, first.stats.txBytes + second.stats.txBytes);
+      assert.equal(stats.fromDriverPackets, 30_000);
+      assert.equal(stats.fromDriverBytes, first.stats.txBytes + second.stats.txBytes);
     } finally {
       await device.stop();
     }
@@ -233,10 +233,10 @@ Deno.test("device thread: live counters and a start failure", async () => {
       sendExactly(port, 5000);
       // The worker publishes its counters about every millisecond.
       const deadline = performance.now() + 5000;
-      while (device.stats.rxPackets < 5000 && performance.now() < deadline) {
+      while (device.stats.fromDriverPackets < 5000 && performance.now() < deadline) {
         await new Promise((r) => setTimeout(r, 2));
       }
-      assert.equal(device.stats.rxPackets, 5000);
+      assert.equal(device.stats.fromDriverPackets, 5000);
     } finally {
       port.close();
     }
@@ -303,7 +303,7 @@ Deno.test("device thread: ends by itself at disconnect or after its duration", a
     }
     const { stats, errors } = await once.done();
     assert.deepEqual(errors, []);
-    assert.equal(stats.rxPackets, 1000);
+    assert.equal(stats.fromDriverPackets, 1000);
   } finally {
     await once.stop();
   }
@@ -316,11 +316,11 @@ Deno.test("device thread: ends by itself at disconnect or after its duration", a
       // The device sends nothing more but still answers, so the port drains and closes cleanly.
       const bufs = new Uint32Array(64), lens = new Uint32Array(64);
       const deadline = performance.now() + TIMEOUT_MS;
-      while (port.stats.rxPackets < stats.txPackets && performance.now() < deadline) {
+      while (port.stats.rxPackets < stats.toDriverPackets && performance.now() < deadline) {
         port.pool.free(bufs, 0, port.rxBurst(bufs, lens, 64));
       }
-      assert.ok(stats.txPackets > 0);
-      assert.equal(port.stats.rxPackets, stats.txPackets);
+      assert.ok(stats.toDriverPackets > 0);
+      assert.equal(port.stats.rxPackets, stats.toDriverPackets);
     } finally {
       port.close();
     }
@@ -374,8 +374,8 @@ for (const packed of [true, false]) {
         mismatched: 0,
         first: "",
       });
-      assert.equal(result.stats.rxPackets, frames);
-      assert.equal(result.stats.rxBytes, sentBytes);
+      assert.equal(result.stats.fromDriverPackets, frames);
+      assert.equal(result.stats.fromDriverBytes, sentBytes);
     }
   });
 }

@@ -80,7 +80,7 @@ for (const packed of LAYOUTS) {
         // Every frame testpmd's PMD accepted is in the ring; the device takes them all.
         await waitFor(
           "the device to take every frame",
-          () => device.stats.rxPackets >= sent.txPackets,
+          () => device.stats.fromDriverPackets >= sent.txPackets,
         );
         await tp.stop();
         const { stats, errors } = await device.stop();
@@ -91,9 +91,13 @@ for (const packed of LAYOUTS) {
             } Mpps offered, TX-dropped ${sent.txDropped})`,
         );
         assert.deepEqual(errors, [], "DPDK's frontend broke no rule");
-        assert.equal(stats.rxPackets, sent.txPackets, "device rxPackets == testpmd TX-packets");
-        assert.equal(stats.rxBytes, 64 * sent.txPackets, "64-byte frames, header excluded");
-        assert.equal(stats.txPackets, 0);
+        assert.equal(
+          stats.fromDriverPackets,
+          sent.txPackets,
+          "device rxPackets == testpmd TX-packets",
+        );
+        assert.equal(stats.fromDriverBytes, 64 * sent.txPackets, "64-byte frames, header excluded");
+        assert.equal(stats.toDriverPackets, 0);
       } finally {
         await device.stop();
         await Deno.remove(dir, { recursive: true });
@@ -138,14 +142,14 @@ for (const packed of LAYOUTS) {
           if (counted) {
             await waitFor(
               "the device to send its count",
-              () => device.stats.txPackets >= SOURCE_COUNT,
+              () => device.stats.toDriverPackets >= SOURCE_COUNT,
               30000,
             );
-            sent = (await device.pause()).txPackets;
+            sent = (await device.pause()).toDriverPackets;
             assert.equal(sent, SOURCE_COUNT, "never more than the count");
           } else {
             await sleep(SOURCE_MS);
-            sent = (await device.pause()).txPackets; // the counters no longer change
+            sent = (await device.pause()).toDriverPackets; // the counters no longer change
           }
           const ms = performance.now() - t0;
           // testpmd drains its receive ring; then nothing more can arrive.
@@ -165,8 +169,8 @@ for (const packed of LAYOUTS) {
           await tp.stop();
           const { stats, errors } = await device.stop();
           assert.deepEqual(errors, []);
-          assert.equal(stats.txPackets, sent, "nothing sent after pause");
-          assert.equal(stats.txBytes, 64 * sent);
+          assert.equal(stats.toDriverPackets, sent, "nothing sent after pause");
+          assert.equal(stats.toDriverBytes, 64 * sent);
         } finally {
           await device.stop();
           await Deno.remove(dir, { recursive: true });
@@ -233,13 +237,13 @@ for (const packed of LAYOUTS) {
         await tp.stop();
         const { stats, errors } = await device.stop();
         assert.deepEqual(errors, []);
-        assert.equal(stats.rxPackets, ECHO_FRAMES, "device took every frame");
-        assert.equal(stats.txPackets, ECHO_FRAMES, "device echoed every frame");
-        assert.equal(stats.txDropped, 0);
+        assert.equal(stats.fromDriverPackets, ECHO_FRAMES, "device took every frame");
+        assert.equal(stats.toDriverPackets, ECHO_FRAMES, "device echoed every frame");
+        assert.equal(stats.toDriverDropped, 0);
         let bytes = 0;
         for (let s = 0; s < ECHO_FRAMES; s++) bytes += ECHO_SIZES[s % ECHO_SIZES.length];
-        assert.equal(stats.rxBytes, bytes);
-        assert.equal(stats.txBytes, bytes);
+        assert.equal(stats.fromDriverBytes, bytes);
+        assert.equal(stats.toDriverBytes, bytes);
       } finally {
         await device.stop();
         await Deno.remove(dir, { recursive: true });

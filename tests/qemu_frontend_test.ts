@@ -6,7 +6,7 @@
  * ```
  *   guest: ping -s SIZE ×COUNT ──virtio-net tx──► QEMU ══vhost-user══► device echo (macSwap)
  *   guest: eth0 rx counters   ◄─virtio-net rx───────────────────────────────┘
- *   assert device rxPackets == txPackets == guest tx_packets == guest rx_packets == sent
+ *   assert device fromDriverPackets == toDriverPackets == guest tx_packets == guest rx_packets == sent
  *          and the byte counts match the frame sizes exactly
  * ```
  *
@@ -107,16 +107,16 @@ for (const packed of [false, true]) {
 
         console.log(
           `${layout}: QEMU ran ${(run.ms / 1000).toFixed(1)} s; guest tx ${guestTx} rx ${guestRx}` +
-            ` (${guestTxBytes}/${guestRxBytes} B); device rx ${stats.rxPackets} tx ` +
-            `${stats.txPackets} (${stats.rxBytes}/${stats.txBytes} B), dropped ${stats.txDropped}`,
+            ` (${guestTxBytes}/${guestRxBytes} B); device rx ${stats.fromDriverPackets} tx ` +
+            `${stats.toDriverPackets} (${stats.fromDriverBytes}/${stats.toDriverBytes} B), dropped ${stats.toDriverDropped}`,
         );
         assert.deepEqual(errors, []);
         assert.equal(guestTx, FRAMES, `guest sent; ${context}`);
-        assert.equal(stats.rxPackets, FRAMES, "device took every frame the guest sent");
-        assert.equal(stats.rxBytes, FRAME_BYTES);
-        assert.equal(stats.txPackets, FRAMES, "device echoed every frame");
-        assert.equal(stats.txBytes, FRAME_BYTES);
-        assert.equal(stats.txDropped, 0);
+        assert.equal(stats.fromDriverPackets, FRAMES, "device took every frame the guest sent");
+        assert.equal(stats.fromDriverBytes, FRAME_BYTES);
+        assert.equal(stats.toDriverPackets, FRAMES, "device echoed every frame");
+        assert.equal(stats.toDriverBytes, FRAME_BYTES);
+        assert.equal(stats.toDriverDropped, 0);
         assert.equal(guestRx, FRAMES, `guest received every echo; ${context}`);
         assert.equal(guestTxBytes, FRAME_BYTES);
         assert.equal(guestRxBytes, FRAME_BYTES);

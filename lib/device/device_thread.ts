@@ -78,11 +78,11 @@ export const CONTROL_SEQUENCE = 1;
 export const CONTROL_SLOTS = 2;
 /** Order of the counters in the counters Float64Array. */
 export const COUNTER_FIELDS: readonly (keyof NetDeviceStats)[] = [
-  "rxPackets",
-  "rxBytes",
-  "txPackets",
-  "txBytes",
-  "txDropped",
+  "fromDriverPackets",
+  "fromDriverBytes",
+  "toDriverPackets",
+  "toDriverBytes",
+  "toDriverDropped",
   "calls",
 ];
 
@@ -253,7 +253,7 @@ export class DeviceThread {
    * import { DeviceThread } from "./device_thread.ts";
    * await using device = await DeviceThread.start({ mode: "source", count: 1000 });
    * // ... a driver receives ...
-   * const { stats } = await device.done(); // stats.txPackets === 1000
+   * const { stats } = await device.done(); // stats.toDriverPackets === 1000
    * ```
    */
   done(): Promise<DeviceThreadResult> {
@@ -270,7 +270,7 @@ export class DeviceThread {
    * import { DeviceThread } from "./device_thread.ts";
    * const device = await DeviceThread.start({ mode: "source" });
    * // ... a driver receives for a while ...
-   * const { txPackets } = await device.pause(); // the driver can now receive exactly these
+   * const { toDriverPackets } = await device.pause(); // the driver can now receive exactly these
    * ```
    */
   pause(): Promise<NetDeviceStats> {
@@ -354,7 +354,7 @@ function readCounters(control: Int32Array, counters: Float64Array): NetDeviceSta
  * const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
  * const counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_FIELDS.length));
  * publishCounters(control, counters, {
- *   rxPackets: 1, rxBytes: 60, txPackets: 0, txBytes: 0, txDropped: 0, calls: 0,
+ *   fromDriverPackets: 1, fromDriverBytes: 60, toDriverPackets: 0, toDriverBytes: 0, toDriverDropped: 0, calls: 0,
  * });
  * console.assert(counters[0] === 1);
  * ```
@@ -365,11 +365,11 @@ export function publishCounters(
   stats: NetDeviceStats,
 ): void {
   Atomics.add(control, CONTROL_SEQUENCE, 1); // odd: readers retry
-  counters[0] = stats.rxPackets;
-  counters[1] = stats.rxBytes;
-  counters[2] = stats.txPackets;
-  counters[3] = stats.txBytes;
-  counters[4] = stats.txDropped;
+  counters[0] = stats.fromDriverPackets;
+  counters[1] = stats.fromDriverBytes;
+  counters[2] = stats.toDriverPackets;
+  counters[3] = stats.toDriverBytes;
+  counters[4] = stats.toDriverDropped;
   counters[5] = stats.calls;
   Atomics.add(control, CONTROL_SEQUENCE, 1); // even again: the snapshot is consistent
 }

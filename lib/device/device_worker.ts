@@ -46,11 +46,11 @@ function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
   const errors: string[] = [];
   let device: VhostUserDevice | null = null;
   let stats: NetDeviceStats = {
-    rxPackets: 0,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    txDropped: 0,
+    fromDriverPackets: 0,
+    fromDriverBytes: 0,
+    toDriverPackets: 0,
+    toDriverBytes: 0,
+    toDriverDropped: 0,
     calls: 0,
   };
   let reported = false;

@@ -56,24 +56,24 @@ export interface NetDeviceOptions {
   hook?: FrameHook;
   /**
    * Most frames handled in total (default unlimited): `source` generates no more than this
-   * many (counted by `txPackets`); `sink` and `echo` take no more than this many from the driver
-   * (counted by `rxPackets`). Settable later through {@linkcode NetDevicePath.limit}.
+   * many (counted by `toDriverPackets`); `sink` and `echo` take no more than this many from the driver
+   * (counted by `fromDriverPackets`). Settable later through {@linkcode NetDevicePath.limit}.
    */
   limit?: number;
 }
 
-/** Device-side counters (device's view: rx = from the driver, tx = to the driver). */
+/** Device-side counters, named by direction relative to the driver (§5.1.6: its transmitq and receiveq). */
 export interface NetDeviceStats {
   /** Frames taken from the driver's transmit queues. */
-  rxPackets: number;
+  fromDriverPackets: number;
   /** Their bytes (headers excluded). */
-  rxBytes: number;
+  fromDriverBytes: number;
   /** Frames written into the driver's receive buffers. */
-  txPackets: number;
+  toDriverPackets: number;
   /** Their bytes (headers excluded). */
-  txBytes: number;
+  toDriverBytes: number;
   /** Echo frames dropped because the driver had posted no receive buffer. */
-  txDropped: number;
+  toDriverDropped: number;
   /** Used-buffer notifications sent (call eventfd writes). */
   calls: number;
 }
@@ -104,17 +104,17 @@ export interface DevicePair {
  */
 export class NetDevicePath {
   /**
-   * Most frames handled in total: `source` stops generating once `txPackets` reaches it, `sink`
-   * and `echo` stop taking frames once `rxPackets` reaches it. `Infinity` when unlimited.
+   * Most frames handled in total: `source` stops generating once `toDriverPackets` reaches it, `sink`
+   * and `echo` stop taking frames once `fromDriverPackets` reaches it. `Infinity` when unlimited.
    */
   limit: number;
   /** Counters, updated in place. */
   readonly stats: NetDeviceStats = {
-    rxPackets: 0,
-    rxBytes: 0,
-    txPackets: 0,
-    txBytes: 0,
-    txDropped: 0,
+    fromDriverPackets: 0,
+    fromDriverBytes: 0,
+    toDriverPackets: 0,
+    toDriverBytes: 0,
+    toDriverDropped: 0,
     calls: 0,
   };
   #memory: AddressTranslator;
@@ -216,13 +216,13 @@ export class NetDevicePath {
     const burst = this.#burst;
     const echo = this.#mode === "echo";
     let max = this.#burstMax;
-    const left = this.limit - this.stats.rxPackets;
+    const left = this.limit - this.stats.fromDriverPackets;
     if (left < max) max = left;
     let n = 0;
     let echoed = 0;
     let dropped = 0;
-    let rxBytes = 0;
-    let txBytes = 0;
+    let fromDriverBytes = 0;
+    let toDriverBytes = 0;
     while (n < max && tx.pop(chain)) {
       const frameLen = readableLength(chain) - NET_HDR_SIZE;
       if (frameLen < 0) {
@@ -232,7 +232,7 @@ export class NetDevicePath {
             `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.2)`,
         );
       }
-      rxBytes += frameLen;
+      fromDriverBytes += frameLen;
       if (this.#hook !== undefined || echo) {
         // The frame starts NET_HDR_SIZE bytes into the chain: in the first segment for the usual
         // layout (header and data together), else in the segment the header ends in. A frame
@@ -247,7 +247,7 @@ export class NetDevicePath {
         if (rx.pop(this.#rxChain)) {
           const written = this.#copyOut(chain, this.#rxChain, n, frameLen);
           rx.pushUsed(this.#rxChain.id, written);
-          txBytes += frameLen;
+          toDriverBytes += frameLen;
           echoed++;
         } else {
           dropped++; // no receive buffer posted
@@ -259,14 +259,14 @@ export class NetDevicePath {
     if (n === 0) return 0;
     // The counters change only for a burst that completed: a burst cut short by a rule the driver
     // broke returns none of its chains, so none of it is counted (not even its drops).
-    this.stats.rxBytes += rxBytes;
-    this.stats.txDropped += dropped;
-    this.stats.txPackets += echoed;
-    this.stats.txBytes += txBytes;
+    this.stats.fromDriverBytes += fromDriverBytes;
+    this.stats.toDriverDropped += dropped;
+    this.stats.toDriverPackets += echoed;
+    this.stats.toDriverBytes += toDriverBytes;
     burst.count = n;
     if (this.#hook !== undefined) this.#hook(burst);
     for (let i = 0; i < n; i++) tx.pushUsed(this.#heldIds[i], 0);
-    this.stats.rxPackets += n;
+    this.stats.fromDriverPackets += n;
     this.#publish(tx, pair.txCall);
     if (echoed > 0) this.#publish(rx, pair.rxCall);
     return n;
@@ -279,7 +279,7 @@ export class NetDevicePath {
     const template = this.#template;
     const frameLen = template.length - NET_HDR_SIZE;
     let max = this.#burstMax;
-    const left = this.limit - this.stats.txPackets;
+    const left = this.limit - this.stats.toDriverPackets;
     if (left < max) max = left;
     let n = 0;
     while (n < max && rx.pop(chain)) {
@@ -299,8 +299,8 @@ export class NetDevicePath {
       n++;
     }
     if (n === 0) return 0;
-    this.stats.txPackets += n;
-    this.stats.txBytes += n * frameLen;
+    this.stats.toDriverPackets += n;
+    this.stats.toDriverBytes += n * frameLen;
     this.#publish(rx, pair.rxCall);
     return n;
   }

@@ -14,11 +14,8 @@
  * @module
  */
 
-import {
-  VhostUserBackend,
-  type VhostUserBackendOptions,
-  type Vring,
-} from "../vhost_user/backend.ts";
+import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
+import type { Vring } from "../vhost_user/vring.ts";
 import {
   type DevicePair,
   type NetDeviceOptions,
@@ -44,7 +41,7 @@ export interface VhostUserDeviceOptions extends NetDeviceOptions, VhostUserBacke
 export interface DeviceRunLimits {
   /**
    * Stop once this many frames were handled since the device was created: `sink`/`echo` count
-   * `rxPackets` (frames taken from the driver), `source` counts `txPackets`. The data path never
+   * `fromDriverPackets` (frames taken from the driver), `source` counts `toDriverPackets`. The data path never
    * handles more than this many, so the count is exact.
    */
   count?: number;
@@ -109,7 +106,7 @@ class VringPair implements DevicePair {
  * import { VhostUserDevice } from "./vhost_user_device.ts";
  * using device = VhostUserDevice.listen("/run/vhost.sock", { mode: "sink" });
  * device.run({ count: 1_000_000 }); // returns once a frontend sent a million frames
- * console.log(device.stats.rxPackets, device.errors);
+ * console.log(device.stats.fromDriverPackets, device.errors);
  * ```
  */
 export class VhostUserDevice {
@@ -280,7 +277,7 @@ export class VhostUserDevice {
     try {
       for (let i = 0;;) {
         this.poll();
-        if ((source ? stats.txPackets : stats.rxPackets) >= count) return "count";
+        if ((source ? stats.toDriverPackets : stats.fromDriverPackets) >= count) return "count";
         // The rest every 256 polls, or on each poll while idle (each then costs a syscall).
         if (++i < 256 && this.#active) continue;
         i = 0;

@@ -29,8 +29,6 @@ import {
 } from "../../ffi/unix_socket.ts";
 import { describeFeatures, featureMask } from "../virtio/features.ts";
 import { GuestMemory } from "./guest_memory.ts";
-import { PackedDeviceQueue } from "../virtio/packed_ring.ts";
-import { SplitDeviceQueue } from "../virtio/split_ring.ts";
 import { DeviceStatus } from "../virtio/status.ts";
 import type { DeviceQueue } from "../virtio/virtqueue.ts";
 import {
@@ -49,6 +47,7 @@ import {
   VhostUserMessage,
   VhostUserRequest,
 } from "./message.ts";
+import { Vring } from "./vring.ts";
 
 const REQ = VhostUserRequest;
 
@@ -66,8 +65,6 @@ export const DEFAULT_DEVICE_FEATURES: bigint = featureMask(
  */
 export const DEFAULT_PROTOCOL_FEATURES: bigint = protocolFeatureMask("MQ", "REPLY_ACK", "STATUS");
 
-/** Largest ring size (virtio 1.2 §2.7, §2.8). */
-const MAX_RING_SIZE = 32768;
 /** virtio_net_config bytes served by GET_CONFIG (virtio 1.2 §5.1.4). */
 const NET_CONFIG_SIZE = 24;
 /** VIRTIO_NET_S_LINK_UP (virtio 1.2 §5.1.4). */
@@ -94,89 +91,6 @@ export interface VhostUserBackendOptions {
   messagesPerPoll?: number;
   /** How long to wait for the rest of a message whose header arrived, in ms (default 1000). */
   payloadTimeoutMs?: number;
-}
-
-/** Areas of a ring as SET_VRING_ADDR gave them (frontend virtual addresses). */
-export interface VringAddresses {
-  /** Descriptor table (split) or descriptor ring (packed). */
-  readonly desc: number;
-  /** Available ring (split) or driver event suppression area (packed). */
-  readonly driver: number;
-  /** Used ring (split) or device event suppression area (packed). */
-  readonly device: number;
-}
-
-/**
- * One vring as the frontend configured it. A device reads `callFd` (and `kickFd`) each time it
- * needs them: the frontend may replace them at any time with SET_VRING_CALL / SET_VRING_KICK.
- */
-export class Vring {
-  /** Vring index (net: 2i receiveq i, 2i+1 transmitq i). */
-  readonly index: number;
-  /** Ring size from SET_VRING_NUM (0: not set). */
-  size = 0;
-  /** Start position from SET_VRING_BASE (bits 0-15), updated when the ring stops. */
-  base = 0;
-  /** Ring addresses from SET_VRING_ADDR, or null. */
-  addresses: VringAddresses | null = null;
-  /** Descriptor area, mapped (set while the ring is started). */
-  desc: Uint8Array | null = null;
-  /** Driver area (available ring / driver event suppression), mapped. */
-  driverArea: Uint8Array | null = null;
-  /** Device area (used ring / device event suppression), mapped. */
-  deviceArea: Uint8Array | null = null;
-  /** Eventfd the frontend kicks, -1 when none (polling). */
-  kickFd: number = -1;
-  /** Eventfd to signal used buffers on, -1 when none (the frontend polls). */
-  callFd: number = -1;
-  /** Eventfd to signal errors on, -1 when none. */
-  errFd: number = -1;
-  /** SET_VRING_CALL was received (with an fd or with the no-fd bit). */
-  callSet = false;
-  /** SET_VRING_ENABLE state (rings start enabled when protocol features are not negotiated). */
-  enabled = false;
-  /** The device queue, built at SET_VRING_KICK; null while the ring is stopped. */
-  queue: DeviceQueue | null = null;
-
-  /**
-   * A vring in its initial state (stopped, disabled, no fds).
-   *
-   * @param index vring index.
-   * @example
-   * ```ts
-   * import { Vring } from "./backend.ts";
-   * console.assert(!new Vring(0).ready);
-   * ```
-   */
-  constructor(index: number) {
-    this.index = index;
-  }
-
-  /** Started (kicked, addresses mapped) and a call fd was given: DPDK's `vq_is_ready` less `enabled`. */
-  get ready(): boolean {
-    return this.queue !== null && this.callSet;
-  }
-
-  /** Drops the queue and the fds (GET_VRING_BASE, reset, end of session). */
-  stop(): void {
-    if (this.queue !== null) this.base = this.queue.base;
-    this.queue = null;
-    this.desc = this.driverArea = this.deviceArea = null;
-    closeQuietly(this.kickFd);
-    closeQuietly(this.callFd);
-    this.kickFd = this.callFd = -1;
-    this.callSet = false;
-  }
-
-  /** Forgets everything (end of session). */
-  reset(): void {
-    this.stop();
-    closeQuietly(this.errFd);
-    this.errFd = -1;
-    this.size = this.base = 0;
-    this.addresses = null;
-    this.enabled = false;
-  }
 }
 
 /**
@@ -649,18 +563,6 @@ export class VhostUserBackend {
     return this.vrings[index];
   }
 
-  /** A ring whose configuration changes must be stopped (GET_VRING_BASE) first. */
-  #stoppedVring(index: number): Vring {
-    const v = this.#vring(index);
-    if (v.queue !== null) {
-      throw new VhostUserError(
-        this.#msg.request,
-        `vring ${index} is started; stop it with GET_VRING_BASE before changing it`,
-      );
-    }
-    return v;
-  }
-
   get #packed(): boolean {
     return (this.features & featureMask("F_RING_PACKED")) !== 0n;
   }
@@ -706,69 +608,19 @@ export class VhostUserBackend {
   }
 
   #setVringNum(): void {
-    const m = this.#msg;
     this.#expect(VHOST_USER_VRING_STATE_SIZE, 0);
-    const v = this.#stoppedVring(m.vringStateIndex), num = m.vringStateNum;
-    if (num < 1 || num > MAX_RING_SIZE) {
-      throw new VhostUserError(REQ.SET_VRING_NUM, `ring size ${num} is outside 1..32768`);
-    }
-    if (!this.#packed && (num & (num - 1)) !== 0) {
-      throw new VhostUserError(
-        REQ.SET_VRING_NUM,
-        `ring size ${num} is not a power of two (split rings: virtio 1.2 §2.7)`,
-      );
-    }
-    v.size = num;
+    this.#vring(this.#msg.vringStateIndex).setSize(this.#msg.vringStateNum, this.#packed);
   }
 
   #setVringBase(): void {
-    const m = this.#msg;
     this.#expect(VHOST_USER_VRING_STATE_SIZE, 0);
-    const v = this.#stoppedVring(m.vringStateIndex), num = m.vringStateNum;
-    if (this.#packed) {
-      // Bits 0-14 avail index, 15 avail wrap counter; QEMU adds the used side in 16-31, which
-      // equals the avail side for a stopped ring, so only the low 16 bits are kept (as DPDK).
-      const index = num & 0x7fff;
-      if (v.size !== 0 && index >= v.size) {
-        throw new VhostUserError(
-          REQ.SET_VRING_BASE,
-          `packed ring position ${index} is not below the ring size ${v.size}`,
-        );
-      }
-      v.base = num & 0xffff;
-    } else {
-      if (num > 0xffff) {
-        throw new VhostUserError(REQ.SET_VRING_BASE, `split ring base ${num} is not 16 bits`);
-      }
-      v.base = num;
-    }
+    this.#vring(this.#msg.vringStateIndex).setBase(this.#msg.vringStateNum, this.#packed);
   }
 
   #setVringAddr(): void {
-    const m = this.#msg;
     this.#expect(VHOST_USER_VRING_ADDR_SIZE, 0);
-    const a = m.vringAddress();
-    const v = this.#stoppedVring(a.index);
-    if (a.flags !== 0) {
-      throw new VhostUserError(
-        REQ.SET_VRING_ADDR,
-        `flags 0x${a.flags.toString(16)}: dirty logging (VHOST_VRING_F_LOG) is not supported`,
-      );
-    }
-    if (this.memory === null) {
-      throw new VhostUserError(
-        REQ.SET_VRING_ADDR,
-        "no memory table yet (send SET_MEM_TABLE first)",
-      );
-    }
-    const packed = this.#packed;
-    const addrs = {
-      desc: checkAddress(a.desc, "descriptor area", 16),
-      driver: checkAddress(a.avail, "driver area (avail)", packed ? 4 : 2),
-      device: checkAddress(a.used, "device area (used)", 4),
-    };
-    if (v.size !== 0) this.#mapAreas(v, addrs); // only checks they lie in guest memory
-    v.addresses = addrs;
+    const a = this.#msg.vringAddress();
+    this.#vring(a.index).setAddresses(a, this.#packed, this.memory);
   }
 
   #setVringFile(request: number): void {
@@ -799,67 +651,14 @@ export class VhostUserBackend {
     }
   }
 
-  /** Maps the ring areas and builds the device queue (SET_VRING_KICK starts a ring). */
+  /** Builds `v`'s device queue at `base` (SET_VRING_KICK starts a ring; see Vring.start). */
   #startQueue(v: Vring, base: number): void {
-    const request = this.#msg.request;
-    if (v.size === 0) {
-      throw new VhostUserError(request, `vring ${v.index} has no size (send SET_VRING_NUM first)`);
-    }
-    if (v.addresses === null) {
-      throw new VhostUserError(
-        request,
-        `vring ${v.index} has no addresses (send SET_VRING_ADDR first)`,
-      );
-    }
-    const [desc, driver, device] = this.#mapAreas(v, v.addresses);
     const name = `${this.name} vring ${v.index} (${v.index % 2 === 0 ? "rx" : "tx"}${
       v.index >> 1
     })`;
-    const options = {
-      memory: this.memory!,
-      eventIdx: (this.features & featureMask("RING_F_EVENT_IDX")) !== 0n,
-      base,
-    };
-    try {
-      v.queue = this.#packed
-        ? new PackedDeviceQueue(desc, driver, device, v.size, name, options)
-        : new SplitDeviceQueue(desc, driver, device, v.size, name, options);
-    } catch (e) {
-      v.queue = null;
-      v.desc = v.driverArea = v.deviceArea = null;
-      throw asVhostUserError(e, request);
-    }
-    v.desc = desc;
-    v.driverArea = driver;
-    v.deviceArea = device;
+    const eventIdx = (this.features & featureMask("RING_F_EVENT_IDX")) !== 0n;
+    v.start(this.#msg.request, this.memory, this.#packed, eventIdx, base, name);
     this.#generation++;
-  }
-
-  /** Views of the three areas of `v` (sizes from the ring size and layout), or throws. */
-  #mapAreas(v: Vring, a: VringAddresses): Uint8Array[] {
-    const request = this.#msg.request, memory = this.memory;
-    if (memory === null) {
-      throw new VhostUserError(request, "no memory table yet (send SET_MEM_TABLE first)");
-    }
-    const n = v.size, packed = this.#packed;
-    const sizes = packed ? [16 * n, 4, 4] : [16 * n, 6 + 2 * n, 6 + 8 * n];
-    const names = packed
-      ? ["descriptor ring", "driver event suppression area", "device event suppression area"]
-      : ["descriptor table", "available ring", "used ring"];
-    const addrs = [a.desc, a.driver, a.device];
-    const views: Uint8Array[] = [];
-    for (let i = 0; i < 3; i++) {
-      const view = memory.viewVA(addrs[i], sizes[i]);
-      if (view === null) {
-        throw new VhostUserError(
-          request,
-          `vring ${v.index}: ${names[i]} at 0x${addrs[i].toString(16)} (${sizes[i]} bytes) is ` +
-            "outside the memory table",
-        );
-      }
-      views.push(view);
-    }
-    return views;
   }
 
   #getConfig(): boolean {
@@ -948,23 +747,6 @@ function asVhostUserError(e: unknown, request: number | string): VhostUserError 
   if (e instanceof VhostUserError) return e;
   const message = e instanceof Error ? e.message : String(e);
   return new VhostUserError(request, message, { cause: e });
-}
-
-function checkAddress(addr: bigint, what: string, align: number): number {
-  if (addr >= 1n << 53n) {
-    throw new VhostUserError(
-      REQ.SET_VRING_ADDR,
-      `${what} address 0x${addr.toString(16)} is beyond 2^53`,
-    );
-  }
-  const n = Number(addr);
-  if (n % align !== 0) {
-    throw new VhostUserError(
-      REQ.SET_VRING_ADDR,
-      `${what} address 0x${addr.toString(16)} is not ${align}-byte aligned`,
-    );
-  }
-  return n;
 }
 
 /** virtio_net_config (virtio 1.2 §5.1.4), little endian. */
