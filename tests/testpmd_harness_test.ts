@@ -47,7 +47,10 @@ async function pair(packed: boolean): Promise<void> {
     const mpps = (s1.rxPackets - s0.rxPackets) / seconds / 1e6;
 
     const sent = await b.stopForwarding();
-    await sleep(200); // A drains what is still in the ring
+    // Every frame B's PMD accepted is in the ring; A drains it. Wait (bounded) until A's port has
+    // counted them, however slowly A runs on a loaded machine, then stop A.
+    const deadline = Date.now() + 10_000;
+    while ((await a.stats()).rxPackets < sent.txPackets && Date.now() < deadline) await sleep(10);
     const received = await a.stopForwarding();
     console.log(
       `testpmd virtio-user(${packed ? "packed" : "split"}) txonly -> vhost rxonly, 64 B: ` +
