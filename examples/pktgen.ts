@@ -62,23 +62,30 @@ for (let n = 0; n < pool.count; n++) {
 
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst).fill(size);
-const meter = new RunMeter(stats, count, duration, live);
-while (!meter.done(stats.txPackets)) {
-  const want = Math.min(burst, meter.remaining(stats.txPackets));
-  const n = pool.alloc(bufs, 0, want);
-  const sent = port.txBurst(bufs, lens, n);
-  if (sent < n) pool.free(bufs, sent, n - sent);
+const meter = new RunMeter(stats, count, duration, live, port);
+try {
+  while (!meter.done(stats.txPackets)) {
+    const want = Math.min(burst, meter.remaining(stats.txPackets));
+    const n = pool.alloc(bufs, 0, want);
+    const sent = port.txBurst(bufs, lens, n);
+    if (sent < n) pool.free(bufs, sent, n - sent);
+    if (meter.turnDue) await meter.turn(); // lets SIGINT/SIGTERM in
+  }
+} catch (e) {
+  meter.stop("error", (e as Error).message); // e.g. DeviceFailedError: the device broke a rule
 }
-const unsent = port.txDrain(2000);
+const unsent = port.txDrain(2000); // 0 at once when the link is down
 if (device === null) {
-  meter.report(opts.json, { in_flight_at_exit: unsent });
-  port.close();
+  const untold = port.close();
+  meter.report(opts.json, { in_flight_at_exit: unsent, ended_by: meter.ended });
+  Deno.exit(meter.finish("pktgen", untold));
 } else {
   // Drained: the device took every frame. Close the port, then read the device's final count.
-  port.close();
+  const untold = port.close();
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
     in_flight_at_exit: unsent,
+    ended_by: meter.ended,
     device_rx_packets: dev.rxPackets,
     device_rx_bytes: dev.rxBytes,
     device_errors: errors,
@@ -93,4 +100,5 @@ if (device === null) {
         `took ${dev.rxPackets} (${dev.rxBytes} bytes); ${unsent} were still in flight`,
     );
   }
+  Deno.exit(meter.finish("pktgen", untold));
 }

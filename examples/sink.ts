@@ -49,25 +49,32 @@ const port = await openPort(opts, device);
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);
-const meter = new RunMeter(stats, count, duration, live);
-while (!meter.done(stats.rxPackets)) {
-  const want = Math.min(burst, meter.remaining(stats.rxPackets));
-  const n = port.rxBurst(bufs, lens, want);
-  pool.free(bufs, 0, n);
+const meter = new RunMeter(stats, count, duration, live, port);
+try {
+  while (!meter.done(stats.rxPackets)) {
+    const want = Math.min(burst, meter.remaining(stats.rxPackets));
+    const n = port.rxBurst(bufs, lens, want);
+    pool.free(bufs, 0, n);
+    if (meter.turnDue) await meter.turn(); // lets SIGINT/SIGTERM in
+  }
+} catch (e) {
+  meter.stop("error", (e as Error).message); // e.g. DeviceFailedError: the device broke a rule
 }
 if (device === null) {
-  meter.report(opts.json);
-  port.close();
+  const untold = port.close();
+  meter.report(opts.json, { ended_by: meter.ended });
+  Deno.exit(meter.finish("sink", untold));
 } else {
   // Stop the device's data path (it still answers the port), then receive what it already sent.
   const sent = await device.pause();
   const deadline = performance.now() + 2000;
-  while (stats.rxPackets < sent.txPackets && performance.now() < deadline) {
+  while (stats.rxPackets < sent.txPackets && performance.now() < deadline && port.link === "up") {
     pool.free(bufs, 0, port.rxBurst(bufs, lens, burst));
   }
-  port.close();
+  const untold = port.close();
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
+    ended_by: meter.ended,
     device_tx_packets: dev.txPackets,
     device_tx_bytes: dev.txBytes,
     device_errors: errors,
@@ -82,4 +89,5 @@ if (device === null) {
         `received ${stats.rxPackets} (${stats.rxBytes} bytes)`,
     );
   }
+  Deno.exit(meter.finish("sink", untold));
 }

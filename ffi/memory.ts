@@ -163,7 +163,10 @@ export const F_SEAL_SEAL = 1;
  */
 export function addSeals(fd: number, seals: number): void {
   if (libc.symbols.fcntl(fd, F_ADD_SEALS, seals) < 0) {
-    fail(`fcntl(fd ${fd}, F_ADD_SEALS, 0x${seals.toString(16)})`, "was it created with MFD_ALLOW_SEALING?");
+    fail(
+      `fcntl(fd ${fd}, F_ADD_SEALS, 0x${seals.toString(16)})`,
+      "was it created with MFD_ALLOW_SEALING?",
+    );
   }
 }
 

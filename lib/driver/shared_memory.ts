@@ -15,11 +15,11 @@
 
 import { closeQuietly, O_CLOEXEC, O_CREAT, O_RDWR, openFile, unlink } from "../../ffi/fd.ts";
 import {
+  addSeals,
+  F_SEAL_SHRINK,
   freeHugePages,
   ftruncate,
   hugePageSize,
-  addSeals,
-  F_SEAL_SHRINK,
   type Mapping,
   memfdCreate,
   MFD_ALLOW_SEALING,

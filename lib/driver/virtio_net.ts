@@ -7,6 +7,14 @@
  *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
  * ```
  *
+ * Link state: every {@linkcode LINK_CHECK_BURSTS} bursts the driver reads the clock, and at most
+ * every {@linkcode LINK_CHECK_MS} ms it polls the transport once (zero timeout), so a peer that
+ * hangs up (killed, restarted) is noticed within a few ms whether frames flow or not, without a
+ * syscall per burst. A departed peer is an expected condition: the port goes `link: "down"`, every
+ * buffer comes back to the pool, and bursts return 0. A peer that breaks a ring rule is not:
+ * the driver sets FAILED (virtio 1.2 §2.1.2: the device needs a reset), stops the rings, takes
+ * every buffer back and throws a {@linkcode DeviceFailedError} naming the rule, once.
+ *
  * @module
  */
 
@@ -14,6 +22,7 @@ import { closeQuietly } from "../../ffi/fd.ts";
 import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { VirtqueueError } from "../virtio/virtqueue.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
@@ -52,6 +61,53 @@ export interface VirtioNetOptions {
   timeoutMs?: number;
   /** Receives notices such as the hugepage fallback (default `console.error`). */
   notice?: (message: string) => void;
+  /**
+   * A transmit queue that stays full this long without the device taking a frame marks the port
+   * {@linkcode VirtioNet.stalled}, ms (default 1000).
+   */
+  stallMs?: number;
+}
+
+/** Link state of a {@linkcode VirtioNet} port. */
+export type LinkState = "up" | "down";
+
+/** Bursts between two clock reads of the link check. */
+export const LINK_CHECK_BURSTS = 64;
+/** Least time between two polls of the transport, ms. */
+export const LINK_CHECK_MS = 2;
+
+/** Detail of the `linkchange` event a {@linkcode VirtioNet} port dispatches. */
+export interface LinkChange {
+  /** The new state. */
+  link: LinkState;
+  /** Why it changed (e.g. the backend hung up). */
+  reason: string;
+}
+
+/**
+ * The device broke a virtqueue rule (virtio 1.2 §2.1.2): the driver set FAILED, stopped the port
+ * and took every buffer back. `cause` is the {@linkcode VirtqueueError} naming the rule.
+ *
+ * @example
+ * ```ts
+ * import { DeviceFailedError } from "./virtio_net.ts";
+ * const e = new DeviceFailedError("rx0", new Error("virtqueue rx0: used id 999 is out of range"));
+ * console.assert(e.message.includes("used id 999"));
+ * ```
+ */
+export class DeviceFailedError extends Error {
+  /** The queue the rule was broken on, e.g. `rx0`. */
+  readonly queue: string;
+  /** Creates the error for a fault on `queue`. */
+  constructor(queue: string, cause: Error) {
+    super(
+      `device broke a virtqueue rule: ${cause.message}; the port is stopped (status FAILED ` +
+        "sent, every buffer back in the pool): close it, and reset or restart the backend",
+      { cause },
+    );
+    this.name = "DeviceFailedError";
+    this.queue = queue;
+  }
 }
 
 /** Counters of a {@linkcode VirtioNet} port, updated in place. */
@@ -87,7 +143,7 @@ const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDE
  * port.pool.free(bufs, sent, n - sent);
  * ```
  */
-export class VirtioNet {
+export class VirtioNet extends EventTarget {
   /** The packet buffers; frames live at `pool.bytes[pool.dataOffset(n)]`. */
   readonly pool: BufferPool;
   /** Counters, updated in place. */
@@ -120,6 +176,16 @@ export class VirtioNet {
   readonly #refillLens: Uint32Array;
   readonly #refillThreshold: number;
   #closed = false;
+  /** True once the link is down or the port is closed: bursts leave the fast path. */
+  #down = false;
+  #downReason = "";
+  #bursts = 0;
+  #lastCheck = 0;
+  readonly #stallMs: number;
+  #stallSince = -1;
+  #stalled = false;
+  #lastTxPackets = 0;
+  #failure: DeviceFailedError | null = null;
 
   private constructor(
     transport: VirtioTransport,
@@ -129,7 +195,10 @@ export class VirtioNet {
     mac: Uint8Array,
     queueSize: number,
     pairs: number,
+    stallMs: number,
   ) {
+    super();
+    this.#stallMs = stallMs;
     this.transport = transport;
     this.#memory = memory;
     this.pool = pool;
@@ -256,6 +325,7 @@ export class VirtioNet {
         parseMac(options.mac),
         queueSize,
         pairs,
+        options.stallMs ?? 1000,
       );
       port.#setUpQueues(
         queueSize,
@@ -315,14 +385,21 @@ export class VirtioNet {
    * One publish and at most one kick per call; no allocation.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
+    if (this.#down) return this.#deadBurst();
+    if (++this.#bursts === LINK_CHECK_BURSTS) this.#checkLink();
     const q = this.#tx[queue];
     const pool = this.pool;
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
     if (q.free < n || q.free < this.#refillThreshold) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) pool.free(this.#scratchBufs, 0, done);
+      let done: number;
+      try {
+        done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      } catch (e) {
+        throw this.#fail(q.name, e, this.#scratchBufs);
+      }
+      if (done > 0) pool.reclaim(this.#scratchBufs, 0, done);
     }
     const free = q.free;
     const count = n < free ? n : free;
@@ -333,10 +410,13 @@ export class VirtioNet {
     for (let i = 0; i < count; i++) {
       const len = lens[i];
       if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
-      pool.clearHeader(bufs[i]);
       lensWithHdr[i] = len + NET_HDR_SIZE;
       bytes += len;
     }
+    // Refuses (changing nothing) a buffer the caller does not own: out of range, free, or
+    // already sent.
+    pool.submit(bufs, count);
+    for (let i = 0; i < count; i++) pool.clearHeader(bufs[i]);
     const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
     if (q.needsNotify()) {
       eventfdSignal(this.#kickFds[2 * queue + 1]);
@@ -353,15 +433,28 @@ export class VirtioNet {
    * ring in the same call; at most one kick.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
+    if (this.#down) return this.#deadBurst();
+    if (++this.#bursts === LINK_CHECK_BURSTS) this.#checkLink();
     const q = this.#rx[queue];
-    const got = q.dequeue(bufs, lens, max);
+    let got: number;
+    try {
+      got = q.dequeue(bufs, lens, max);
+    } catch (e) {
+      throw this.#fail(q.name, e, bufs);
+    }
     let bytes = 0;
     for (let i = 0; i < got; i++) {
       // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
       const len = lens[i] - NET_HDR_SIZE;
-      lens[i] = len < 0 ? 0 : len;
-      bytes += lens[i];
+      if (len < 0) {
+        const rule = `used buffer ${bufs[i]}: len ${lens[i]} is shorter than the ` +
+          `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.4)`;
+        throw this.#fail(q.name, new VirtqueueError(q.name, rule, got), bufs);
+      }
+      lens[i] = len;
+      bytes += len;
     }
+    this.pool.deliver(bufs, got);
     this.stats.rxPackets += got;
     this.stats.rxBytes += bytes;
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
@@ -369,11 +462,134 @@ export class VirtioNet {
     return got;
   }
 
+  /** `"up"` while the device side is there; `"down"` after a hang-up, a device fault or close. */
+  get link(): LinkState {
+    return this.#down ? "down" : "up";
+  }
+
+  /** Why the link is down ("" while up). */
+  get downReason(): string {
+    return this.#downReason;
+  }
+
+  /**
+   * True while a transmit queue has been full for {@linkcode VirtioNetOptions.stallMs} without
+   * the device taking a frame: the device is connected but stopped consuming (not merely slow).
+   */
+  get stalled(): boolean {
+    return this.#stalled;
+  }
+
+  /**
+   * Checks the link now (one zero-timeout poll) instead of waiting for the next burst's check;
+   * returns the link state. For callers that stop calling bursts for a while.
+   */
+  checkLink(): LinkState {
+    if (!this.#down) {
+      this.#lastCheck = performance.now();
+      this.#pollTransport();
+    }
+    return this.link;
+  }
+
+  /** Every {@linkcode LINK_CHECK_BURSTS} bursts: a clock read; a poll every LINK_CHECK_MS. */
+  #checkLink(): void {
+    this.#bursts = 0;
+    const now = performance.now();
+    if (now - this.#lastCheck < LINK_CHECK_MS) return;
+    this.#lastCheck = now;
+    this.#checkStall(now);
+    this.#pollTransport();
+  }
+
+  #pollTransport(): void {
+    let reason: string | null;
+    try {
+      reason = this.transport.checkConnection();
+    } catch (e) {
+      reason = `checking the connection failed: ${(e as Error).message}`;
+    }
+    if (reason !== null) this.#linkDown(reason);
+  }
+
+  /** A transmit queue full with no frame taken for stallMs: stalled. */
+  #checkStall(now: number): void {
+    const sent = this.stats.txPackets;
+    let full = false;
+    for (const q of this.#tx) if (q.free === 0) full = true;
+    if (sent !== this.#lastTxPackets || !full) {
+      this.#lastTxPackets = sent;
+      this.#stallSince = -1;
+      this.#stalled = false;
+      return;
+    }
+    if (this.#stallSince < 0) this.#stallSince = now;
+    else if (!this.#stalled && now - this.#stallSince >= this.#stallMs) {
+      this.#stalled = true;
+      this.dispatchEvent(
+        new CustomEvent<LinkChange>("stall", {
+          detail: {
+            link: "up",
+            reason: `the device took no frame for ${this.#stallMs} ms with the transmit ring ` +
+              "full: it stopped consuming",
+          },
+        }),
+      );
+    }
+  }
+
+  /** The peer is gone: every buffer back to the pool, bursts return 0 from now on. */
+  #linkDown(reason: string): void {
+    if (this.#down) return;
+    this.#down = true;
+    this.#downReason = reason;
+    this.#reclaimAll();
+    this.transport.close();
+    this.dispatchEvent(
+      new CustomEvent<LinkChange>("linkchange", { detail: { link: "down", reason } }),
+    );
+  }
+
+  /** Buffers in every ring back to the pool (the device is gone or broken). */
+  #reclaimAll(): void {
+    const out = this.#scratchBufs;
+    for (const q of [...this.#rx, ...this.#tx]) this.pool.reclaim(out, 0, q.takeInFlight(out));
+  }
+
+  /**
+   * The device broke a ring rule while `queue` was dequeued into `bufs`: the buffers that call
+   * had taken (`e.taken`, still the port's) and every buffer in flight return to the pool, the
+   * device is told FAILED and its rings are stopped. Returns the error to throw.
+   */
+  #fail(queue: string, e: unknown, bufs: Uint32Array): Error {
+    if (!(e instanceof VirtqueueError)) return e as Error;
+    if (e.taken > 0) this.pool.reclaim(bufs, 0, e.taken);
+    const error = new DeviceFailedError(queue, e);
+    this.#failure = error;
+    const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, FAILED } = DeviceStatus;
+    try {
+      // §2.1.2: the driver sets FAILED when it gave up on the device.
+      this.transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | FAILED);
+      // Stop the rings before their buffers are reused (GET_VRING_BASE stops a vhost ring).
+      for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
+    } catch { /* a broken device may not answer; the buffers come back regardless */ }
+    this.#linkDown(error.message);
+    return error;
+  }
+
+  /** A burst on a port whose link is down returns 0; on a closed port it throws. */
+  #deadBurst(): number {
+    if (this.#closed) {
+      throw new TypeError("VirtioNet: the port is closed; open a new one");
+    }
+    return 0;
+  }
+
   #refill(queue: number, kick: boolean): void {
     const q = this.#rx[queue];
     const want = q.free;
     if (want === 0) return;
-    const k = this.pool.alloc(this.#scratchBufs, 0, want);
+    const k = this.pool.takeForPort(this.#scratchBufs, 0, want);
     if (k < want) this.stats.rxNoBuffers++;
     if (k === 0) return;
     q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
@@ -381,6 +597,11 @@ export class VirtioNet {
       eventfdSignal(this.#kickFds[2 * queue]);
       this.stats.kicks++;
     }
+  }
+
+  /** The device fault that took the port down, or null. */
+  get failure(): DeviceFailedError | null {
+    return this.#failure;
   }
 
   /**
@@ -391,27 +612,61 @@ export class VirtioNet {
     const q = this.#tx[queue];
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
+      if (this.#down) return 0; // the device is gone: its buffers are back in the pool
+      let done: number;
+      try {
+        done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      } catch (e) {
+        throw this.#fail(q.name, e, this.#scratchBufs);
+      }
+      if (done > 0) this.pool.reclaim(this.#scratchBufs, 0, done);
       const inFlight = q.size - q.free;
-      if (inFlight === 0 || performance.now() > deadline) return inFlight;
+      if (inFlight === 0) return 0;
+      const now = performance.now();
+      if (now > deadline) return inFlight;
+      if (now - this.#lastCheck >= LINK_CHECK_MS) this.checkLink();
     }
   }
 
   /**
-   * Stops every queue (vhost GET_VRING_BASE), closes the backend and frees the memory.
-   * Idempotent.
+   * Stops every queue (vhost GET_VRING_BASE), closes the backend, returns every buffer to the
+   * pool and unmaps the memory (`pool.bytes` throws from then on; views kept from before have
+   * length 0). Never throws because of the peer: returns what it could not tell the peer (empty
+   * when everything went through). Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * const untold = port.close();
+   * for (const line of untold) console.error(`close: ${line}`);
+   * ```
    */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
-    } finally {
-      this.transport.close();
-      for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
-      this.#memory.close();
+  close(): string[] {
+    const untold: string[] = [];
+    if (this.#closed) return untold;
+    if (!this.#down) {
+      const reason = this.transport.checkConnection();
+      if (reason !== null) this.#linkDown(reason);
     }
+    if (!this.#down) {
+      for (let index = 0; index < 2 * this.queuePairs; index++) {
+        try {
+          this.transport.stopQueue(index);
+        } catch (e) {
+          untold.push(`vring ${index} not stopped: ${(e as Error).message}`);
+          break; // the connection is what failed: the other rings cannot be told either
+        }
+      }
+    } else {
+      untold.push(`rings not stopped over ${this.transport.name}: ${this.#downReason}`);
+    }
+    this.#closed = true;
+    this.#down = true;
+    if (this.#downReason === "") this.#downReason = "closed";
+    this.#reclaimAll();
+    this.transport.close();
+    for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
+    this.#memory.close();
+    return untold;
   }
 
   /** Same as {@linkcode close}, for `using`. */

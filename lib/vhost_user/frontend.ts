@@ -17,7 +17,8 @@
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
-import { recvExact, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
+import { POLLERR, pollFd, POLLHUP, POLLIN, POLLNVAL } from "../../ffi/poll.ts";
+import { recvExact, recvMsg, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
 import { describeFeatures } from "../virtio/features.ts";
 import { DeviceStatus } from "../virtio/status.ts";
@@ -77,6 +78,7 @@ export class VhostUserFrontend implements VirtioTransport {
   #fd: number;
   readonly #msg = new VhostUserMessage();
   readonly #fds: number[] = [];
+  readonly #peek = new Uint8Array(1);
   readonly #replyAck: boolean;
   readonly #status: boolean;
 
@@ -252,6 +254,30 @@ export class VhostUserFrontend implements VirtioTransport {
       );
     }
     return m.vringStateNum;
+  }
+
+  /**
+   * Zero-timeout poll(2) of the socket: null while the backend is connected and quiet, else the
+   * reason it is gone. A backend never speaks first on this socket (vhost-user.rst: backend
+   * requests use their own channel), so readable data means end of stream or a broken peer.
+   */
+  checkConnection(): string | null {
+    if (this.#fd < 0) return `connection to ${this.path} is closed`;
+    const rev = pollFd(this.#fd, POLLIN, 0);
+    if (rev === 0) return null;
+    if (rev & POLLNVAL) return `socket of ${this.path} is not open (POLLNVAL)`;
+    if (rev & (POLLHUP | POLLERR)) {
+      return `the backend at ${this.path} hung up (socket POLLHUP${
+        rev & POLLERR ? "|POLLERR" : ""
+      })`;
+    }
+    const fds: number[] = [];
+    const r = recvMsg(this.#fd, this.#peek, 1, fds, true);
+    for (const fd of fds) closeQuietly(fd);
+    if (r === 0) return `the backend at ${this.path} closed the connection (end of stream)`;
+    if (r < 0) return null;
+    return `the backend at ${this.path} sent an unsolicited message (vhost-user: the frontend ` +
+      "speaks first); treating it as broken";
   }
 
   /** True after {@linkcode close}. */

@@ -98,6 +98,13 @@ function wantsEvent(
   return needEvent(off, pos, pos - advanced);
 }
 
+/** The rule broken by a used descriptor whose AVAIL/USED bits fit neither lap (§2.8.1). */
+function wrongPolarity(pos: number, flags: number, wrap: number): string {
+  return `used descriptor ${pos}: flags 0x${flags.toString(16)} have the wrong wrap polarity ` +
+    `(AVAIL=${flags >> 7 & 1} USED=${flags >> 15 & 1}; the used wrap counter is ${wrap}, so ` +
+    `a used descriptor has both ${wrap}, one still available AVAIL=${wrap} USED=${wrap ^ 1})`;
+}
+
 /** Options of {@linkcode PackedDriverQueue}. */
 export interface PackedDriverOptions {
   /** Guest addresses of the buffers, by buffer number. */
@@ -337,13 +344,22 @@ export class PackedDriverQueue implements DriverQueue {
       // §2.8.1: used = AVAIL and USED both equal the driver's used wrap counter. The acquire load
       // orders the id/len reads after the device's flags store.
       const flags = Atomics.load(d16, (pos << 3) + 7);
-      if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
+      if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) {
+        // Not used yet: the slot must still read as we made it available (§2.8.1); anything
+        // else is a used descriptor written with the wrong wrap polarity.
+        if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
+          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+          throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
+        }
+        break;
+      }
       const id = d16[(pos << 3) + 6];
       if (id >= size) {
         this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
         throw new VirtqueueError(
           this.name,
           `used descriptor ${pos}: id ${id} is out of range (queue size ${size})`,
+          n,
         );
       }
       const kind = state[id];
@@ -352,6 +368,7 @@ export class PackedDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `used descriptor ${pos}: id ${id} is not in flight (returned twice or never made available)`,
+          n,
         );
       }
       let len = 0;
@@ -364,6 +381,7 @@ export class PackedDriverQueue implements DriverQueue {
             `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
               postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
       }
@@ -411,7 +429,14 @@ export class PackedDriverQueue implements DriverQueue {
       if (end < 0) {
         // §2.8.1 used test, acquire load: id/len are read after the device's flags store.
         const flags = Atomics.load(d16, (pos << 3) + 7);
-        if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
+        if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) {
+          // Still available as we wrote it (§2.8.1), or used with the wrong wrap polarity.
+          if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
+            this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+            throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
+          }
+          break;
+        }
         const id = d16[(pos << 3) + 6];
         const count = id >= pos ? id - pos + 1 : id + size - pos + 1;
         if (id >= size || count > size - top || state[id] === 0) {
@@ -420,6 +445,7 @@ export class PackedDriverQueue implements DriverQueue {
             this.name,
             `used descriptor ${pos}: in-order id ${id} does not name a buffer in flight ` +
               `(${size - top} in flight from slot ${pos}, queue size ${size})`,
+            n,
           );
         }
         const len = state[id] === 2 ? d32[(pos << 2) + 2] : 0;
@@ -430,6 +456,7 @@ export class PackedDriverQueue implements DriverQueue {
             `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
               this.#postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
         end = id;
@@ -440,6 +467,7 @@ export class PackedDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `in-order batch ending at ${end} skips receive buffer ${pos}, whose length is unknown`,
+          n,
         );
       }
       bufs[n] = idToBuf[pos];
@@ -455,6 +483,28 @@ export class PackedDriverQueue implements DriverQueue {
     }
     this.#batchEnd = end;
     return this.#endDequeue(pos, wrap, top, n);
+  }
+
+  /**
+   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
+   * count. The ring is dead afterwards (a broken or departed device).
+   *
+   * @example
+   * ```ts ignore
+   * pool.reclaim(out, 0, queue.takeInFlight(out));
+   * ```
+   */
+  takeInFlight(out: Uint32Array): number {
+    const state = this.#state;
+    let n = 0;
+    for (let id = 0; id < this.size; id++) {
+      if (state[id] === 0) continue;
+      state[id] = 0;
+      out[n++] = this.#idToBuf[id];
+    }
+    this.#freeTop = 0; // nothing may be enqueued again
+    this.#batchEnd = -1;
+    return n;
   }
 
   /**

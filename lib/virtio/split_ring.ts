@@ -286,7 +286,8 @@ export class SplitDriverQueue implements DriverQueue {
         this.name,
         `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${
           size - top
-        } buffers are in flight`,
+        } buffers are in flight (index jump beyond the ring)`,
+        0,
       );
     }
     if (ready > max) ready = max;
@@ -301,6 +302,7 @@ export class SplitDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `used ring entry ${last & mask}: id ${id} is out of range (queue size ${size})`,
+          n,
         );
       }
       const kind = state[id];
@@ -310,6 +312,7 @@ export class SplitDriverQueue implements DriverQueue {
           this.name,
           `used ring entry ${last & mask}: id ${id} is not in flight ` +
             "(returned twice or never made available)",
+          n,
         );
       }
       let len = 0;
@@ -322,6 +325,7 @@ export class SplitDriverQueue implements DriverQueue {
             `used ring entry ${last & mask}: id ${id} len ${len} exceeds the ${
               postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
       }
@@ -339,6 +343,27 @@ export class SplitDriverQueue implements DriverQueue {
       Atomics.store(this.#avail, 2 + size, last);
     }
     return ready;
+  }
+
+  /**
+   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
+   * count. The ring is dead afterwards (a broken or departed device).
+   *
+   * @example
+   * ```ts ignore
+   * pool.reclaim(out, 0, queue.takeInFlight(out));
+   * ```
+   */
+  takeInFlight(out: Uint32Array): number {
+    const state = this.#state;
+    let n = 0;
+    for (let id = 0; id < this.size; id++) {
+      if (state[id] === 0) continue;
+      state[id] = 0;
+      out[n++] = this.#idToBuf[id];
+    }
+    this.#freeTop = 0; // nothing may be enqueued again
+    return n;
   }
 
   /**

@@ -42,6 +42,8 @@ export interface QueueAddresses {
 export interface DriverQueue {
   /** Queue size (number of descriptors). */
   readonly size: number;
+  /** Name used in error messages, e.g. `rx0`. */
+  readonly name: string;
   /** Areas to hand to the backend. */
   readonly addresses: QueueAddresses;
   /** Buffers the driver may still enqueue before the queue is full. */
@@ -61,9 +63,16 @@ export interface DriverQueue {
   /**
    * Takes up to `max` used buffers: their numbers into `bufs[0..]` and the bytes the device wrote
    * into `lens[0..]`. Returns the count. Throws {@linkcode VirtqueueError} when the device returns
-   * an id that is out of range or not in flight.
+   * an id that is out of range or not in flight; its `taken` says how many entries of `bufs`
+   * this call had already filled (those buffers left the ring: the caller owns them).
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number;
+  /**
+   * Writes every buffer still in flight (made available, not yet used) into `out` and forgets
+   * them; returns the count. For a dead or broken device (virtio 1.2 §2.1.1 DEVICE_NEEDS_RESET):
+   * the buffers come back to the driver and the queue must not be used again.
+   */
+  takeInFlight(out: Uint32Array): number;
   /**
    * True when the device asked to be notified of what was enqueued since the last call (its event
    * suppression state; §2.7.10 / §2.8.10). Call once per burst, after `enqueue`.
@@ -91,10 +100,14 @@ export class VirtqueueError extends Error {
    * console.assert(e.message.startsWith("virtqueue rx:"));
    * ```
    */
-  constructor(queue: string, rule: string) {
+  constructor(queue: string, rule: string, taken = 0) {
     super(`virtqueue ${queue}: ${rule}`);
     this.name = "VirtqueueError";
+    this.taken = taken;
   }
+
+  /** Entries of the `bufs` given to `dequeue` that were filled before the rule was broken. */
+  readonly taken: number;
 }
 
 /**
