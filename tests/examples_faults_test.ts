@@ -1,0 +1,146 @@
+/**
+ * The example programs when the run does not end by itself: the peer (`dpdk-testpmd`) killed
+ * with SIGKILL mid-run, and the example sent SIGINT or SIGTERM:
+ *
+ * ```
+ *   pktgen --duration 60 ──► testpmd rxonly  ── kill -9 ──► pktgen: one line, summary, exit 1
+ *   sink   --count 1e9   ◄── testpmd txonly  ── kill -9 ──► sink:   one line, summary, exit 1
+ *   pktgen / sink ◄── SIGINT / SIGTERM ──► summary, exit 130 / 143
+ * ```
+ *
+ * No stack trace is printed for any of these (they are expected conditions).
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { requireTestpmd } from "./peers.ts";
+import { Testpmd } from "./testpmd.ts";
+
+const ignore = requireTestpmd(1);
+
+/** An example still running this long after its peer died or it was signalled fails the test. */
+const EXIT_TIMEOUT_MS = 30_000;
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
+
+/** A running example with its output collected. */
+class Example {
+  readonly #child: Deno.ChildProcess;
+  readonly #output: Promise<Deno.CommandOutput>;
+  stderr = "";
+
+  constructor(name: string, args: string[]) {
+    this.#child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", `examples/${name}.ts`, ...args],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    this.#output = this.#child.output();
+  }
+
+  kill(signal: Deno.Signal): void {
+    this.#child.kill(signal);
+  }
+
+  /** Waits for the exit (SIGKILL after {@linkcode EXIT_TIMEOUT_MS}: the test then fails). */
+  async exit(): Promise<{ code: number; stdout: string; stderr: string; timedOut: boolean }> {
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      try {
+        this.#child.kill("SIGKILL");
+      } catch { /* gone */ }
+    }, EXIT_TIMEOUT_MS);
+    const out = await this.#output;
+    clearTimeout(timer);
+    const dec = new TextDecoder();
+    return {
+      code: out.code,
+      stdout: dec.decode(out.stdout),
+      stderr: dec.decode(out.stderr),
+      timedOut,
+    };
+  }
+}
+
+/** Polls `cond` every 20 ms until it holds or `ms` pass. */
+async function waitFor(cond: () => Promise<boolean>, ms: number): Promise<boolean> {
+  const deadline = Date.now() + ms;
+  while (Date.now() < deadline) {
+    if (await cond()) return true;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return false;
+}
+
+function assertNoStackTrace(stderr: string): void {
+  assert.doesNotMatch(stderr, /^\s+at /m, `no stack trace on stderr:\n${stderr}`);
+  assert.doesNotMatch(stderr, /Uncaught/, `no uncaught error:\n${stderr}`);
+}
+
+function jsonLine(stdout: string): Record<string, unknown> {
+  return JSON.parse(stdout.trim().split("\n").at(-1) ?? "{}");
+}
+
+type Ending = "kill -9 peer" | "SIGINT" | "SIGTERM";
+const EXPECTED: Record<Ending, { code: number; line: RegExp; ended: string }> = {
+  "kill -9 peer": { code: 1, line: /: the peer is gone: .*hung up/, ended: "link down" },
+  SIGINT: { code: 130, line: /: interrupted \(SIGINT\)/, ended: "SIGINT" },
+  SIGTERM: { code: 143, line: /: terminated \(SIGTERM\)/, ended: "SIGTERM" },
+};
+
+for (const name of ["pktgen", "sink"] as const) {
+  for (const ending of ["kill -9 peer", "SIGINT", "SIGTERM"] as Ending[]) {
+    Deno.test({
+      name: `examples/${name}.ts against testpmd, ${ending}: one line, summary, exit ${
+        EXPECTED[ending].code
+      }`,
+      ignore,
+      async fn() {
+        const dir = await Deno.makeTempDir({ prefix: "examples-faults-" });
+        const sock = `${dir}/vhost.sock`;
+        const tp = await Testpmd.start({
+          vdev: `net_vhost0,iface=${sock},queues=1`,
+          forwardMode: name === "pktgen" ? "rxonly" : "txonly",
+        });
+        try {
+          await tp.waitForSocket(sock);
+          if (name === "pktgen") await tp.startForwarding();
+          const args = ["--path", sock, "--json"];
+          args.push(...(name === "pktgen" ? ["--duration", "600"] : ["--count", "1000000000"]));
+          const ex = new Example(name, args);
+          assert.ok(await waitFor(() => tp.linkUp(), EXIT_TIMEOUT_MS), "the example connected");
+          if (name === "sink") await tp.startForwarding();
+          // Frames flow before the ending: testpmd's counters move.
+          assert.ok(
+            await waitFor(async () => {
+              const s = await tp.stats();
+              return (name === "pktgen" ? s.rxPackets : s.txPackets) > 10_000;
+            }, EXIT_TIMEOUT_MS),
+            "frames flowed",
+          );
+          if (ending === "kill -9 peer") await tp.killHard();
+          else ex.kill(ending);
+          const run = await ex.exit();
+          assert.ok(!run.timedOut, `${name} exited by itself; stderr:\n${run.stderr}`);
+          const want = EXPECTED[ending];
+          assert.equal(run.code, want.code, `exit code; stderr:\n${run.stderr}`);
+          assert.match(run.stderr, want.line);
+          assertNoStackTrace(run.stderr);
+          const report = jsonLine(run.stdout);
+          assert.equal(report.ended_by, want.ended, "the summary says how the run ended");
+          const moved = name === "pktgen" ? report.tx_packets : report.rx_packets;
+          assert.ok(typeof moved === "number" && moved > 0, `summary counts: ${run.stdout}`);
+          console.log(
+            `  ${name}, ${ending}: exit ${run.code}; ${run.stderr.trim().split("\n")[0]}`,
+          );
+        } finally {
+          await tp.killHard();
+          await Deno.remove(dir, { recursive: true });
+        }
+      },
+    });
+  }
+}
