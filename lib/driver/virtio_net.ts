@@ -19,6 +19,8 @@
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
+import { pollFd, POLLIN } from "../../ffi/poll.ts";
+import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
 import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
@@ -26,7 +28,7 @@ import { VirtqueueError } from "../virtio/virtqueue.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { createDriverQueue, ringBytes } from "./driver_queue.ts";
+import { createDriverQueue, RING_ALIGN, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
@@ -37,6 +39,20 @@ export interface VirtioNetOptions {
   path?: string;
   /** An already-connected transport, instead of `path`. */
   transport?: VirtioTransport;
+  /**
+   * Server mode (vhost-user.rst; DPDK virtio-user `server=1`): listen on `path` (mode 0600, a
+   * stale socket file replaced) and let the backend connect (e.g. testpmd `net_vhost0,
+   * iface=PATH,client=1`). When that backend goes away the port keeps listening; the next
+   * backend to connect is negotiated with from scratch, the rings are rebuilt, traffic resumes.
+   */
+  server?: boolean;
+  /** Server mode: how long `open` waits for the first backend, ms (default 30000). */
+  acceptTimeoutMs?: number;
+  /**
+   * Client mode: after a hang-up, reconnect to `path` (first retry after `retryMs`, default 10,
+   * doubling up to `maxRetryMs`, default 1000) and rebuild the rings, as in server mode.
+   */
+  reconnect?: boolean | { retryMs?: number; maxRetryMs?: number };
   /** Packed rings (virtio 1.1, default) or split rings (`false`). */
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
@@ -120,6 +136,8 @@ export interface VirtioNetStats {
   rxPackets: number;
   /** Frame bytes received (headers excluded). */
   rxBytes: number;
+  /** Frames the device returned as used on the transmit queues (it took them). */
+  txCompleted: number;
   /** Notifications (kicks) sent to the device. */
   kicks: number;
   /** Times the receive ring could not be refilled because the pool was empty. */
@@ -152,6 +170,7 @@ export class VirtioNet extends EventTarget {
     txBytes: 0,
     rxPackets: 0,
     rxBytes: 0,
+    txCompleted: 0,
     kicks: 0,
     rxNoBuffers: 0,
   };
@@ -163,8 +182,23 @@ export class VirtioNet extends EventTarget {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
-  /** The transport to the device (vhost-user), for diagnostics. */
-  readonly transport: VirtioTransport;
+  /** The transport to the current device (vhost-user), for diagnostics. */
+  get transport(): VirtioTransport {
+    return this.#transport;
+  }
+
+  /** Times the port came back up with a new backend (server mode or `reconnect`). */
+  reconnects = 0;
+
+  #transport: VirtioTransport;
+  readonly #path: string | undefined;
+  readonly #transportOptions: { timeoutMs?: number; queuePairs: number };
+  #listenFd = -1;
+  readonly #retry: { first: number; max: number } | null;
+  #retryMs = 0;
+  #nextAttempt = 0;
+  readonly #queueSize: number;
+  readonly #ringAt: number[] = [];
 
   readonly #memory: SharedMemory;
   readonly #rx: DriverQueue[];
@@ -195,11 +229,19 @@ export class VirtioNet extends EventTarget {
     mac: Uint8Array,
     queueSize: number,
     pairs: number,
-    stallMs: number,
+    options: VirtioNetOptions,
   ) {
     super();
-    this.#stallMs = stallMs;
-    this.transport = transport;
+    this.#stallMs = options.stallMs ?? 1000;
+    this.#transport = transport;
+    this.#path = options.path;
+    this.#transportOptions = { timeoutMs: options.timeoutMs, queuePairs: pairs };
+    this.#queueSize = queueSize;
+    const r = options.reconnect;
+    this.#retry = r === undefined || r === false ? null : {
+      first: (r === true ? undefined : r.retryMs) ?? 10,
+      max: (r === true ? undefined : r.maxRetryMs) ?? 1000,
+    };
     this.#memory = memory;
     this.pool = pool;
     this.features = features;
@@ -238,20 +280,30 @@ export class VirtioNet extends EventTarget {
       throw new RangeError(`queueSize ${queueSize}: split rings need a power of two (§2.7)`);
     }
     let transport = options.transport;
+    let listenFd = -1;
     if (transport === undefined) {
       if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or transport");
-      transport = VhostUserFrontend.connect(options.path, {
-        timeoutMs: options.timeoutMs,
-        queuePairs: pairs,
-      });
+      const how = { timeoutMs: options.timeoutMs, queuePairs: pairs };
+      if (options.server) {
+        listenFd = unixListen(options.path, 0o600);
+        try {
+          transport = acceptBackend(listenFd, options.path, options.acceptTimeoutMs ?? 30000, how);
+        } catch (e) {
+          stopListening(listenFd, options.path);
+          throw e;
+        }
+      } else transport = VhostUserFrontend.connect(options.path, how);
     }
     try {
-      return VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
+      const port = VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
+      port.#listenFd = listenFd;
+      return port;
     } catch (e) {
       try {
         transport.setStatus(DeviceStatus.FAILED);
       } catch { /* the connection may be what failed */ }
       transport.close();
+      if (listenFd >= 0) stopListening(listenFd, options.path!);
       throw e;
     }
   }
@@ -325,13 +377,9 @@ export class VirtioNet extends EventTarget {
         parseMac(options.mac),
         queueSize,
         pairs,
-        options.stallMs ?? 1000,
+        options,
       );
-      port.#setUpQueues(
-        queueSize,
-        hasFeature(wanted, "RING_F_EVENT_IDX"),
-        hasFeature(wanted, "F_IN_ORDER"),
-      );
+      port.#setUpQueues(true);
       transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
       return port;
     } catch (e) {
@@ -340,12 +388,23 @@ export class VirtioNet extends EventTarget {
     }
   }
 
-  #setUpQueues(queueSize: number, eventIdx: boolean, inOrder: boolean): void {
-    const pairs = this.queuePairs;
-    this.transport.setMemTable([this.#memory]);
+  /**
+   * Places the rings (the first time: allocates their blocks; after a reconnect: fresh rings in
+   * the same blocks), fills the receive rings and hands every ring to the transport.
+   */
+  #setUpQueues(first: boolean): void {
+    const pairs = this.queuePairs, queueSize = this.#queueSize;
+    const eventIdx = hasFeature(this.features, "RING_F_EVENT_IDX");
+    const inOrder = hasFeature(this.features, "F_IN_ORDER");
+    this.#transport.setMemTable([this.#memory]);
     for (let index = 0; index < 2 * pairs; index++) {
       const rx = index % 2 === 0;
       const name = `${rx ? "rx" : "tx"}${index >> 1}`;
+      if (first) {
+        this.#ringAt.push(this.#memory.alloc(ringBytes(this.packed, queueSize), RING_ALIGN));
+        this.#kickFds.push(eventfd());
+        this.#callFds.push(eventfd());
+      }
       const queue = createDriverQueue(
         this.#memory,
         this.packed,
@@ -354,28 +413,103 @@ export class VirtioNet extends EventTarget {
         this.pool,
         eventIdx,
         inOrder,
+        this.#ringAt[index],
       );
-      const kickFd = eventfd();
-      this.#kickFds.push(kickFd);
-      const callFd = eventfd();
-      this.#callFds.push(callFd);
-      (rx ? this.#rx : this.#tx).push(queue);
+      (rx ? this.#rx : this.#tx)[index >> 1] = queue;
       // Poll mode: ask the device not to interrupt us (§2.7.7 / §2.8.10).
       queue.setInterrupts(false);
       // The device starts reading where the ring starts, not past the buffers the refill below
       // posts (vhost SET_VRING_BASE = the device's next avail position).
       const base = queue.base;
       if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
-      this.transport.setupQueue({
+      this.#transport.setupQueue({
         index,
         size: queueSize,
         addresses: queue.addresses,
         base,
-        kickFd,
-        callFd,
+        kickFd: this.#kickFds[index],
+        callFd: this.#callFds[index],
       });
     }
-    for (let index = 0; index < 2 * pairs; index++) this.transport.enableQueue(index, true);
+    for (let index = 0; index < 2 * pairs; index++) this.#transport.enableQueue(index, true);
+  }
+
+  /**
+   * While down in server mode or with `reconnect`: take a waiting backend (server) or connect
+   * again (client, with backoff), then bring the device up again on the same memory (§3.1.1;
+   * the rings start fresh, as DPDK's virtio-user does on reconnect).
+   */
+  #tryReattach(now: number): void {
+    let transport: VirtioTransport | null = null;
+    const path = this.#path!;
+    try {
+      if (this.#listenFd >= 0) {
+        if ((pollFd(this.#listenFd, POLLIN, 0) & POLLIN) === 0) {
+          this.#nextAttempt = now + LINK_CHECK_MS;
+          return;
+        }
+        transport = VhostUserFrontend.accepted(
+          unixAccept(this.#listenFd),
+          path,
+          this.#transportOptions,
+        );
+      } else {
+        transport = VhostUserFrontend.connect(path, this.#transportOptions);
+      }
+      this.#bringUpAgain(transport);
+    } catch (e) {
+      if (transport !== null) {
+        try {
+          transport.setStatus(DeviceStatus.FAILED);
+        } catch { /* gone already */ }
+        transport.close();
+      }
+      this.#reclaimAll();
+      this.#downReason = `reconnecting to ${path}: ${(e as Error).message}`;
+      const r = this.#retry;
+      this.#retryMs = r === null ? LINK_CHECK_MS : Math.min(this.#retryMs * 2 || r.first, r.max);
+      this.#nextAttempt = performance.now() + this.#retryMs;
+      return;
+    }
+    this.#retryMs = 0;
+    this.#down = false;
+    this.#downReason = "";
+    this.#failure = null;
+    this.#stalled = false;
+    this.#stallSince = -1;
+    this.#lastTxPackets = this.stats.txPackets;
+    this.reconnects++;
+    this.dispatchEvent(
+      new CustomEvent<LinkChange>("linkchange", {
+        detail: { link: "up", reason: `${transport.name}: a backend connected; rings rebuilt` },
+      }),
+    );
+  }
+
+  /** §3.1.1 again with a new backend: the features agreed the first time, or it is refused. */
+  #bringUpAgain(transport: VirtioTransport): void {
+    const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
+    transport.setStatus(ACKNOWLEDGE);
+    transport.setStatus(ACKNOWLEDGE | DRIVER);
+    const missing = this.features & ~transport.getFeatures();
+    if (missing !== 0n) {
+      throw new Error(
+        `${transport.name} does not offer ${describeFeatures(missing)}, which this port ` +
+          "negotiated with its first backend; start the backend with the same options",
+      );
+    }
+    if (this.queuePairs > transport.maxQueuePairs) {
+      throw new Error(`${transport.name} supports ${transport.maxQueuePairs} queue pair(s)`);
+    }
+    transport.setFeatures(this.features);
+    transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+    const status = transport.getStatus();
+    if (status >= 0 && (status & FEATURES_OK) === 0) {
+      throw new Error(`${transport.name} refused features ${describeFeatures(this.features)}`);
+    }
+    this.#transport = transport;
+    this.#setUpQueues(false);
+    transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
   }
 
   /**
@@ -399,7 +533,10 @@ export class VirtioNet extends EventTarget {
       } catch (e) {
         throw this.#fail(q.name, e, this.#scratchBufs);
       }
-      if (done > 0) pool.reclaim(this.#scratchBufs, 0, done);
+      if (done > 0) {
+        pool.reclaim(this.#scratchBufs, 0, done);
+        this.stats.txCompleted += done;
+      }
     }
     const free = q.free;
     const count = n < free ? n : free;
@@ -505,7 +642,7 @@ export class VirtioNet extends EventTarget {
   #pollTransport(): void {
     let reason: string | null;
     try {
-      reason = this.transport.checkConnection();
+      reason = this.#transport.checkConnection();
     } catch (e) {
       reason = `checking the connection failed: ${(e as Error).message}`;
     }
@@ -544,7 +681,7 @@ export class VirtioNet extends EventTarget {
     this.#down = true;
     this.#downReason = reason;
     this.#reclaimAll();
-    this.transport.close();
+    this.#transport.close();
     this.dispatchEvent(
       new CustomEvent<LinkChange>("linkchange", { detail: { link: "down", reason } }),
     );
@@ -569,9 +706,9 @@ export class VirtioNet extends EventTarget {
     const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, FAILED } = DeviceStatus;
     try {
       // §2.1.2: the driver sets FAILED when it gave up on the device.
-      this.transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | FAILED);
+      this.#transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | FAILED);
       // Stop the rings before their buffers are reused (GET_VRING_BASE stops a vhost ring).
-      for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
+      for (let index = 0; index < 2 * this.queuePairs; index++) this.#transport.stopQueue(index);
     } catch { /* a broken device may not answer; the buffers come back regardless */ }
     this.#linkDown(error.message);
     return error;
@@ -581,6 +718,11 @@ export class VirtioNet extends EventTarget {
   #deadBurst(): number {
     if (this.#closed) {
       throw new TypeError("VirtioNet: the port is closed; open a new one");
+    }
+    if ((this.#listenFd >= 0 || this.#retry !== null) && ++this.#bursts >= LINK_CHECK_BURSTS) {
+      this.#bursts = 0;
+      const now = performance.now();
+      if (now >= this.#nextAttempt) this.#tryReattach(now);
     }
     return 0;
   }
@@ -619,7 +761,10 @@ export class VirtioNet extends EventTarget {
       } catch (e) {
         throw this.#fail(q.name, e, this.#scratchBufs);
       }
-      if (done > 0) this.pool.reclaim(this.#scratchBufs, 0, done);
+      if (done > 0) {
+        this.pool.reclaim(this.#scratchBufs, 0, done);
+        this.stats.txCompleted += done;
+      }
       const inFlight = q.size - q.free;
       if (inFlight === 0) return 0;
       const now = performance.now();
@@ -644,26 +789,28 @@ export class VirtioNet extends EventTarget {
     const untold: string[] = [];
     if (this.#closed) return untold;
     if (!this.#down) {
-      const reason = this.transport.checkConnection();
+      const reason = this.#transport.checkConnection();
       if (reason !== null) this.#linkDown(reason);
     }
     if (!this.#down) {
       for (let index = 0; index < 2 * this.queuePairs; index++) {
         try {
-          this.transport.stopQueue(index);
+          this.#transport.stopQueue(index);
         } catch (e) {
           untold.push(`vring ${index} not stopped: ${(e as Error).message}`);
           break; // the connection is what failed: the other rings cannot be told either
         }
       }
     } else {
-      untold.push(`rings not stopped over ${this.transport.name}: ${this.#downReason}`);
+      untold.push(`rings not stopped over ${this.#transport.name}: ${this.#downReason}`);
     }
     this.#closed = true;
     this.#down = true;
     if (this.#downReason === "") this.#downReason = "closed";
     this.#reclaimAll();
-    this.transport.close();
+    this.#transport.close();
+    if (this.#listenFd >= 0) stopListening(this.#listenFd, this.#path!);
+    this.#listenFd = -1;
     for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
     this.#memory.close();
     return untold;
@@ -696,4 +843,28 @@ export function parseMac(text?: string): Uint8Array {
     throw new TypeError(`bad MAC address "${text}": expected six hex pairs like 02:00:00:00:00:01`);
   }
   return Uint8Array.from(parts, (p) => parseInt(p, 16));
+}
+
+/** Waits up to `timeoutMs` for a backend to connect to `listenFd`, then negotiates with it. */
+function acceptBackend(
+  listenFd: number,
+  path: string,
+  timeoutMs: number,
+  options: { timeoutMs?: number; queuePairs: number },
+): VhostUserFrontend {
+  if ((pollFd(listenFd, POLLIN, timeoutMs) & POLLIN) === 0) {
+    throw new Error(
+      `server mode: no vhost-user backend connected to ${path} within ${timeoutMs} ms; start ` +
+        "it in client mode (DPDK: --vdev net_vhost0,iface=PATH,client=1)",
+    );
+  }
+  return VhostUserFrontend.accepted(unixAccept(listenFd), path, options);
+}
+
+/** Closes the listening socket and removes its file. */
+function stopListening(listenFd: number, path: string): void {
+  closeQuietly(listenFd);
+  try {
+    Deno.removeSync(path);
+  } catch { /* already gone */ }
 }

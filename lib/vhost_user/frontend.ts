@@ -124,8 +124,35 @@ export class VhostUserFrontend implements VirtioTransport {
    * ```
    */
   static connect(path: string, options: VhostUserFrontendOptions = {}): VhostUserFrontend {
+    return VhostUserFrontend.#negotiate(unixConnect(path), path, options);
+  }
+
+  /**
+   * Negotiates (as {@linkcode connect}) over a socket a backend opened to us: `fd` is a
+   * connection accepted on a socket this process listens on (server mode, vhost-user.rst: the
+   * backend is the client). Takes ownership of `fd`, closing it on failure.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserFrontend } from "./frontend.ts";
+   * import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
+   * const backend = VhostUserFrontend.accepted(unixAccept(unixListen("/run/vu.sock")), "/run/vu.sock");
+   * ```
+   */
+  static accepted(
+    fd: number,
+    path: string,
+    options: VhostUserFrontendOptions = {},
+  ): VhostUserFrontend {
+    return VhostUserFrontend.#negotiate(fd, path, options);
+  }
+
+  static #negotiate(
+    fd: number,
+    path: string,
+    options: VhostUserFrontendOptions,
+  ): VhostUserFrontend {
     const timeoutMs = options.timeoutMs ?? 5000;
-    const fd = unixConnect(path);
     let frontend: VhostUserFrontend;
     try {
       frontend = new VhostUserFrontend(fd, path, timeoutMs);
