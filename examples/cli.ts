@@ -13,6 +13,7 @@ import type { DeviceThread } from "../lib/device/device_thread.ts";
 /** Options every example takes, on top of its own. */
 export const commonOptions = {
   path: { type: "string" },
+  server: { type: "boolean", default: false },
   split: { type: "boolean", default: false },
   count: { type: "string" },
   duration: { type: "string" },
@@ -75,15 +76,23 @@ export function sizeOption(value: string | undefined): number {
 
 /**
  * Opens a {@linkcode VirtioNet} port on `--path`, else on the built-in `device`, with the ring
- * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails.
+ * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails. With
+ * `--server` the port listens on `--path` and a backend connects (and may reconnect).
  */
 export async function openPort(
-  opts: { path?: string; split: boolean; "queue-size": string; hugepages: string },
+  opts: {
+    path?: string;
+    server?: boolean;
+    split: boolean;
+    "queue-size": string;
+    hugepages: string;
+  },
   device: DeviceThread | null,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
       path: opts.path ?? device!.path,
+      server: opts.server === true && opts.path !== undefined,
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),

@@ -25,6 +25,8 @@ Sends UDP/IPv4 frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
                      sink on a worker thread, and report its counters too)
+  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
+                     client=1) and may reconnect after a restart
   --split            split rings instead of packed rings
   --count N          send exactly N frames, then wait until the device took them all
   --duration S       send for S seconds (default 10 when no --count)
@@ -62,7 +64,8 @@ for (let n = 0; n < pool.count; n++) {
 
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst).fill(size);
-const meter = new RunMeter(stats, count, duration, live, port);
+// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
+const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
 try {
   while (!meter.done(stats.txPackets)) {
     const want = Math.min(burst, meter.remaining(stats.txPackets));

@@ -21,6 +21,8 @@ Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,ifac
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
                      source on a worker thread, and report its counters too)
+  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
+                     client=1) and may reconnect after a restart
   --split            split rings instead of packed rings
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)
@@ -49,7 +51,8 @@ const port = await openPort(opts, device);
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);
-const meter = new RunMeter(stats, count, duration, live, port);
+// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
+const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
 try {
   while (!meter.done(stats.rxPackets)) {
     const want = Math.min(burst, meter.remaining(stats.rxPackets));

@@ -520,7 +520,8 @@ export class VirtioNet extends EventTarget {
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
-    if (++this.#bursts === LINK_CHECK_BURSTS) this.#checkLink();
+    // The link check may find the peer gone; its rings are dead then: touch them no more.
+    if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
     const q = this.#tx[queue];
     const pool = this.pool;
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
@@ -571,7 +572,8 @@ export class VirtioNet extends EventTarget {
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
-    if (++this.#bursts === LINK_CHECK_BURSTS) this.#checkLink();
+    // The link check may find the peer gone; its rings are dead then: touch them no more.
+    if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
     const q = this.#rx[queue];
     let got: number;
     try {
@@ -629,14 +631,18 @@ export class VirtioNet extends EventTarget {
     return this.link;
   }
 
-  /** Every {@linkcode LINK_CHECK_BURSTS} bursts: a clock read; a poll every LINK_CHECK_MS. */
-  #checkLink(): void {
+  /**
+   * Every {@linkcode LINK_CHECK_BURSTS} bursts: a clock read; a poll every LINK_CHECK_MS.
+   * Returns true when the link is down now.
+   */
+  #checkLink(): boolean {
     this.#bursts = 0;
     const now = performance.now();
-    if (now - this.#lastCheck < LINK_CHECK_MS) return;
+    if (now - this.#lastCheck < LINK_CHECK_MS) return false;
     this.#lastCheck = now;
     this.#checkStall(now);
     this.#pollTransport();
+    return this.#down;
   }
 
   #pollTransport(): void {
