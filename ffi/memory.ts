@@ -107,7 +107,7 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
     BigInt(offset),
   );
   const value = Deno.UnsafePointer.value(ptr);
-  if (ptr === null || value === MAP_FAILED) fail("mmap", hint);
+  if (ptr === null || value === MAP_FAILED) fail("mmap", hint, errno());
   return {
     ptr,
     addr: Number(value),
@@ -134,7 +134,8 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
 export function munmap(m: Mapping): void {
   if (!m.buffer.detached) m.buffer.transfer(0);
   if (libc.symbols.munmap(m.ptr, BigInt(m.size)) !== 0) {
-    fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`);
+    const e = errno(); // before the message string is built
+    fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`, undefined, e);
   }
 }
 
@@ -163,9 +164,11 @@ export const F_SEAL_SEAL = 1;
  */
 export function addSeals(fd: number, seals: number): void {
   if (libc.symbols.fcntl(fd, F_ADD_SEALS, seals) < 0) {
+    const e = errno(); // before the message string is built
     fail(
       `fcntl(fd ${fd}, F_ADD_SEALS, 0x${seals.toString(16)})`,
       "was it created with MFD_ALLOW_SEALING?",
+      e,
     );
   }
 }

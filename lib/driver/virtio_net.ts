@@ -339,6 +339,15 @@ export class VirtioNet extends EventTarget {
         `${transport.name} supports ${transport.maxQueuePairs} queue pair(s), ${pairs} requested`,
       );
     }
+    // More than one queue pair needs VIRTIO_NET_F_MQ (§5.1.3, §5.1.6.5.5).
+    if (pairs > 1) {
+      if (!hasFeature(offered, "NET_F_MQ")) {
+        throw new Error(
+          `${transport.name} does not offer NET_F_MQ (bit 22): ${pairs} queue pairs need it`,
+        );
+      }
+      required.push("NET_F_MQ");
+    }
     let wanted = featureMask(...required);
     for (const name of OPTIONAL) {
       if (name === "RING_F_EVENT_IDX" && !options.eventIdx) continue;
@@ -799,13 +808,22 @@ export class VirtioNet extends EventTarget {
       if (reason !== null) this.#linkDown(reason);
     }
     if (!this.#down) {
-      for (let index = 0; index < 2 * this.queuePairs; index++) {
-        try {
-          this.#transport.stopQueue(index);
-        } catch (e) {
-          untold.push(`vring ${index} not stopped: ${(e as Error).message}`);
-          break; // the connection is what failed: the other rings cannot be told either
+      try {
+        for (let index = 0; index < 2 * this.queuePairs; index++) {
+          try {
+            this.#transport.stopQueue(index);
+          } catch (e) {
+            throw new Error(`vring ${index} not stopped: ${(e as Error).message}`);
+          }
         }
+        // Then reset the device (status 0, virtio 1.2 §2.1): the backend forgets the rings.
+        try {
+          this.#transport.setStatus(0);
+        } catch (e) {
+          throw new Error(`reset (status 0) not sent: ${(e as Error).message}`);
+        }
+      } catch (e) {
+        untold.push((e as Error).message); // the connection failed: nothing more can be told
       }
     } else {
       untold.push(`rings not stopped over ${this.#transport.name}: ${this.#downReason}`);

@@ -159,7 +159,7 @@ export class Vring {
 
   /** Drops the queue and the fds (GET_VRING_BASE, reset, end of session). */
   stop(): void {
-    if (this.queue !== null) this.base = this.queue.base;
+    if (this.queue !== null) this.base = this.queue.vringBase;
     this.queue = null;
     this.desc = this.driverArea = this.deviceArea = null;
     closeQuietly(this.kickFd);
@@ -488,7 +488,10 @@ export class VhostUserBackend {
   #dispatch(): void {
     const m = this.#msg;
     const request = m.request;
-    const needReply = m.needReply;
+    // vhost-user.rst "REPLY_ACK": NEED_REPLY asks for an ack only once REPLY_ACK was negotiated;
+    // without it the flag is ignored (a frontend that did not negotiate it reads no ack).
+    const needReply = m.needReply &&
+      (this.protocolFeatures & protocolFeatureMask("REPLY_ACK")) !== 0n;
     let replied = false;
     try {
       const flags = m.flags;
@@ -597,6 +600,12 @@ export class VhostUserBackend {
           throw new VhostUserError(request, `status 0x${s.toString(16)} is not 8 bits`);
         }
         this.status = Number(s);
+        if (this.status === 0) {
+          // Status 0 is a device reset (virtio 1.2 §2.1, §3.1.1 step 1): every ring stops and
+          // is forgotten, as with RESET_OWNER; the session stays up for a new bring-up.
+          for (const v of this.vrings) v.reset();
+          this.#generation++;
+        }
         return false;
       }
       case REQ.GET_STATUS:
@@ -726,16 +735,17 @@ export class VhostUserBackend {
     this.#expect(VHOST_USER_VRING_STATE_SIZE, 0);
     const v = this.#stoppedVring(m.vringStateIndex), num = m.vringStateNum;
     if (this.#packed) {
-      // Bits 0-14 avail index, 15 avail wrap counter; QEMU adds the used side in 16-31, which
-      // equals the avail side for a stopped ring, so only the low 16 bits are kept (as DPDK).
-      const index = num & 0x7fff;
-      if (v.size !== 0 && index >= v.size) {
+      // Bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap counter
+      // (vhost-user.rst; QEMU sends both halves, DPDK only the low one: used = avail then).
+      const index = num & 0x7fff, used = (num >>> 16) & 0x7fff;
+      if (v.size !== 0 && (index >= v.size || used >= v.size)) {
         throw new VhostUserError(
           REQ.SET_VRING_BASE,
-          `packed ring position ${index} is not below the ring size ${v.size}`,
+          `packed ring position 0x${num.toString(16)} (avail ${index}, used ${used}) is not ` +
+            `below the ring size ${v.size}`,
         );
       }
-      v.base = num & 0xffff;
+      v.base = num;
     } else {
       if (num > 0xffff) {
         throw new VhostUserError(REQ.SET_VRING_BASE, `split ring base ${num} is not 16 bits`);
@@ -913,7 +923,11 @@ export class VhostUserBackend {
       v[1].ready && v[1].enabled && statusOk;
     const running: number[] = [];
     if (started) {
-      for (const ring of v) if (ring.ready && ring.enabled) running.push(ring.index);
+      // Queue pairs beyond the first exist only with VIRTIO_NET_F_MQ negotiated (§5.1.3).
+      const mq = (this.features & featureMask("NET_F_MQ")) !== 0n;
+      for (const ring of v) {
+        if (ring.ready && ring.enabled && (mq || ring.index < 2)) running.push(ring.index);
+      }
     }
     const key = `${started}|${running.join(",")}|${this.#generation}`;
     if (key === this.#reported) return;

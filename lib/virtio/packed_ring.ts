@@ -638,22 +638,37 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
     this.#chainDescs = new Uint16Array(size);
-    const base = options.base ?? 1 << 15;
-    const index = base & 0x7fff;
-    if (index >= size || base >>> 16 !== 0) {
+    // vhost-user.rst SET_VRING_BASE for packed rings: bits 0-14 avail index, 15 avail wrap
+    // counter, 16-30 used index, 31 used wrap counter. A frontend that sends only the low half
+    // (DPDK's) means used = avail: nothing in flight.
+    const raw = options.base ?? 1 << 15;
+    const avail = raw & 0xffff;
+    const used = raw >>> 16 === 0 ? avail : raw >>> 16;
+    if ((avail & 0x7fff) >= size || (used & 0x7fff) >= size || raw > 0xffff_ffff || raw < 0) {
       throw new VirtqueueError(
         name,
-        `vring base 0x${base.toString(16)} is not a position in a ring of ${size}` +
-          " (bits 0-14 index, bit 15 wrap counter)",
+        `vring base 0x${raw.toString(16)} is not a position in a ring of ${size}` +
+          " (bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap)",
       );
     }
-    this.#availPos = this.#usedPos = index;
-    this.#availWrap = this.#usedWrap = base >>> 15;
+    this.#availPos = avail & 0x7fff;
+    this.#availWrap = avail >>> 15;
+    this.#usedPos = used & 0x7fff;
+    this.#usedWrap = used >>> 15;
   }
 
   /** Next avail position for vhost GET_VRING_BASE: bits 0-14 index, bit 15 wrap counter. */
   get base(): number {
     return this.#availPos | this.#availWrap << 15;
+  }
+
+  /**
+   * The whole vhost-user GET_VRING_BASE value: {@linkcode base} in bits 0-15, the next used
+   * position (bits 16-30) and used wrap counter (bit 31) above it (vhost-user.rst).
+   */
+  get vringBase(): number {
+    return (this.#availPos | this.#availWrap << 15 |
+      (this.#usedPos | this.#usedWrap << 15) << 16) >>> 0;
   }
 
   /**

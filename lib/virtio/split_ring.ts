@@ -512,6 +512,11 @@ export class SplitDeviceQueue implements DeviceQueue {
     return this.#lastAvail;
   }
 
+  /** The vhost-user GET_VRING_BASE value: for split rings, {@linkcode base}. */
+  get vringBase(): number {
+    return this.#lastAvail;
+  }
+
   /**
    * Takes the next available chain into `chain` (§2.7.5 descriptor chains, §2.7.5.3 indirect
    * tables). `chain` must hold `size` segments.

@@ -188,6 +188,11 @@ export interface DeviceQueue {
   setNotifications(enabled: boolean): void;
   /** Position for vhost GET_VRING_BASE: next avail index to read, with wrap for packed rings. */
   readonly base: number;
+  /**
+   * The full GET_VRING_BASE value: split = {@linkcode base}; packed = base in bits 0-15, used
+   * index and used wrap counter in bits 16-31 (vhost-user.rst).
+   */
+  readonly vringBase: number;
 }
 
 /**
