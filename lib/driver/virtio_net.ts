@@ -536,18 +536,7 @@ export class VirtioNet extends EventTarget {
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.free < n || q.free < this.#refillThreshold) {
-      let done: number;
-      try {
-        done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      } catch (e) {
-        throw this.#fail(q.name, e, this.#scratchBufs);
-      }
-      if (done > 0) {
-        pool.reclaim(this.#scratchBufs, 0, done);
-        this.stats.txCompleted += done;
-      }
-    }
+    if (q.free < n || q.free < this.#refillThreshold) this.#reclaimTx(q);
     const free = q.free;
     const count = n < free ? n : free;
     if (count === 0) return 0;
@@ -572,6 +561,20 @@ export class VirtioNet extends EventTarget {
     this.stats.txPackets += sent;
     this.stats.txBytes += bytes;
     return sent;
+  }
+
+  /** Takes the used buffers of transmit queue `q` back into the pool (§2.7.14 / §2.8.22). */
+  #reclaimTx(q: DriverQueue): void {
+    let done: number;
+    try {
+      done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+    } catch (e) {
+      throw this.#fail(q.name, e, this.#scratchBufs);
+    }
+    if (done > 0) {
+      this.pool.reclaim(this.#scratchBufs, 0, done);
+      this.stats.txCompleted += done;
+    }
   }
 
   /**
@@ -770,16 +773,7 @@ export class VirtioNet extends EventTarget {
     const deadline = performance.now() + timeoutMs;
     for (;;) {
       if (this.#down) return 0; // the device is gone: its buffers are back in the pool
-      let done: number;
-      try {
-        done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      } catch (e) {
-        throw this.#fail(q.name, e, this.#scratchBufs);
-      }
-      if (done > 0) {
-        this.pool.reclaim(this.#scratchBufs, 0, done);
-        this.stats.txCompleted += done;
-      }
+      this.#reclaimTx(q);
       const inFlight = q.size - q.free;
       if (inFlight === 0) return 0;
       const now = performance.now();

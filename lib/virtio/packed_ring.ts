@@ -29,6 +29,7 @@ import {
   type QueueAddresses,
   readLe32,
   type RingLayout,
+  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
@@ -495,16 +496,9 @@ export class PackedDriverQueue implements DriverQueue {
    * ```
    */
   takeInFlight(out: Uint32Array): number {
-    const state = this.#state;
-    let n = 0;
-    for (let id = 0; id < this.size; id++) {
-      if (state[id] === 0) continue;
-      state[id] = 0;
-      out[n++] = this.#idToBuf[id];
-    }
     this.#freeTop = 0; // nothing may be enqueued again
     this.#batchEnd = -1;
-    return n;
+    return takeInFlightIds(this.#state, this.#idToBuf, out);
   }
 
   /**

@@ -29,6 +29,7 @@ import {
   type QueueAddresses,
   readLe32,
   type RingLayout,
+  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
@@ -355,15 +356,8 @@ export class SplitDriverQueue implements DriverQueue {
    * ```
    */
   takeInFlight(out: Uint32Array): number {
-    const state = this.#state;
-    let n = 0;
-    for (let id = 0; id < this.size; id++) {
-      if (state[id] === 0) continue;
-      state[id] = 0;
-      out[n++] = this.#idToBuf[id];
-    }
     this.#freeTop = 0; // nothing may be enqueued again
-    return n;
+    return takeInFlightIds(this.#state, this.#idToBuf, out);
   }
 
   /**

@@ -390,3 +390,25 @@ export function readLe32(bytes: Uint8Array, offset: number): number {
   return (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
     bytes[offset + 3] << 24) >>> 0;
 }
+
+/**
+ * The body of `takeInFlight` for both layouts: writes `idToBuf[id]` for every id whose `state`
+ * is not 0 (free) into `out`, marks them free and returns the count.
+ *
+ * @example
+ * ```ts
+ * import { takeInFlightIds } from "./virtqueue.ts";
+ * const out = new Uint32Array(4);
+ * const n = takeInFlightIds(Uint8Array.of(0, 1, 2, 0), Uint32Array.of(9, 8, 7, 6), out);
+ * console.assert(n === 2 && out[0] === 8 && out[1] === 7);
+ * ```
+ */
+export function takeInFlightIds(state: Uint8Array, idToBuf: Uint32Array, out: Uint32Array): number {
+  let n = 0;
+  for (let id = 0; id < state.length; id++) {
+    if (state[id] === 0) continue;
+    state[id] = 0;
+    out[n++] = idToBuf[id];
+  }
+  return n;
+}
