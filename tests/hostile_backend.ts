@@ -85,10 +85,14 @@ export class HostileBackend {
     return (await this.#call({ cmd: "state" })) as unknown as HostileState;
   }
 
-  /** Closes the backend and ends the worker. */
-  async close(): Promise<void> {
-    await this.#call({ cmd: "close" }).catch(() => {});
+  /**
+   * Closes the backend (the frontend sees its socket hang up) and ends the worker. Returns when
+   * the socket was closed, as `performance.timeOrigin + performance.now()` (ms), or NaN.
+   */
+  async close(): Promise<number> {
+    const r = await this.#call({ cmd: "close" }).catch(() => ({ closedAt: NaN }));
     this.#worker.terminate();
+    return Number(r.closedAt);
   }
 
   /** Same as {@linkcode close}, for `await using`. */

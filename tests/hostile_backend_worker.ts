@@ -106,12 +106,14 @@ self.onmessage = (e: MessageEvent) => {
         });
         break;
       }
-      case "close":
+      case "close": {
         clearInterval(timer);
+        const closedAt = performance.timeOrigin + performance.now(); // for latency figures
         backend?.close();
-        self.postMessage({ event: "close" });
+        self.postMessage({ event: "close", closedAt });
         self.close();
         break;
+      }
       default:
         throw new Error(`unknown command ${msg.cmd}`);
     }
