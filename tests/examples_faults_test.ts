@@ -250,3 +250,40 @@ for (const signal of ["SIGINT", "SIGTERM"] as const) {
     }
   });
 }
+
+Deno.test({
+  name: "examples/pktgen.ts --server: testpmd (client=1) killed -9 and restarted, traffic resumes",
+  ignore,
+  async fn() {
+    const dir = await Deno.makeTempDir({ prefix: "examples-server-" });
+    const sock = `${dir}/virtio-user.sock`;
+    const vdev = `net_vhost0,iface=${sock},queues=1,client=1`;
+    let tp = await Testpmd.start({ vdev, forwardMode: "rxonly" });
+    try {
+      await tp.startForwarding();
+      const ex = new Example("pktgen", ["--path", sock, "--server", "--duration", "600", "--json"]);
+      for (let incarnation = 0; incarnation < 2; incarnation++) {
+        const peer = tp;
+        assert.ok(await waitFor(() => peer.linkUp(), EXIT_TIMEOUT_MS), "pktgen's port is up");
+        assert.ok(
+          await waitFor(async () => (await peer.stats()).rxPackets > 10_000, EXIT_TIMEOUT_MS),
+          `incarnation ${incarnation}: frames flowed`,
+        );
+        if (incarnation === 0) {
+          await tp.killHard();
+          tp = await Testpmd.start({ vdev, forwardMode: "rxonly" });
+          await tp.startForwarding();
+        }
+      }
+      ex.kill("SIGINT");
+      const run = await ex.exit();
+      assert.equal(run.code, 130, `exit code; stderr:\n${run.stderr}`);
+      assertNoStackTrace(run.stderr);
+      assert.equal(jsonLine(run.stdout).ended_by, "SIGINT");
+      await assert.rejects(() => Deno.lstat(sock), "pktgen removed its socket file");
+    } finally {
+      await tp.killHard();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
