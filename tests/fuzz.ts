@@ -4,7 +4,8 @@
  * project's named errors) or in normal service, never anything else:
  *
  * ```
- *   message: random vhost-user messages ──socket──► VhostUserBackend.poll()   (never throws)
+ *   message: [a valid bring-up, maybe corrupted] + random vhost-user messages
+ *            ──socket──► VhostUserBackend.poll()   (never throws; any error a named one)
  *   device:  random descriptors ──► PackedDeviceQueue / SplitDeviceQueue.pop  (VirtqueueError)
  *   driver:  random used entries ──► PackedDriverQueue / SplitDriverQueue.dequeue
  *            (VirtqueueError, and every buffer accounted for: taken + returned + in flight)
@@ -20,7 +21,13 @@ import { closeQuietly } from "../ffi/fd.ts";
 import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
 import { sendMsg, unixConnect } from "../ffi/unix_socket.ts";
 import { VhostUserBackend } from "../lib/vhost_user/backend.ts";
-import { VHOST_USER_HDR_SIZE, VhostUserMessage } from "../lib/vhost_user/message.ts";
+import {
+  PROTOCOL_FEATURES_BIT,
+  VHOST_USER_HDR_SIZE,
+  VhostUserMessage,
+  VhostUserRequest as REQ,
+} from "../lib/vhost_user/message.ts";
+import { featureMask } from "../lib/virtio/features.ts";
 import {
   PackedDeviceQueue,
   PackedDriverQueue,
@@ -189,14 +196,79 @@ class MessageFuzzer {
     this.dir = Deno.makeTempDirSync({ prefix: "fuzz-" });
     this.path = `${this.dir}/vhost.sock`;
     this.backend = VhostUserBackend.listen(this.path, { queuePairs: 2 });
+    this.backend.onQueuesChanged = (b) => {
+      if (b.started) this.#startedNow = true;
+    };
+  }
+
+  /** Cases in which the backend got as far as running rings. */
+  started = 0;
+  #startedNow = false;
+
+  /**
+   * A valid bring-up (as DPDK's frontend sends it) of `rings` vrings over a 64 KiB memfd at guest
+   * address 0x100000, each message possibly cut short by `r`: so the random tail meets a backend
+   * with mapped memory and started rings, not only a fresh session.
+   */
+  #prefix(r: () => number, raw: number, fds: number[]): void {
+    const m = this.msg, packed = r() < 0.5, size = 8, gpa = 0x100000n;
+    const mem = memfdCreate("fuzz-guest", MFD_CLOEXEC);
+    fds.push(mem);
+    ftruncate(mem, 65536);
+    const features = featureMask("F_VERSION_1", ...(packed ? ["F_RING_PACKED" as const] : [])) |
+      PROTOCOL_FEATURES_BIT;
+    const steps: [() => void, number[]][] = [
+      [() => m.begin(REQ.SET_OWNER), []],
+      [() => m.begin(REQ.SET_FEATURES).setU64(features), []],
+      [() =>
+        m.begin(REQ.SET_MEM_TABLE).setMemoryTable([{
+          guestPhysAddr: gpa,
+          memorySize: 65536n,
+          userspaceAddr: gpa,
+          mmapOffset: 0n,
+        }]), [mem]],
+    ];
+    for (let v = 0; v < 2; v++) {
+      const at = gpa + BigInt(v * 8192);
+      steps.push(
+        [() => m.begin(REQ.SET_VRING_NUM).setVringState(v, size), []],
+        [() => m.begin(REQ.SET_VRING_BASE).setVringState(v, packed ? 1 << 15 : 0), []],
+        [() =>
+          m.begin(REQ.SET_VRING_ADDR).setVringAddress({
+            index: v,
+            flags: 0,
+            desc: at,
+            used: at + 4096n,
+            avail: at + 2048n,
+            log: 0n,
+          }), []],
+        [() => m.begin(REQ.SET_VRING_CALL).setVringFile(v, false), []],
+        [() => m.begin(REQ.SET_VRING_KICK).setVringFile(v, false), []],
+        [() => m.begin(REQ.SET_VRING_ENABLE).setVringState(v, 1), []],
+      );
+    }
+    for (const [build, send] of steps) {
+      if (!this.backend.connected) return;
+      build();
+      // Now and then a field is corrupted on the way.
+      if (r() < 0.05) m.bytes[Math.floor(r() * m.length)] = (r() * 256) | 0;
+      try {
+        sendMsg(raw, m.bytes, m.length, send);
+      } catch {
+        return;
+      }
+      this.#poll();
+    }
   }
 
   run(seed: number): void {
     const r = rng(seed);
     const raw = unixConnect(this.path);
     const fds: number[] = [];
+    this.#startedNow = false;
     try {
       this.#poll();
+      if (r() < 0.4) this.#prefix(r, raw, fds);
       const count = 1 + Math.floor(r() * 10);
       const m = this.msg, view = new DataView(m.bytes.buffer);
       for (let k = 0; k < count && this.backend.connected; k++) {
@@ -236,6 +308,7 @@ class MessageFuzzer {
       this.#poll(); // sees the hang-up: the session ends, its memory is unmapped
       if (this.backend.connected) this.backend.endSession(new Error("fuzz case over"));
     }
+    if (this.#startedNow) this.started++;
     const e = this.backend.error;
     if (e !== null && !clean(e) && e.message !== "fuzz case over") throw e;
   }
@@ -254,6 +327,8 @@ class MessageFuzzer {
 export interface FuzzResult {
   cases: number;
   ms: number;
+  /** Message cases in which the backend started its rings (-1 for other kinds). */
+  started: number;
 }
 
 /**
@@ -268,6 +343,7 @@ export interface FuzzResult {
 export function runFuzz(kind: FuzzKind, seed: number, cases: number): FuzzResult {
   const start = performance.now();
   const messages = kind === "message" ? new MessageFuzzer() : null;
+  let started = -1;
   try {
     for (let i = 0; i < cases; i++) {
       const s = (seed + i) >>> 0;
@@ -279,10 +355,11 @@ export function runFuzz(kind: FuzzKind, seed: number, cases: number): FuzzResult
         throw new FuzzFailure(kind, s, e);
       }
     }
+    started = messages?.started ?? -1;
   } finally {
     messages?.close();
   }
-  return { cases, ms: performance.now() - start };
+  return { cases, ms: performance.now() - start, started };
 }
 
 if (import.meta.main) {
@@ -299,7 +376,8 @@ if (import.meta.main) {
     : [values.kind as FuzzKind];
   for (const kind of kinds) {
     try {
-      const { cases, ms } = runFuzz(kind, Number(values.seed), Number(values.cases));
+      const { cases, ms, started } = runFuzz(kind, Number(values.seed), Number(values.cases));
+      if (started >= 0) console.log(`${kind}: the backend started its rings in ${started} cases`);
       console.log(
         `${kind}: ${cases} cases in ${(ms / 1000).toFixed(1)} s (${
           (cases / ms * 1000).toFixed(0)
