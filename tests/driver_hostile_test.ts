@@ -210,3 +210,54 @@ for (const packed of [true, false]) {
     }
   });
 }
+
+Deno.test("a backend that ftruncates the driver's memory gets EPERM; the port keeps working", async () => {
+  await withHostile(true, false, async (dev, port) => {
+    const results = await dev.shrink(0);
+    assert.ok(results.length > 0, "the backend found the memory fd");
+    for (const r of results) assert.match(r, /ftruncate.*EPERM/, "F_SEAL_SHRINK refuses it");
+    const { pool } = port;
+    const last = pool.count - 1;
+    const n = pool.alloc(new Uint32Array(pool.count), 0, pool.available);
+    pool.bytes[pool.dataOffset(last) + 100] = 1; // the last page is still there: no SIGBUS
+    assert.equal(pool.bytes[pool.dataOffset(last) + 100], 1);
+    assert.ok(n > 0);
+  });
+});
+
+for (const traffic of [false, true]) {
+  Deno.test(`a backend that hangs up is noticed (${traffic ? "tx ring full" : "idle"}); latency printed`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "driver-hangup-" });
+    const path = `${dir}/vhost.sock`;
+    const dev = await HostileBackend.listen(path);
+    const port = VirtioNet.open({ path, hugepages: false, queueSize: SIZE });
+    try {
+      let downAt = NaN;
+      port.addEventListener(
+        "linkchange",
+        () => downAt = performance.timeOrigin + performance.now(),
+      );
+      const bufs = new Uint32Array(32), lens = new Uint32Array(32).fill(60);
+      const closing = dev.close();
+      const deadline = Date.now() + SEE_MS;
+      // No awaits: the worker closes its socket on its own thread while this one bursts.
+      while (port.link === "up" && Date.now() < deadline) {
+        if (traffic) {
+          const n = port.pool.alloc(bufs, 0, 32);
+          const sent = port.txBurst(bufs, lens, n);
+          port.pool.free(bufs, sent, n - sent);
+        } else port.pool.free(bufs, 0, port.rxBurst(bufs, lens, 32));
+      }
+      const closedAt = await closing;
+      assert.equal(port.link, "down");
+      assert.match(port.downReason, /hung up|closed the connection/);
+      assert.equal(port.pool.available, port.pool.count, "every buffer back");
+      console.log(
+        `  hang-up noticed ${(downAt - closedAt).toFixed(2)} ms after the backend closed`,
+      );
+    } finally {
+      port.close();
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

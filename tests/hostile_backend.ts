@@ -80,6 +80,11 @@ export class HostileBackend {
     await this.#call({ cmd: "splitUsed", vring, entries, idx });
   }
 
+  /** Tries to ftruncate the frontend's memfd to `size` bytes; returns each attempt's outcome. */
+  async shrink(size = 0): Promise<string[]> {
+    return (await this.#call({ cmd: "shrink", size })).results as string[];
+  }
+
   /** The backend's view: status byte, connection, running vrings, last error. */
   async state(): Promise<HostileState> {
     return (await this.#call({ cmd: "state" })) as unknown as HostileState;

@@ -13,6 +13,7 @@
 
 /// <reference lib="deno.worker" />
 
+import { ftruncate } from "../ffi/memory.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../lib/vhost_user/backend.ts";
 
 let backend: VhostUserBackend | null = null;
@@ -91,6 +92,29 @@ self.onmessage = (e: MessageEvent) => {
         const idx16 = new Uint16Array(device.buffer, device.byteOffset, 2);
         Atomics.store(idx16, 1, msg.idx ?? idx); // publish: used.idx after the entries
         self.postMessage({ event: "splitUsed" });
+        break;
+      }
+      case "shrink": {
+        // What a hostile backend could do with the memory fd it was given: cut the file down,
+        // so the frontend's next access to the lost pages is SIGBUS. Every memfd of the
+        // frontend's memory ("memfd:virtio-user") in this process's fd table is tried.
+        const results: string[] = [];
+        for (const entry of Deno.readDirSync("/proc/self/fd")) {
+          let target: string;
+          try {
+            target = Deno.readLinkSync(`/proc/self/fd/${entry.name}`);
+          } catch {
+            continue;
+          }
+          if (!target.startsWith("/memfd:virtio-user")) continue;
+          try {
+            ftruncate(Number(entry.name), msg.size ?? 0);
+            results.push("shrunk");
+          } catch (err) {
+            results.push((err as Error).message);
+          }
+        }
+        self.postMessage({ event: "shrink", results });
         break;
       }
       case "state": {
