@@ -147,6 +147,7 @@ export class RunMeter {
   #calls = 0;
   #lastPrint: number;
   #lastTurn: number;
+  #lastTimerTurn = 0;
   #lastPackets = 0;
   #lastBytes = 0;
   #done = false;
@@ -212,10 +213,18 @@ export class RunMeter {
     this.reason = reason;
   }
 
-  /** One event-loop turn (signal listeners run in it): a message to ourselves, ~50 µs. */
+  /**
+   * One event-loop turn: a message to ourselves (~50 µs), and every 500 ms a timer instead
+   * (~1-4 ms). A message alone keeps the loop from ever waiting on I/O, which is where a
+   * signal is picked up: without the timer turns SIGINT could wait seconds.
+   */
   turn(): Promise<void> {
     this.turnDue = false;
-    this.#lastTurn = performance.now();
+    const now = this.#lastTurn = performance.now();
+    if (now - this.#lastTimerTurn >= 500) {
+      this.#lastTimerTurn = now;
+      return new Promise<void>((resolve) => setTimeout(resolve, 0));
+    }
     return new Promise<void>((resolve) => {
       this.#wake = resolve;
       this.#channel.port1.postMessage(null);
