@@ -268,6 +268,14 @@ export class VirtioNet extends EventTarget {
    * const port = VirtioNet.open({ path: "/tmp/vhost.sock", packed: false, queueSize: 1024 });
    * port.close();
    * ```
+   *
+   * @example Server mode: the backend connects (testpmd `net_vhost0,iface=...,client=1`) and
+   * may come back after a restart.
+   * ```ts ignore
+   * import { VirtioNet } from "./virtio_net.ts";
+   * const port = VirtioNet.open({ path: "/tmp/virtio-user.sock", server: true });
+   * port.addEventListener("linkchange", (e) => console.log((e as CustomEvent).detail));
+   * ```
    */
   static open(options: VirtioNetOptions): VirtioNet {
     const queueSize = options.queueSize ?? 256;
