@@ -12,6 +12,8 @@
  */
 
 import assert from "node:assert/strict";
+import { closeQuietly } from "../ffi/fd.ts";
+import { unixListen } from "../ffi/unix_socket.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { VhostUserFrontend } from "../lib/vhost_user/frontend.ts";
 import { featureMask } from "../lib/virtio/features.ts";
@@ -158,4 +160,26 @@ Deno.test("packed device queue: SET_VRING_BASE bits 16-31 set the used side; vri
     "low half only: used = avail",
   );
   assert.throws(() => make((9 << 16) | 1), /not a position in a ring of 8/);
+});
+
+Deno.test("server mode: a stale socket file is replaced, a regular file refused, no backend times out", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "server-" });
+  const path = `${dir}/virtio-user.sock`;
+  try {
+    closeQuietly(unixListen(path)); // a listener that died without removing its file
+    assert.ok(Deno.lstatSync(path).isSocket, "a stale socket file is there");
+    assert.throws(
+      () => VirtioNet.open({ path, server: true, acceptTimeoutMs: 50, hugepages: false }),
+      /no vhost-user backend connected to .* within 50 ms; start it in client mode/,
+    );
+    assert.throws(() => Deno.lstatSync(path), "the socket file is removed after the failure");
+    Deno.writeTextFileSync(path, "not a socket");
+    assert.throws(
+      () => VirtioNet.open({ path, server: true, acceptTimeoutMs: 50, hugepages: false }),
+      /exists and is not a socket; not removing it/,
+    );
+    assert.equal(Deno.readTextFileSync(path), "not a socket", "the regular file is untouched");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
 });
