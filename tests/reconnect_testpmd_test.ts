@@ -20,6 +20,7 @@ import { type LinkChange, VirtioNet } from "../lib/driver/virtio_net.ts";
 import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { env, requireTestpmd } from "./peers.ts";
 import { Testpmd } from "./testpmd.ts";
+import { PortDriver } from "./port_driver.ts";
 
 const ignore = requireTestpmd(1);
 const ROUNDS = Number(env("VIRTIO_SOAK_ROUNDS") ?? 20);
@@ -51,38 +52,18 @@ Deno.test({
       const ups: string[] = [];
       p.addEventListener("linkchange", (e) => ups.push((e as CustomEvent<LinkChange>).detail.link));
       for (let n = 0; n < pool.count; n++) writeUdpFrame(pool.bytes, pool.dataOffset(n), 64);
-      const bufs = new Uint32Array(BURST), lens = new Uint32Array(BURST).fill(64);
-      const send = (limit: number) => {
-        const n = pool.alloc(bufs, 0, Math.min(BURST, limit));
-        const sent = p.txBurst(bufs, lens, n);
-        pool.free(bufs, sent, n - sent);
-        return sent;
-      };
+      const drive = new PortDriver(p, 64);
       const counts: string[] = [];
       for (let round = 0; round < ROUNDS; round++) {
         // Up: the new backend negotiated, the rings were rebuilt (bursts drive the accept).
-        const upBy = Date.now() + WAIT_MS;
-        while (p.link === "down" && Date.now() < upBy) {
-          for (let i = 0; i < 1000; i++) send(0); // bursts of nothing drive the accept
-          await turn();
-        }
-        assert.equal(p.link, "up", `round ${round}: a new backend connected (${p.downReason})`);
+        const up = await drive.untilLink("up", WAIT_MS);
+        assert.ok(up, `round ${round}: a new backend connected (${p.downReason})`);
         assert.equal(p.reconnects, round, "one reconnect per restart");
         // Exact part: FRAMES frames, drained, counted by testpmd.
         const completedBefore = stats.txCompleted;
-        let left = FRAMES;
-        const sendBy = Date.now() + WAIT_MS;
-        while (left > 0 && Date.now() < sendBy) {
-          for (let i = 0; i < 100 && left > 0; i++) left -= send(left);
-          await turn();
-        }
+        const left = await drive.sendExactly(FRAMES, WAIT_MS);
         assert.equal(left, 0, `round ${round}: all ${FRAMES} frames went out`);
-        let inFlight = p.txDrain(0);
-        const drainBy = Date.now() + WAIT_MS;
-        while (inFlight > 0 && Date.now() < drainBy) {
-          inFlight = p.txDrain(10);
-          await turn();
-        }
+        const inFlight = await drive.drain(WAIT_MS);
         assert.equal(inFlight, 0, `round ${round}: testpmd took every frame`);
         const delivered = stats.txCompleted - completedBefore;
         assert.equal(delivered, FRAMES, "the driver saw every frame used");
@@ -95,11 +76,11 @@ Deno.test({
         assert.equal(rx, delivered, `round ${round}: testpmd RX-packets == frames delivered`);
         counts.push(`${rx}`);
         // Mid-traffic kill.
-        for (let i = 0; i < 2000; i++) send(BURST);
+        for (let i = 0; i < 2000; i++) drive.send(BURST);
         const killed = tp.killHard();
         const downBy = Date.now() + WAIT_MS;
         while (p.link === "up" && Date.now() < downBy) {
-          for (let i = 0; i < 1000; i++) send(BURST);
+          for (let i = 0; i < 1000; i++) drive.send(BURST);
           await turn();
         }
         await killed;
@@ -109,11 +90,7 @@ Deno.test({
         await tp.startForwarding();
       }
       // The last testpmd connects too, then the port closes cleanly with it.
-      const upBy = Date.now() + WAIT_MS;
-      while (p.link === "down" && Date.now() < upBy) {
-        for (let i = 0; i < 1000; i++) send(0);
-        await turn();
-      }
+      await drive.untilLink("up", WAIT_MS);
       assert.equal(p.link, "up");
       console.log(`  ${ROUNDS} incarnations, testpmd RX-packets each: ${counts.join(" ")}`);
       assert.equal(ups.filter((l) => l === "up").length, ROUNDS + 0, "a linkchange up per restart");
