@@ -14,8 +14,17 @@
  * @module
  */
 
-export { VirtioNet, type VirtioNetOptions, type VirtioNetStats } from "./lib/driver/virtio_net.ts";
-export { BufferPool } from "./lib/driver/buffer_pool.ts";
+export {
+  DeviceFailedError,
+  LINK_CHECK_BURSTS,
+  LINK_CHECK_MS,
+  type LinkChange,
+  type LinkState,
+  VirtioNet,
+  type VirtioNetOptions,
+  type VirtioNetStats,
+} from "./lib/driver/virtio_net.ts";
+export { BufferError, BufferPool } from "./lib/driver/buffer_pool.ts";
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
 export { Feature, type FeatureName } from "./lib/virtio/features.ts";

@@ -17,6 +17,8 @@ import {
   PackedDriverQueue,
   packedRingLayout,
 } from "../lib/virtio/packed_ring.ts";
+import { BufferPool } from "../lib/driver/buffer_pool.ts";
+import { SharedMemory } from "../lib/driver/shared_memory.ts";
 import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
 import {
   DescriptorChain,
@@ -101,4 +103,13 @@ Deno.bench({ name: "packed ring, event index: burst of 32", group: "ring" }, () 
 });
 Deno.bench({ name: "split ring, event index: burst of 32", group: "ring" }, () => {
   splitEventBurst();
+});
+
+const poolMemory = SharedMemory.create(SIZE * BUF_SIZE + 4096, { hugepages: false });
+const pool = new BufferPool(poolMemory, SIZE, BUF_SIZE);
+const poolBufs = new Uint32Array(BURST);
+
+Deno.bench({ name: "buffer pool: alloc + free a burst of 32", group: "pool" }, () => {
+  const n = pool.alloc(poolBufs, 0, BURST);
+  pool.free(poolBufs, 0, n);
 });

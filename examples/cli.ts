@@ -1,6 +1,8 @@
 /**
  * What the example programs share: option parsing, the run limit (`--count` / `--duration`),
- * live per-second rates on stderr and the final report (one JSON line with `--json`).
+ * live per-second rates on stderr, the final report (one JSON line with `--json`), and how a run
+ * ends: its count or duration (exit 0), the peer hanging up (exit 1), SIGINT (130) or SIGTERM
+ * (143) — each with a one-line reason on stderr and the summary, never a stack trace.
  *
  * @module
  */
@@ -11,6 +13,7 @@ import type { DeviceThread } from "../lib/device/device_thread.ts";
 /** Options every example takes, on top of its own. */
 export const commonOptions = {
   path: { type: "string" },
+  server: { type: "boolean", default: false },
   split: { type: "boolean", default: false },
   count: { type: "string" },
   duration: { type: "string" },
@@ -73,23 +76,51 @@ export function sizeOption(value: string | undefined): number {
 
 /**
  * Opens a {@linkcode VirtioNet} port on `--path`, else on the built-in `device`, with the ring
- * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails.
+ * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails. With
+ * `--server` the port listens on `--path` and a backend connects (and may reconnect).
  */
 export async function openPort(
-  opts: { path?: string; split: boolean; "queue-size": string; hugepages: string },
+  opts: {
+    path?: string;
+    server?: boolean;
+    split: boolean;
+    "queue-size": string;
+    hugepages: string;
+  },
   device: DeviceThread | null,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
       path: opts.path ?? device!.path,
+      server: opts.server === true && opts.path !== undefined,
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),
     });
   } catch (e) {
     await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
-    throw e;
+    console.error(`cannot open the port: ${(e as Error).message}`);
+    Deno.exit(1);
   }
+}
+
+/** Why a run ended. */
+export type RunEnd = "count" | "duration" | "link down" | "error" | "SIGINT" | "SIGTERM";
+
+/** Exit status for each way a run ends (128 + signal number for signals, as shells report). */
+export const EXIT_CODES: Readonly<Record<RunEnd, number>> = {
+  count: 0,
+  duration: 0,
+  "link down": 1,
+  error: 1,
+  SIGINT: 130,
+  SIGTERM: 143,
+};
+
+/** What the meter watches besides the counters: the port's link (a {@linkcode VirtioNet}). */
+export interface LinkWatch {
+  readonly link: "up" | "down";
+  readonly downReason: string;
 }
 
 /** Counters a run reports. */
@@ -101,8 +132,10 @@ export interface RunCounters {
 }
 
 /**
- * Decides when a run ends and prints live rates once a second. `tick()` is cheap enough to call
- * once per burst: it reads the clock only every 256 calls.
+ * Decides when a run ends and prints live rates once a second. `done()` is cheap enough to call
+ * once per burst: it reads the clock only every 256 calls. Busy loops let the event loop run
+ * (so SIGINT/SIGTERM are delivered) by awaiting {@linkcode RunMeter.turn} when
+ * {@linkcode RunMeter.turnDue} is set, about every 10 ms.
  */
 export class RunMeter {
   readonly start = performance.now();
@@ -110,18 +143,41 @@ export class RunMeter {
   readonly #deadline: number;
   readonly #live: boolean;
   readonly #counters: RunCounters;
+  readonly #link: LinkWatch | null;
   #calls = 0;
   #lastPrint: number;
+  #lastTurn: number;
+  #lastTimerTurn = 0;
   #lastPackets = 0;
   #lastBytes = 0;
   #done = false;
+  /** How the run ended (valid once {@linkcode done} returned true). */
+  ended: RunEnd = "count";
+  /** One line saying why a run ended early ("" for count/duration). */
+  reason = "";
+  /** Set when the loop should `await turn()`. */
+  turnDue = false;
+  readonly #channel = new MessageChannel();
+  #wake: () => void = () => {};
+  readonly #onSigint = () => this.stop("SIGINT", "interrupted (SIGINT)");
+  readonly #onSigterm = () => this.stop("SIGTERM", "terminated (SIGTERM)");
 
-  constructor(counters: RunCounters, count: number, durationS: number, live: boolean) {
+  constructor(
+    counters: RunCounters,
+    count: number,
+    durationS: number,
+    live: boolean,
+    link: LinkWatch | null = null,
+  ) {
     this.#counters = counters;
+    this.#link = link;
     this.#limitPackets = count > 0 ? count : Infinity;
     this.#deadline = count > 0 && durationS === 0 ? Infinity : this.start + durationS * 1000;
     this.#live = live;
-    this.#lastPrint = this.start;
+    this.#lastPrint = this.#lastTurn = this.start;
+    this.#channel.port2.onmessage = () => this.#wake();
+    Deno.addSignalListener("SIGINT", this.#onSigint);
+    Deno.addSignalListener("SIGTERM", this.#onSigterm);
   }
 
   /** Packets still allowed before the count limit. */
@@ -131,12 +187,64 @@ export class RunMeter {
 
   /** True when the run should end; `packets` is the count the limit applies to. */
   done(packets: number): boolean {
-    if (this.#done || packets >= this.#limitPackets) return (this.#done = true);
+    if (this.#done) return true;
+    if (packets >= this.#limitPackets) {
+      this.ended = "count";
+      return (this.#done = true);
+    }
     if ((++this.#calls & 255) !== 0) return false;
     const now = performance.now();
     if (now - this.#lastPrint >= 1000) this.#print(now);
-    if (now >= this.#deadline) this.#done = true;
+    if (now - this.#lastTurn >= 10) this.turnDue = true;
+    if (this.#link !== null && this.#link.link === "down") {
+      this.stop("link down", `the peer is gone: ${this.#link.downReason}`);
+    } else if (now >= this.#deadline) {
+      this.ended = "duration";
+      this.#done = true;
+    }
     return this.#done;
+  }
+
+  /** Ends the run for `why` (a signal, the link, an error), with a one-line `reason`. */
+  stop(why: RunEnd, reason: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.ended = why;
+    this.reason = reason;
+  }
+
+  /**
+   * One event-loop turn: a message to ourselves (~50 µs), and every 500 ms a timer instead
+   * (~1-4 ms). A message alone keeps the loop from ever waiting on I/O, which is where a
+   * signal is picked up: without the timer turns SIGINT could wait seconds.
+   */
+  turn(): Promise<void> {
+    this.turnDue = false;
+    const now = this.#lastTurn = performance.now();
+    if (now - this.#lastTimerTurn >= 500) {
+      this.#lastTimerTurn = now;
+      return new Promise<void>((resolve) => setTimeout(resolve, 0));
+    }
+    return new Promise<void>((resolve) => {
+      this.#wake = resolve;
+      this.#channel.port1.postMessage(null);
+    });
+  }
+
+  /**
+   * Removes the signal listeners, prints why the run ended early (one line on stderr) and
+   * `untold` (what closing could not tell the peer); returns the exit status for the run.
+   */
+  finish(name: string, untold: readonly string[] = []): number {
+    Deno.removeSignalListener("SIGINT", this.#onSigint);
+    Deno.removeSignalListener("SIGTERM", this.#onSigterm);
+    this.#channel.port1.close();
+    this.#channel.port2.close();
+    if (this.reason !== "") console.error(`${name}: ${this.reason}`);
+    if (this.ended === "link down" || this.ended === "error") {
+      for (const line of untold) console.error(`${name}: close: ${line}`);
+    }
+    return EXIT_CODES[this.ended];
   }
 
   #print(now: number): void {

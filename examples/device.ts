@@ -16,7 +16,7 @@ import { parseArgs } from "node:util";
 import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import type { DeviceMode } from "../lib/device/net_device.ts";
 import { VhostUserDevice } from "../lib/device/vhost_user_device.ts";
-import { intOption, parseCli, sizeOption } from "./cli.ts";
+import { EXIT_CODES, intOption, parseCli, sizeOption } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]
                  [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--json]
@@ -118,9 +118,13 @@ const stats = device.stats;
 let lastPrint = performance.now(), lastRx = 0, lastTx = 0, lastBytes = 0;
 let end: string;
 for (;;) {
+  // While no ring runs the device sleeps in poll(2): longer slices then (Ctrl-C waits ≤ 100 ms).
+  limits.sliceMs = device.active ? 10 : 100;
   end = device.run(limits);
   if (end !== "slice") break;
-  await turn();
+  // Idle, a timer turn: the event loop then also polls the signal streams (a message turn alone
+  // can leave a signal undelivered for seconds).
+  await (device.active ? turn() : new Promise((r) => setTimeout(r, 0)));
   if (signalled !== "") {
     end = signalled;
     break;
@@ -186,3 +190,16 @@ else {
   );
   for (const e of errors) console.log(`error: ${e}`);
 }
+// How the run ended, as the other examples report it: a signal (130 / 143), the frontend gone
+// from a --connect session (1, one line on stderr), or a limit (0).
+if (end === "closed" && opts.connect) {
+  const why = device.errors.at(-1)?.message ?? "it closed the connection";
+  console.error(`device: the frontend is gone: ${why}`);
+}
+Deno.exit(
+  end === "SIGINT" || end === "SIGTERM"
+    ? EXIT_CODES[end]
+    : end === "closed" && opts.connect
+    ? 1
+    : 0,
+);

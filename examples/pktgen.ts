@@ -25,6 +25,8 @@ Sends UDP/IPv4 frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
                      sink on a worker thread, and report its counters too)
+  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
+                     client=1) and may reconnect after a restart
   --split            split rings instead of packed rings
   --count N          send exactly N frames, then wait until the device took them all
   --duration S       send for S seconds (default 10 when no --count)
@@ -62,25 +64,33 @@ for (let n = 0; n < pool.count; n++) {
 
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst).fill(size);
-const meter = new RunMeter(stats, count, duration, live);
-while (!meter.done(stats.txPackets)) {
-  const want = Math.min(burst, meter.remaining(stats.txPackets));
-  const n = pool.alloc(bufs, 0, want);
-  const sent = port.txBurst(bufs, lens, n);
-  if (sent < n) pool.free(bufs, sent, n - sent);
+// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
+const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
+try {
+  while (!meter.done(stats.txPackets)) {
+    const want = Math.min(burst, meter.remaining(stats.txPackets));
+    const n = pool.alloc(bufs, 0, want);
+    const sent = port.txBurst(bufs, lens, n);
+    if (sent < n) pool.free(bufs, sent, n - sent);
+    if (meter.turnDue) await meter.turn(); // lets SIGINT/SIGTERM in
+  }
+} catch (e) {
+  meter.stop("error", (e as Error).message); // e.g. DeviceFailedError: the device broke a rule
 }
-const unsent = port.txDrain(2000);
+const unsent = port.txDrain(2000); // 0 at once when the link is down
 if (device === null) {
-  meter.report(opts.json, { in_flight_at_exit: unsent });
-  port.close();
+  const untold = port.close();
+  meter.report(opts.json, { in_flight_at_exit: unsent, ended_by: meter.ended });
+  Deno.exit(meter.finish("pktgen", untold));
 } else {
   // Drained: the device took every frame. Close the port, then read the device's final count.
-  port.close();
+  const untold = port.close();
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
     in_flight_at_exit: unsent,
+    ended_by: meter.ended,
     device_from_driver_packets: dev.fromDriverPackets,
-    device_rx_bytes: dev.fromDriverBytes,
+    device_from_driver_bytes: dev.fromDriverBytes,
     device_errors: errors,
   });
   if (!opts.json) {
@@ -93,4 +103,5 @@ if (device === null) {
         `took ${dev.fromDriverPackets} (${dev.fromDriverBytes} bytes); ${unsent} were still in flight`,
     );
   }
+  Deno.exit(meter.finish("pktgen", untold));
 }

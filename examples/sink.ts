@@ -21,6 +21,8 @@ Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,ifac
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
                      source on a worker thread, and report its counters too)
+  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
+                     client=1) and may reconnect after a restart
   --split            split rings instead of packed rings
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)
@@ -49,27 +51,37 @@ const port = await openPort(opts, device);
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);
-const meter = new RunMeter(stats, count, duration, live);
-while (!meter.done(stats.rxPackets)) {
-  const want = Math.min(burst, meter.remaining(stats.rxPackets));
-  const n = port.rxBurst(bufs, lens, want);
-  pool.free(bufs, 0, n);
+// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
+const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
+try {
+  while (!meter.done(stats.rxPackets)) {
+    const want = Math.min(burst, meter.remaining(stats.rxPackets));
+    const n = port.rxBurst(bufs, lens, want);
+    pool.free(bufs, 0, n);
+    if (meter.turnDue) await meter.turn(); // lets SIGINT/SIGTERM in
+  }
+} catch (e) {
+  meter.stop("error", (e as Error).message); // e.g. DeviceFailedError: the device broke a rule
 }
 if (device === null) {
-  meter.report(opts.json);
-  port.close();
+  const untold = port.close();
+  meter.report(opts.json, { ended_by: meter.ended });
+  Deno.exit(meter.finish("sink", untold));
 } else {
   // Stop the device's data path (it still answers the port), then receive what it already sent.
   const sent = await device.pause();
   const deadline = performance.now() + 2000;
-  while (stats.rxPackets < sent.toDriverPackets && performance.now() < deadline) {
+  while (
+    stats.rxPackets < sent.toDriverPackets && performance.now() < deadline && port.link === "up"
+  ) {
     pool.free(bufs, 0, port.rxBurst(bufs, lens, burst));
   }
-  port.close();
+  const untold = port.close();
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
-    device_tx_packets: dev.toDriverPackets,
-    device_tx_bytes: dev.toDriverBytes,
+    ended_by: meter.ended,
+    device_to_driver_packets: dev.toDriverPackets,
+    device_to_driver_bytes: dev.toDriverBytes,
     device_errors: errors,
   });
   if (!opts.json) {
@@ -82,4 +94,5 @@ if (device === null) {
         `received ${stats.rxPackets} (${stats.rxBytes} bytes)`,
     );
   }
+  Deno.exit(meter.finish("sink", untold));
 }

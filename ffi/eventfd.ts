@@ -34,7 +34,7 @@ const EIGHT = 8n;
  */
 export function eventfd(nonblock = true): number {
   const fd = libc.symbols.eventfd(0, EFD_CLOEXEC | (nonblock ? EFD_NONBLOCK : 0));
-  if (fd < 0) fail("eventfd");
+  if (fd < 0) fail("eventfd", undefined, errno());
   return fd;
 }
 

@@ -48,7 +48,10 @@ export function openFile(path: string, flags: number, mode = 0o600, hint?: strin
  * ```
  */
 export function close(fd: number): void {
-  if (libc.symbols.close(fd) < 0) fail(`close(${fd})`);
+  if (libc.symbols.close(fd) < 0) {
+    const e = errno(); // before the message string is built (an allocation may run a syscall)
+    fail(`close(${fd})`, undefined, e);
+  }
 }
 
 /**

@@ -4,7 +4,7 @@
  * @module
  */
 
-import { fail, libc } from "./libc.ts";
+import { errno, fail, libc } from "./libc.ts";
 
 /**
  * Calls `ioctl(fd, request, arg)` and returns its (non-negative) result. `arg` is a buffer the
@@ -35,6 +35,9 @@ export function ioctl(
   const r = typeof arg === "number"
     ? libc.symbols.ioctl_int(fd, req, BigInt(arg))
     : libc.symbols.ioctl_buf(fd, req, arg);
-  if (r < 0) fail(`ioctl(${name})`);
+  if (r < 0) {
+    const e = errno(); // before the message string is built
+    fail(`ioctl(${name})`, undefined, e);
+  }
   return r;
 }

@@ -126,8 +126,10 @@ export class SyscallError extends Error {
 }
 
 /**
- * Throws a {@linkcode SyscallError} for `call`, reading `errno` now unless `err` is given (pass it
- * when other libc calls, such as a cleanup `close`, ran after the failure).
+ * Throws a {@linkcode SyscallError} for `call`, reading `errno` now unless `err` is given. Pass
+ * it, read with {@linkcode errno} right after the failing call: building the message strings
+ * allocates, and an allocation (a GC, say) or a cleanup `close` may run a syscall that
+ * overwrites errno.
  *
  * @example
  * ```ts

@@ -107,7 +107,7 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
     BigInt(offset),
   );
   const value = Deno.UnsafePointer.value(ptr);
-  if (ptr === null || value === MAP_FAILED) fail("mmap", hint);
+  if (ptr === null || value === MAP_FAILED) fail("mmap", hint, errno());
   return {
     ptr,
     addr: Number(value),
@@ -117,7 +117,9 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
 }
 
 /**
- * Unmaps `m`. Views of `m.buffer` must not be used afterwards (the pages are gone).
+ * Unmaps `m`. First detaches `m.buffer` (`ArrayBuffer.prototype.transfer(0)`: no copy), so every
+ * typed array over it has length 0 from then on: a stale view reads `undefined` and its methods
+ * throw a TypeError, instead of touching unmapped pages (SIGSEGV).
  *
  * @example
  * ```ts
@@ -130,9 +132,62 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
  * ```
  */
 export function munmap(m: Mapping): void {
+  if (!m.buffer.detached) m.buffer.transfer(0);
   if (libc.symbols.munmap(m.ptr, BigInt(m.size)) !== 0) {
-    fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`);
+    const e = errno(); // before the message string is built
+    fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`, undefined, e);
   }
+}
+
+const F_ADD_SEALS = 1033;
+const F_GET_SEALS = 1034;
+/** Seal: the file may not shrink (fcntl F_ADD_SEALS). */
+export const F_SEAL_SHRINK = 2;
+/** Seal: no further seals may be added. */
+export const F_SEAL_SEAL = 1;
+
+/**
+ * Adds `seals` to a memfd created with {@linkcode MFD_ALLOW_SEALING} (fcntl F_ADD_SEALS, see
+ * memfd_create(2)). With {@linkcode F_SEAL_SHRINK} nobody holding the fd (a vhost-user backend
+ * included) can ftruncate the file below its size, which would turn this process's accesses to
+ * the cut-off pages into SIGBUS.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { addSeals, F_SEAL_SHRINK, ftruncate, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate } from "./memory.ts";
+ * const fd = memfdCreate("rings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+ * ftruncate(fd, 4096);
+ * addSeals(fd, F_SEAL_SHRINK);
+ * closeQuietly(fd);
+ * ```
+ */
+export function addSeals(fd: number, seals: number): void {
+  if (libc.symbols.fcntl(fd, F_ADD_SEALS, seals) < 0) {
+    const e = errno(); // before the message string is built
+    fail(
+      `fcntl(fd ${fd}, F_ADD_SEALS, 0x${seals.toString(16)})`,
+      "was it created with MFD_ALLOW_SEALING?",
+      e,
+    );
+  }
+}
+
+/**
+ * The seals of a memfd (fcntl F_GET_SEALS), or -1 when the file cannot be sealed.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { getSeals, MFD_ALLOW_SEALING, MFD_CLOEXEC, memfdCreate } from "./memory.ts";
+ * const fd = memfdCreate("rings", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+ * console.log(getSeals(fd)); // 0
+ * closeQuietly(fd);
+ * ```
+ */
+export function getSeals(fd: number): number {
+  const r = libc.symbols.fcntl(fd, F_GET_SEALS, 0);
+  return r < 0 ? -1 : r;
 }
 
 /** Reads a small procfs file through libc (needs no `--allow-read`); null if it cannot. */

@@ -118,7 +118,7 @@ function sockaddrUn(path: string): Uint8Array {
 
 function newSocket(): number {
   const s = libc.symbols.socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (s < 0) fail("socket(AF_UNIX, SOCK_STREAM)");
+  if (s < 0) fail("socket(AF_UNIX, SOCK_STREAM)", undefined, errno());
   return s;
 }
 
@@ -173,11 +173,18 @@ export function unixListen(path: string, mode = 0o600): number {
   let bound = false;
   try {
     if (libc.symbols.bind(s, addr, addr.length) < 0) {
-      fail(`bind(${path})`, "is another process listening on this path?");
+      const e = errno(); // before the message string is built
+      fail(`bind(${path})`, "is another process listening on this path?", e);
     }
     bound = true;
-    if (libc.symbols.chmod(addr.subarray(2), mode) < 0) fail(`chmod(${path})`);
-    if (libc.symbols.listen(s, 16) < 0) fail(`listen(${path})`);
+    if (libc.symbols.chmod(addr.subarray(2), mode) < 0) {
+      const e = errno();
+      fail(`chmod(${path})`, undefined, e);
+    }
+    if (libc.symbols.listen(s, 16) < 0) {
+      const e = errno();
+      fail(`listen(${path})`, undefined, e);
+    }
   } catch (e) {
     closeQuietly(s);
     if (bound) libc.symbols.unlink(addr.subarray(2));
@@ -197,8 +204,9 @@ function removeStaleSocket(path: string): void {
   if (!info.isSocket) {
     throw new Error(`unixListen(${path}): the path exists and is not a socket; not removing it`);
   }
-  if (libc.symbols.unlink(cString(path)) < 0 && errno() !== ENOENT) {
-    fail(`unlink(${path})`, "cannot remove the stale socket file");
+  if (libc.symbols.unlink(cString(path)) < 0) {
+    const e = errno();
+    if (e !== ENOENT) fail(`unlink(${path})`, "cannot remove the stale socket file", e);
   }
 }
 
@@ -245,10 +253,14 @@ export function unixAccept(listenFd: number, nonblock = false): number {
  */
 export function setNonBlocking(fd: number, on: boolean): void {
   const flags = libc.symbols.fcntl(fd, F_GETFL, 0);
-  if (flags < 0) fail(`fcntl(fd ${fd}, F_GETFL)`);
+  if (flags < 0) {
+    const e = errno();
+    fail(`fcntl(fd ${fd}, F_GETFL)`, undefined, e);
+  }
   const want = on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK;
   if (want !== flags && libc.symbols.fcntl(fd, F_SETFL, want) < 0) {
-    fail(`fcntl(fd ${fd}, F_SETFL)`);
+    const e = errno();
+    fail(`fcntl(fd ${fd}, F_SETFL)`, undefined, e);
   }
 }
 

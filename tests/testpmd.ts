@@ -512,6 +512,31 @@ export class Testpmd {
     return this.#stopped;
   }
 
+  /**
+   * Kills testpmd with SIGKILL (no goodbye to its peers: their sockets just hang up), waits for
+   * the exit and removes its files. Later {@linkcode Testpmd.stop} calls resolve to the last
+   * counts read, without throwing.
+   *
+   * @example
+   * ```ts ignore
+   * await tp.killHard(); // the peer sees POLLHUP on its vhost-user socket
+   * ```
+   */
+  async killHard(): Promise<void> {
+    this.#stopped ??= (async () => {
+      if (this.#exit === null) {
+        try {
+          this.#child.kill("SIGKILL");
+        } catch { /* already gone */ }
+      }
+      await this.#writer.close().catch(() => {});
+      await this.#exited;
+      await this.#removeFiles();
+      return this.#last;
+    })();
+    await this.#stopped;
+  }
+
   /** Same as {@linkcode Testpmd.stop}, for `await using`. */
   async [Symbol.asyncDispose](): Promise<void> {
     await this.stop();

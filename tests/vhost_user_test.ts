@@ -18,6 +18,7 @@ import { openFds } from "./helpers.ts";
 import { eventfd } from "../ffi/eventfd.ts";
 import { closeQuietly } from "../ffi/fd.ts";
 import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
+import { pollFd, POLLIN } from "../ffi/poll.ts";
 import { recvExact, sendMsg, unixAccept, unixConnect, unixListen } from "../ffi/unix_socket.ts";
 import { featureMask } from "../lib/virtio/features.ts";
 import { GuestMemory } from "../lib/vhost_user/guest_memory.ts";
@@ -241,7 +242,9 @@ Deno.test("frontend: packed rings, no REPLY_ACK or STATUS, a ring without call f
     assert.deepEqual(s.running, [0, 1]);
     assert.ok(s.vrings[0].callSet && !s.vrings[0].hasCallFd);
     assert.ok(!s.vrings[1].hasKickFd);
-    assert.equal(fe.stopQueue(1), (1 << 15) | 42);
+    // Packed rings (vhost-user.rst): avail index and wrap in bits 0-15, used index and wrap in
+    // bits 16-31, both ways: the frontend sent them in SET_VRING_BASE, the backend reports them.
+    assert.equal(fe.stopQueue(1), ((1 << 15) | 42) * 0x10001);
   } finally {
     fe?.close();
     await backend.close();
@@ -339,6 +342,30 @@ function session(options = {}): Session {
   };
 }
 
+/** Negotiates REPLY_ACK (SET_PROTOCOL_FEATURES): NEED_REPLY is acked only then (vhost-user.rst). */
+function ackNegotiated(s: Session): void {
+  s.msg.begin(REQ.SET_PROTOCOL_FEATURES).setU64(protocolFeatureMask("REPLY_ACK"));
+  s.send();
+}
+
+Deno.test("backend: NEED_REPLY without REPLY_ACK negotiated gets no ack", () => {
+  const s = session();
+  try {
+    s.msg.begin(REQ.SET_OWNER, VHOST_USER_NEED_REPLY);
+    s.send();
+    assert.equal(pollFd(s.raw, POLLIN, 0) & POLLIN, 0, "nothing to read: no ack was sent");
+    assert.ok(s.backend.connected);
+    ackNegotiated(s);
+    s.msg.begin(REQ.SET_OWNER, VHOST_USER_NEED_REPLY);
+    s.send();
+    s.reply();
+    assert.equal(s.msg.request, REQ.SET_OWNER);
+    assert.equal(s.msg.u64, 0n, "with REPLY_ACK negotiated: acked, success");
+  } finally {
+    s.close();
+  }
+});
+
 /** Runs `body` on a fresh session and checks the error it leads to and that no fd leaks. */
 function expectViolation(
   name: string,
@@ -381,6 +408,7 @@ expectViolation(
 expectViolation(
   "an unknown request, answered with failure when NEED_REPLY",
   (s) => {
+    ackNegotiated(s);
     s.msg.begin(99, VHOST_USER_NEED_REPLY).setU64(0n);
     s.send();
     s.reply();
@@ -416,6 +444,7 @@ expectViolation(
 expectViolation(
   "a memory table with fds missing",
   (s) => {
+    ackNegotiated(s);
     const r = (addr: bigint) => ({
       guestPhysAddr: addr,
       memorySize: 4096n,

@@ -14,6 +14,7 @@
  * @module
  */
 
+import { pollIn } from "../../ffi/poll.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import type { Vring } from "../vhost_user/vring.ts";
 import {
@@ -68,6 +69,11 @@ export interface DeviceRunLimits {
 
 /** Why {@linkcode VhostUserDevice.run} returned. */
 export type DeviceRunEnd = "count" | "duration" | "stop" | "disconnect" | "closed" | "slice";
+
+/** Longest sleep in poll(2) while idle (no ring runs), ms. */
+const IDLE_WAIT_MS = 100;
+/** ...when a `stop` flag or an `onTick` must also be served while idle, ms. */
+const IDLE_WAIT_SHARED_MS = 10;
 
 /** Control messages are read once every this many data polls (each read costs a syscall). */
 const CONTROL_EVERY = 256;
@@ -125,6 +131,7 @@ export class VhostUserDevice {
 
   readonly #path: NetDevicePath;
   #polls = 0;
+  readonly #idleFds: number[] = [-1];
   /** The data path has pairs to service and is not paused. */
   #active = false;
   #paused = false;
@@ -291,11 +298,32 @@ export class VhostUserDevice {
           nextTick = now + tickMs;
           onTick(this);
         }
+        if (!this.#active) {
+          // Nothing to service: sleep in poll(2) on the socket until a frontend connects or
+          // sends, instead of spinning. Bounded so the limits above are still checked.
+          let wait = stop !== undefined || onTick !== undefined
+            ? IDLE_WAIT_SHARED_MS
+            : IDLE_WAIT_MS;
+          if (sliceEnd - now < wait) wait = sliceEnd - now;
+          if (this.#startedAt >= 0 && this.#startedAt + duration - now < wait) {
+            wait = this.#startedAt + duration - now;
+          }
+          this.#waitIdle(wait);
+        }
       }
     } finally {
       this.#path.limit = Infinity;
       this.#onTick = undefined;
     }
+  }
+
+  /** Blocks up to `ms` until the session socket (or, with none, the listening one) is readable. */
+  #waitIdle(ms: number): void {
+    const b = this.backend;
+    const fd = b.connectionFd >= 0 ? b.connectionFd : b.listenFd;
+    if (fd < 0 || ms <= 0) return;
+    this.#idleFds[0] = fd;
+    pollIn(this.#idleFds, ms);
   }
 
   /** Ends any session and closes the socket. Idempotent. */

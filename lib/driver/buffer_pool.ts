@@ -7,7 +7,9 @@
  * ```
  *
  * Free buffers sit on a stack of numbers, so allocating and freeing a burst touches only a
- * `Uint32Array`.
+ * `Uint32Array`. One byte per buffer records who owns it (the pool, the caller, the port's
+ * rings), so a buffer number that is out of range, freed twice or sent while the port still owns
+ * it is refused with a {@linkcode BufferError} instead of corrupting the stack or a ring.
  *
  * @module
  */
@@ -15,6 +17,26 @@
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import type { SharedMemory } from "./shared_memory.ts";
 import type { BufferTable } from "../virtio/virtqueue.ts";
+
+/** Who holds a buffer (one byte per buffer in the pool). */
+const FREE = 0, CALLER = 1, PORT = 2;
+
+/** A buffer number the caller passed breaks the ownership rules (range, double free, in flight). */
+export class BufferError extends RangeError {
+  /**
+   * Creates the error.
+   *
+   * @example
+   * ```ts
+   * import { BufferError } from "./buffer_pool.ts";
+   * console.assert(new BufferError("free: buffer 9 is already free").name === "BufferError");
+   * ```
+   */
+  constructor(message: string) {
+    super(`buffer pool: ${message}`);
+    this.name = "BufferError";
+  }
+}
 
 /**
  * Packet buffers: buffer number `n` holds a virtio-net header followed by the frame.
@@ -37,8 +59,10 @@ export class BufferPool implements BufferTable {
   readonly bufferSize: number;
   /** Largest frame a buffer holds (`bufferSize` minus the 12-byte header). */
   readonly frameCapacity: number;
-  /** The shared memory, as bytes; frames are at {@linkcode dataOffset}. */
-  readonly bytes: Uint8Array;
+  readonly #bytes: Uint8Array;
+  readonly #memory: SharedMemory;
+  /** FREE, CALLER or PORT per buffer. */
+  readonly #owner: Uint8Array;
   /** Low halves of each buffer's address (where its header starts). */
   readonly addrLo: Uint32Array;
   /** High halves of each buffer's address. */
@@ -58,7 +82,9 @@ export class BufferPool implements BufferTable {
     this.bufferSize = bufferSize;
     this.frameCapacity = bufferSize - NET_HDR_SIZE;
     this.base = memory.alloc(count * bufferSize, 4096);
-    this.bytes = memory.bytes;
+    this.#memory = memory;
+    this.#bytes = memory.bytes;
+    this.#owner = new Uint8Array(count);
     this.#words = new Uint32Array(memory.buffer);
     this.addrLo = new Uint32Array(count);
     this.addrHi = new Uint32Array(count);
@@ -70,6 +96,17 @@ export class BufferPool implements BufferTable {
       this.#stack[n] = count - 1 - n; // buffer 0 on top
     }
     this.#top = count;
+  }
+
+  /**
+   * The shared memory, as bytes; frames are at {@linkcode dataOffset}. Throws once the memory is
+   * closed (the port closed); a view kept from before has length 0 then.
+   */
+  get bytes(): Uint8Array {
+    if (this.#memory.closed) {
+      throw new TypeError("buffer pool: the port is closed; its shared memory is unmapped");
+    }
+    return this.#bytes;
   }
 
   /** Buffers currently free. */
@@ -98,32 +135,118 @@ export class BufferPool implements BufferTable {
   /** Takes one buffer; returns its number, or -1 when the pool is empty. */
   allocOne(): number {
     if (this.#top === 0) return -1;
-    return this.#stack[--this.#top];
+    const b = this.#stack[--this.#top];
+    this.#owner[b] = CALLER;
+    return b;
   }
 
-  /** Takes up to `n` buffers into `out[offset..]`; returns how many. */
+  /** Takes up to `n` buffers into `out[offset..]`; returns how many. The caller owns them. */
   alloc(out: Uint32Array, offset: number, n: number): number {
-    const take = n < this.#top ? n : this.#top;
-    const stack = this.#stack;
+    return this.#take(out, offset, n, CALLER);
+  }
+
+  /** Returns buffer `n` to the pool; throws a {@linkcode BufferError} unless the caller owns it. */
+  freeOne(n: number): void {
+    if (this.#owner[n] !== CALLER) throw new BufferError(this.#misuse("free", n));
+    this.#owner[n] = FREE;
+    this.#stack[this.#top++] = n;
+  }
+
+  /**
+   * Returns `bufs[offset..offset+n)` to the pool. Throws a {@linkcode BufferError}, freeing
+   * none, when one of them is not the caller's (out of range, already free, or owned by the port).
+   */
+  free(bufs: Uint32Array, offset: number, n: number): void {
+    const stack = this.#stack, owner = this.#owner;
     let top = this.#top;
-    for (let i = 0; i < take; i++) out[offset + i] = stack[--top];
+    for (let i = 0; i < n; i++) {
+      const b = bufs[offset + i];
+      // Out of range reads undefined: one compare checks range and ownership.
+      if (owner[b] !== CALLER) {
+        this.#undo(bufs, offset, i, CALLER);
+        throw new BufferError(this.#misuse("free", b));
+      }
+      owner[b] = FREE;
+      stack[top++] = b;
+    }
+    this.#top = top;
+  }
+
+  // --- for the port (lib/driver) ------------------------------------------------------------
+
+  /** Takes up to `n` buffers for the port's receive rings. */
+  takeForPort(out: Uint32Array, offset: number, n: number): number {
+    return this.#take(out, offset, n, PORT);
+  }
+
+  /**
+   * Marks the caller's `bufs[0..n)` as the port's (handed to a transmit ring). Throws a
+   * {@linkcode BufferError}, changing none, when one is not the caller's (double submit).
+   */
+  submit(bufs: Uint32Array, n: number): void {
+    const owner = this.#owner;
+    for (let i = 0; i < n; i++) {
+      const b = bufs[i];
+      if (owner[b] !== CALLER) {
+        this.#undo(bufs, 0, i, CALLER);
+        throw new BufferError(this.#misuse("txBurst", b));
+      }
+      owner[b] = PORT;
+    }
+  }
+
+  /** Gives the port's `bufs[offset..offset+n)` back to the caller (undoes {@linkcode submit}). */
+  unsubmit(bufs: Uint32Array, offset: number, n: number): void {
+    const owner = this.#owner;
+    for (let i = 0; i < n; i++) owner[bufs[offset + i]] = CALLER;
+  }
+
+  /** Hands the port's `bufs[0..n)` (received frames) to the caller. */
+  deliver(bufs: Uint32Array, n: number): void {
+    const owner = this.#owner;
+    for (let i = 0; i < n; i++) owner[bufs[i]] = CALLER;
+  }
+
+  /** Returns the port's `bufs[offset..offset+n)` (the device is done with them) to the pool. */
+  reclaim(bufs: Uint32Array, offset: number, n: number): void {
+    const stack = this.#stack, owner = this.#owner;
+    let top = this.#top;
+    for (let i = 0; i < n; i++) {
+      const b = bufs[offset + i];
+      if (owner[b] !== PORT) throw new BufferError(this.#misuse("reclaim", b));
+      owner[b] = FREE;
+      stack[top++] = b;
+    }
+    this.#top = top;
+  }
+
+  #take(out: Uint32Array, offset: number, n: number, who: number): number {
+    const take = n < this.#top ? n : this.#top;
+    const stack = this.#stack, owner = this.#owner;
+    let top = this.#top;
+    for (let i = 0; i < take; i++) {
+      const b = stack[--top];
+      owner[b] = who;
+      out[offset + i] = b;
+    }
     this.#top = top;
     return take;
   }
 
-  /** Returns buffer `n` to the pool. */
-  freeOne(n: number): void {
-    this.#stack[this.#top++] = n;
+  /** Restores the owner of `bufs[offset..offset+k)` after a refused burst. */
+  #undo(bufs: Uint32Array, offset: number, k: number, who: number): void {
+    for (let i = 0; i < k; i++) {
+      this.#owner[bufs[offset + i]] = who; // free() had not yet moved #top: nothing to pop
+    }
   }
 
-  /** Returns `bufs[offset..offset+n)` to the pool. */
-  free(bufs: Uint32Array, offset: number, n: number): void {
-    const stack = this.#stack;
-    let top = this.#top;
-    if (top + n > this.count) {
-      throw new RangeError(`buffer pool: freeing ${n} buffers would exceed ${this.count}`);
+  #misuse(what: string, b: number): string {
+    if (!Number.isInteger(b) || b < 0 || b >= this.count) {
+      return `${what}: buffer ${b} is out of range (the pool has ${this.count})`;
     }
-    for (let i = 0; i < n; i++) stack[top++] = bufs[offset + i];
-    this.#top = top;
+    return this.#owner[b] === FREE
+      ? `${what}: buffer ${b} is already free (freed twice, or never allocated)`
+      : `${what}: buffer ${b} belongs to the port (sent and not yet done, or posted for ` +
+        "receive); free or send only buffers that alloc() or rxBurst() gave you";
   }
 }

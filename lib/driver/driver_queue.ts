@@ -11,7 +11,7 @@ import { SplitDriverQueue, splitRingLayout } from "../virtio/split_ring.ts";
 import type { BufferTable, DriverQueue, RingLayout } from "../virtio/virtqueue.ts";
 
 /** Alignment of a ring block: a page, so no ring shares a page with packet buffers. */
-const RING_ALIGN = 4096;
+export const RING_ALIGN = 4096;
 
 function layoutOf(packed: boolean, size: number): RingLayout {
   return packed ? packedRingLayout(size) : splitRingLayout(size);
@@ -31,7 +31,8 @@ export function ringBytes(packed: boolean, size: number): number {
 }
 
 /**
- * Allocates a ring block in `memory` and returns the driver side of a queue over it.
+ * Allocates a ring block in `memory` (or reuses the one at byte offset `at`, e.g. to start a
+ * fresh ring after the backend changed) and returns the driver side of a queue over it.
  *
  * @example
  * ```ts ignore
@@ -47,9 +48,10 @@ export function createDriverQueue(
   buffers: BufferTable,
   eventIdx: boolean,
   inOrder = false,
+  at = -1,
 ): DriverQueue {
   const layout = layoutOf(packed, size);
-  const at = memory.alloc(layout.byteLength, RING_ALIGN);
+  if (at < 0) at = memory.alloc(layout.byteLength, RING_ALIGN);
   const area = (offset: number, length: number) =>
     new Uint8Array(memory.buffer, at + offset, length);
   const desc = area(layout.descOffset, layout.descSize);

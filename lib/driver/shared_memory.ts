@@ -15,11 +15,14 @@
 
 import { closeQuietly, O_CLOEXEC, O_CREAT, O_RDWR, openFile, unlink } from "../../ffi/fd.ts";
 import {
+  addSeals,
+  F_SEAL_SHRINK,
   freeHugePages,
   ftruncate,
   hugePageSize,
   type Mapping,
   memfdCreate,
+  MFD_ALLOW_SEALING,
   MFD_CLOEXEC,
   MFD_HUGETLB,
   mmapShared,
@@ -105,7 +108,12 @@ export class SharedMemory implements MemoryRegion {
       const hugeSize = roundUp(size, huge);
       if (want === true || freeHugePages() >= hugeSize / huge) {
         try {
-          return SharedMemory.#map(openHuge(name, options.hugetlbfs), hugeSize, true);
+          return SharedMemory.#map(
+            openHuge(name, options.hugetlbfs),
+            hugeSize,
+            true,
+            options.hugetlbfs === undefined,
+          );
         } catch (e) {
           if (want === true || !(e instanceof SyscallError)) throw e;
           (options.notice ?? console.error)(
@@ -121,12 +129,20 @@ export class SharedMemory implements MemoryRegion {
         );
       }
     }
-    return SharedMemory.#map(memfdCreate(name, MFD_CLOEXEC), roundUp(size, 4096), false);
+    return SharedMemory.#map(
+      memfdCreate(name, MFD_CLOEXEC | MFD_ALLOW_SEALING),
+      roundUp(size, 4096),
+      false,
+    );
   }
 
-  static #map(fd: number, size: number, hugepages: boolean): SharedMemory {
+  static #map(fd: number, size: number, hugepages: boolean, sealable = true): SharedMemory {
     try {
       ftruncate(fd, size);
+      // A backend holds this fd: without the seal it could ftruncate the file and every access
+      // of ours to the cut-off pages would be SIGBUS (memfd_create(2), "File sealing"). Memfds
+      // only; a file in a hugetlbfs mount cannot be sealed.
+      if (sealable) addSeals(fd, F_SEAL_SHRINK);
       const mapping = mmapShared(fd, size, 0, hugepages ? HUGEPAGE_HINT : undefined);
       return new SharedMemory(fd, mapping, hugepages);
     } catch (e) {
@@ -150,7 +166,16 @@ export class SharedMemory implements MemoryRegion {
     return start;
   }
 
-  /** Unmaps the memory and closes its fd. Idempotent. */
+  /** True after {@linkcode close}. */
+  get closed(): boolean {
+    return this.#mapping === null;
+  }
+
+  /**
+   * Unmaps the memory and closes its fd. Idempotent. The mapping's ArrayBuffer is detached
+   * first, so views kept past this point have length 0: misuse reads `undefined` or throws a
+   * TypeError, never touches unmapped memory.
+   */
   close(): void {
     if (this.#mapping === null) return;
     munmap(this.#mapping);
@@ -170,7 +195,7 @@ export function roundUp(n: number, align: number): number {
 }
 
 function openHuge(name: string, dir: string | undefined): number {
-  if (dir === undefined) return memfdCreate(name, MFD_CLOEXEC | MFD_HUGETLB);
+  if (dir === undefined) return memfdCreate(name, MFD_CLOEXEC | MFD_HUGETLB | MFD_ALLOW_SEALING);
   const path = `${dir}/${name}-${Deno.pid}-${crypto.randomUUID()}`;
   const fd = openFile(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600);
   unlink(path); // the fd keeps the pages; nothing is left behind in the mount

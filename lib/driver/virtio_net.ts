@@ -7,17 +7,28 @@
  *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
  * ```
  *
+ * Link state: every {@linkcode LINK_CHECK_BURSTS} bursts the driver reads the clock, and at most
+ * every {@linkcode LINK_CHECK_MS} ms it polls the transport once (zero timeout), so a peer that
+ * hangs up (killed, restarted) is noticed within a few ms whether frames flow or not, without a
+ * syscall per burst. A departed peer is an expected condition: the port goes `link: "down"`, every
+ * buffer comes back to the pool, and bursts return 0. A peer that breaks a ring rule is not:
+ * the driver sets FAILED (virtio 1.2 §2.1.2: the device needs a reset), stops the rings, takes
+ * every buffer back and throws a {@linkcode DeviceFailedError} naming the rule, once.
+ *
  * @module
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
+import { pollFd, POLLIN } from "../../ffi/poll.ts";
+import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
 import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
+import { VirtqueueError } from "../virtio/virtqueue.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { createDriverQueue, ringBytes } from "./driver_queue.ts";
+import { createDriverQueue, RING_ALIGN, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
@@ -28,6 +39,20 @@ export interface VirtioNetOptions {
   path?: string;
   /** An already-connected transport, instead of `path`. */
   transport?: VirtioTransport;
+  /**
+   * Server mode (vhost-user.rst; DPDK virtio-user `server=1`): listen on `path` (mode 0600, a
+   * stale socket file replaced) and let the backend connect (e.g. testpmd `net_vhost0,
+   * iface=PATH,client=1`). When that backend goes away the port keeps listening; the next
+   * backend to connect is negotiated with from scratch, the rings are rebuilt, traffic resumes.
+   */
+  server?: boolean;
+  /** Server mode: how long `open` waits for the first backend, ms (default 30000). */
+  acceptTimeoutMs?: number;
+  /**
+   * Client mode: after a hang-up, reconnect to `path` (first retry after `retryMs`, default 10,
+   * doubling up to `maxRetryMs`, default 1000) and rebuild the rings, as in server mode.
+   */
+  reconnect?: boolean | { retryMs?: number; maxRetryMs?: number };
   /** Packed rings (virtio 1.1, default) or split rings (`false`). */
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
@@ -52,6 +77,53 @@ export interface VirtioNetOptions {
   timeoutMs?: number;
   /** Receives notices such as the hugepage fallback (default `console.error`). */
   notice?: (message: string) => void;
+  /**
+   * A transmit queue that stays full this long without the device taking a frame marks the port
+   * {@linkcode VirtioNet.stalled}, ms (default 1000).
+   */
+  stallMs?: number;
+}
+
+/** Link state of a {@linkcode VirtioNet} port. */
+export type LinkState = "up" | "down";
+
+/** Bursts between two clock reads of the link check. */
+export const LINK_CHECK_BURSTS = 64;
+/** Least time between two polls of the transport, ms. */
+export const LINK_CHECK_MS = 2;
+
+/** Detail of the `linkchange` event a {@linkcode VirtioNet} port dispatches. */
+export interface LinkChange {
+  /** The new state. */
+  link: LinkState;
+  /** Why it changed (e.g. the backend hung up). */
+  reason: string;
+}
+
+/**
+ * The device broke a virtqueue rule (virtio 1.2 §2.1.2): the driver set FAILED, stopped the port
+ * and took every buffer back. `cause` is the {@linkcode VirtqueueError} naming the rule.
+ *
+ * @example
+ * ```ts
+ * import { DeviceFailedError } from "./virtio_net.ts";
+ * const e = new DeviceFailedError("rx0", new Error("virtqueue rx0: used id 999 is out of range"));
+ * console.assert(e.message.includes("used id 999"));
+ * ```
+ */
+export class DeviceFailedError extends Error {
+  /** The queue the rule was broken on, e.g. `rx0`. */
+  readonly queue: string;
+  /** Creates the error for a fault on `queue`. */
+  constructor(queue: string, cause: Error) {
+    super(
+      `device broke a virtqueue rule: ${cause.message}; the port is stopped (status FAILED ` +
+        "sent, every buffer back in the pool): close it, and reset or restart the backend",
+      { cause },
+    );
+    this.name = "DeviceFailedError";
+    this.queue = queue;
+  }
 }
 
 /** Counters of a {@linkcode VirtioNet} port, updated in place. */
@@ -64,6 +136,8 @@ export interface VirtioNetStats {
   rxPackets: number;
   /** Frame bytes received (headers excluded). */
   rxBytes: number;
+  /** Frames the device returned as used on the transmit queues (it took them). */
+  txCompleted: number;
   /** Notifications (kicks) sent to the device. */
   kicks: number;
   /** Times the receive ring could not be refilled because the pool was empty. */
@@ -87,7 +161,7 @@ const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDE
  * port.pool.free(bufs, sent, n - sent);
  * ```
  */
-export class VirtioNet {
+export class VirtioNet extends EventTarget {
   /** The packet buffers; frames live at `pool.bytes[pool.dataOffset(n)]`. */
   readonly pool: BufferPool;
   /** Counters, updated in place. */
@@ -96,6 +170,7 @@ export class VirtioNet {
     txBytes: 0,
     rxPackets: 0,
     rxBytes: 0,
+    txCompleted: 0,
     kicks: 0,
     rxNoBuffers: 0,
   };
@@ -107,8 +182,23 @@ export class VirtioNet {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
-  /** The transport to the device (vhost-user), for diagnostics. */
-  readonly transport: VirtioTransport;
+  /** The transport to the current device (vhost-user), for diagnostics. */
+  get transport(): VirtioTransport {
+    return this.#transport;
+  }
+
+  /** Times the port came back up with a new backend (server mode or `reconnect`). */
+  reconnects = 0;
+
+  #transport: VirtioTransport;
+  readonly #path: string | undefined;
+  readonly #transportOptions: { timeoutMs?: number; queuePairs: number };
+  #listenFd = -1;
+  readonly #retry: { first: number; max: number } | null;
+  #retryMs = 0;
+  #nextAttempt = 0;
+  readonly #queueSize: number;
+  readonly #ringAt: number[] = [];
 
   readonly #memory: SharedMemory;
   readonly #rx: DriverQueue[];
@@ -120,6 +210,16 @@ export class VirtioNet {
   readonly #refillLens: Uint32Array;
   readonly #refillThreshold: number;
   #closed = false;
+  /** True once the link is down or the port is closed: bursts leave the fast path. */
+  #down = false;
+  #downReason = "";
+  #bursts = 0;
+  #lastCheck = 0;
+  readonly #stallMs: number;
+  #stallSince = -1;
+  #stalled = false;
+  #lastTxPackets = 0;
+  #failure: DeviceFailedError | null = null;
 
   private constructor(
     transport: VirtioTransport,
@@ -129,8 +229,19 @@ export class VirtioNet {
     mac: Uint8Array,
     queueSize: number,
     pairs: number,
+    options: VirtioNetOptions,
   ) {
-    this.transport = transport;
+    super();
+    this.#stallMs = options.stallMs ?? 1000;
+    this.#transport = transport;
+    this.#path = options.path;
+    this.#transportOptions = { timeoutMs: options.timeoutMs, queuePairs: pairs };
+    this.#queueSize = queueSize;
+    const r = options.reconnect;
+    this.#retry = r === undefined || r === false ? null : {
+      first: (r === true ? undefined : r.retryMs) ?? 10,
+      max: (r === true ? undefined : r.maxRetryMs) ?? 1000,
+    };
     this.#memory = memory;
     this.pool = pool;
     this.features = features;
@@ -157,6 +268,14 @@ export class VirtioNet {
    * const port = VirtioNet.open({ path: "/tmp/vhost.sock", packed: false, queueSize: 1024 });
    * port.close();
    * ```
+   *
+   * @example Server mode: the backend connects (testpmd `net_vhost0,iface=...,client=1`) and
+   * may come back after a restart.
+   * ```ts ignore
+   * import { VirtioNet } from "./virtio_net.ts";
+   * const port = VirtioNet.open({ path: "/tmp/virtio-user.sock", server: true });
+   * port.addEventListener("linkchange", (e) => console.log((e as CustomEvent).detail));
+   * ```
    */
   static open(options: VirtioNetOptions): VirtioNet {
     const queueSize = options.queueSize ?? 256;
@@ -169,20 +288,30 @@ export class VirtioNet {
       throw new RangeError(`queueSize ${queueSize}: split rings need a power of two (§2.7)`);
     }
     let transport = options.transport;
+    let listenFd = -1;
     if (transport === undefined) {
       if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or transport");
-      transport = VhostUserFrontend.connect(options.path, {
-        timeoutMs: options.timeoutMs,
-        queuePairs: pairs,
-      });
+      const how = { timeoutMs: options.timeoutMs, queuePairs: pairs };
+      if (options.server) {
+        listenFd = unixListen(options.path, 0o600);
+        try {
+          transport = acceptBackend(listenFd, options.path, options.acceptTimeoutMs ?? 30000, how);
+        } catch (e) {
+          stopListening(listenFd, options.path);
+          throw e;
+        }
+      } else transport = VhostUserFrontend.connect(options.path, how);
     }
     try {
-      return VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
+      const port = VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
+      port.#listenFd = listenFd;
+      return port;
     } catch (e) {
       try {
         transport.setStatus(DeviceStatus.FAILED);
       } catch { /* the connection may be what failed */ }
       transport.close();
+      if (listenFd >= 0) stopListening(listenFd, options.path!);
       throw e;
     }
   }
@@ -217,6 +346,15 @@ export class VirtioNet {
       throw new Error(
         `${transport.name} supports ${transport.maxQueuePairs} queue pair(s), ${pairs} requested`,
       );
+    }
+    // More than one queue pair needs VIRTIO_NET_F_MQ (§5.1.3, §5.1.6.5.5).
+    if (pairs > 1) {
+      if (!hasFeature(offered, "NET_F_MQ")) {
+        throw new Error(
+          `${transport.name} does not offer NET_F_MQ (bit 22): ${pairs} queue pairs need it`,
+        );
+      }
+      required.push("NET_F_MQ");
     }
     let wanted = featureMask(...required);
     for (const name of OPTIONAL) {
@@ -256,12 +394,9 @@ export class VirtioNet {
         parseMac(options.mac),
         queueSize,
         pairs,
+        options,
       );
-      port.#setUpQueues(
-        queueSize,
-        hasFeature(wanted, "RING_F_EVENT_IDX"),
-        hasFeature(wanted, "F_IN_ORDER"),
-      );
+      port.#setUpQueues(true);
       transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
       return port;
     } catch (e) {
@@ -270,12 +405,23 @@ export class VirtioNet {
     }
   }
 
-  #setUpQueues(queueSize: number, eventIdx: boolean, inOrder: boolean): void {
-    const pairs = this.queuePairs;
-    this.transport.setMemTable([this.#memory]);
+  /**
+   * Places the rings (the first time: allocates their blocks; after a reconnect: fresh rings in
+   * the same blocks), fills the receive rings and hands every ring to the transport.
+   */
+  #setUpQueues(first: boolean): void {
+    const pairs = this.queuePairs, queueSize = this.#queueSize;
+    const eventIdx = hasFeature(this.features, "RING_F_EVENT_IDX");
+    const inOrder = hasFeature(this.features, "F_IN_ORDER");
+    this.#transport.setMemTable([this.#memory]);
     for (let index = 0; index < 2 * pairs; index++) {
       const rx = index % 2 === 0;
       const name = `${rx ? "rx" : "tx"}${index >> 1}`;
+      if (first) {
+        this.#ringAt.push(this.#memory.alloc(ringBytes(this.packed, queueSize), RING_ALIGN));
+        this.#kickFds.push(eventfd());
+        this.#callFds.push(eventfd());
+      }
       const queue = createDriverQueue(
         this.#memory,
         this.packed,
@@ -284,28 +430,103 @@ export class VirtioNet {
         this.pool,
         eventIdx,
         inOrder,
+        this.#ringAt[index],
       );
-      const kickFd = eventfd();
-      this.#kickFds.push(kickFd);
-      const callFd = eventfd();
-      this.#callFds.push(callFd);
-      (rx ? this.#rx : this.#tx).push(queue);
+      (rx ? this.#rx : this.#tx)[index >> 1] = queue;
       // Poll mode: ask the device not to interrupt us (§2.7.7 / §2.8.10).
       queue.setInterrupts(false);
       // The device starts reading where the ring starts, not past the buffers the refill below
       // posts (vhost SET_VRING_BASE = the device's next avail position).
       const base = queue.base;
       if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
-      this.transport.setupQueue({
+      this.#transport.setupQueue({
         index,
         size: queueSize,
         addresses: queue.addresses,
         base,
-        kickFd,
-        callFd,
+        kickFd: this.#kickFds[index],
+        callFd: this.#callFds[index],
       });
     }
-    for (let index = 0; index < 2 * pairs; index++) this.transport.enableQueue(index, true);
+    for (let index = 0; index < 2 * pairs; index++) this.#transport.enableQueue(index, true);
+  }
+
+  /**
+   * While down in server mode or with `reconnect`: take a waiting backend (server) or connect
+   * again (client, with backoff), then bring the device up again on the same memory (§3.1.1;
+   * the rings start fresh, as DPDK's virtio-user does on reconnect).
+   */
+  #tryReattach(now: number): void {
+    let transport: VirtioTransport | null = null;
+    const path = this.#path!;
+    try {
+      if (this.#listenFd >= 0) {
+        if ((pollFd(this.#listenFd, POLLIN, 0) & POLLIN) === 0) {
+          this.#nextAttempt = now + LINK_CHECK_MS;
+          return;
+        }
+        transport = VhostUserFrontend.accepted(
+          unixAccept(this.#listenFd),
+          path,
+          this.#transportOptions,
+        );
+      } else {
+        transport = VhostUserFrontend.connect(path, this.#transportOptions);
+      }
+      this.#bringUpAgain(transport);
+    } catch (e) {
+      if (transport !== null) {
+        try {
+          transport.setStatus(DeviceStatus.FAILED);
+        } catch { /* gone already */ }
+        transport.close();
+      }
+      this.#reclaimAll();
+      this.#downReason = `reconnecting to ${path}: ${(e as Error).message}`;
+      const r = this.#retry;
+      this.#retryMs = r === null ? LINK_CHECK_MS : Math.min(this.#retryMs * 2 || r.first, r.max);
+      this.#nextAttempt = performance.now() + this.#retryMs;
+      return;
+    }
+    this.#retryMs = 0;
+    this.#down = false;
+    this.#downReason = "";
+    this.#failure = null;
+    this.#stalled = false;
+    this.#stallSince = -1;
+    this.#lastTxPackets = this.stats.txPackets;
+    this.reconnects++;
+    this.dispatchEvent(
+      new CustomEvent<LinkChange>("linkchange", {
+        detail: { link: "up", reason: `${transport.name}: a backend connected; rings rebuilt` },
+      }),
+    );
+  }
+
+  /** §3.1.1 again with a new backend: the features agreed the first time, or it is refused. */
+  #bringUpAgain(transport: VirtioTransport): void {
+    const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK } = DeviceStatus;
+    transport.setStatus(ACKNOWLEDGE);
+    transport.setStatus(ACKNOWLEDGE | DRIVER);
+    const missing = this.features & ~transport.getFeatures();
+    if (missing !== 0n) {
+      throw new Error(
+        `${transport.name} does not offer ${describeFeatures(missing)}, which this port ` +
+          "negotiated with its first backend; start the backend with the same options",
+      );
+    }
+    if (this.queuePairs > transport.maxQueuePairs) {
+      throw new Error(`${transport.name} supports ${transport.maxQueuePairs} queue pair(s)`);
+    }
+    transport.setFeatures(this.features);
+    transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
+    const status = transport.getStatus();
+    if (status >= 0 && (status & FEATURES_OK) === 0) {
+      throw new Error(`${transport.name} refused features ${describeFeatures(this.features)}`);
+    }
+    this.#transport = transport;
+    this.#setUpQueues(false);
+    transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
   }
 
   /**
@@ -315,15 +536,15 @@ export class VirtioNet {
    * One publish and at most one kick per call; no allocation.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
+    if (this.#down) return this.#deadBurst();
+    // The link check may find the peer gone; its rings are dead then: touch them no more.
+    if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
     const q = this.#tx[queue];
     const pool = this.pool;
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.free < n || q.free < this.#refillThreshold) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) pool.free(this.#scratchBufs, 0, done);
-    }
+    if (q.free < n || q.free < this.#refillThreshold) this.#reclaimTx(q);
     const free = q.free;
     const count = n < free ? n : free;
     if (count === 0) return 0;
@@ -333,10 +554,13 @@ export class VirtioNet {
     for (let i = 0; i < count; i++) {
       const len = lens[i];
       if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
-      pool.clearHeader(bufs[i]);
       lensWithHdr[i] = len + NET_HDR_SIZE;
       bytes += len;
     }
+    // Refuses (changing nothing) a buffer the caller does not own: out of range, free, or
+    // already sent.
+    pool.submit(bufs, count);
+    for (let i = 0; i < count; i++) pool.clearHeader(bufs[i]);
     const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
     if (q.needsNotify()) {
       eventfdSignal(this.#kickFds[2 * queue + 1]);
@@ -347,21 +571,49 @@ export class VirtioNet {
     return sent;
   }
 
+  /** Takes the used buffers of transmit queue `q` back into the pool (§2.7.14 / §2.8.22). */
+  #reclaimTx(q: DriverQueue): void {
+    let done: number;
+    try {
+      done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+    } catch (e) {
+      throw this.#fail(q.name, e, this.#scratchBufs);
+    }
+    if (done > 0) {
+      this.pool.reclaim(this.#scratchBufs, 0, done);
+      this.stats.txCompleted += done;
+    }
+  }
+
   /**
    * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
    * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
    * ring in the same call; at most one kick.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
+    if (this.#down) return this.#deadBurst();
+    // The link check may find the peer gone; its rings are dead then: touch them no more.
+    if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
     const q = this.#rx[queue];
-    const got = q.dequeue(bufs, lens, max);
+    let got: number;
+    try {
+      got = q.dequeue(bufs, lens, max);
+    } catch (e) {
+      throw this.#fail(q.name, e, bufs);
+    }
     let bytes = 0;
     for (let i = 0; i < got; i++) {
       // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
       const len = lens[i] - NET_HDR_SIZE;
-      lens[i] = len < 0 ? 0 : len;
-      bytes += lens[i];
+      if (len < 0) {
+        const rule = `used buffer ${bufs[i]}: len ${lens[i]} is shorter than the ` +
+          `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.4)`;
+        throw this.#fail(q.name, new VirtqueueError(q.name, rule, got), bufs);
+      }
+      lens[i] = len;
+      bytes += len;
     }
+    this.pool.deliver(bufs, got);
     this.stats.rxPackets += got;
     this.stats.rxBytes += bytes;
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
@@ -369,11 +621,143 @@ export class VirtioNet {
     return got;
   }
 
+  /** `"up"` while the device side is there; `"down"` after a hang-up, a device fault or close. */
+  get link(): LinkState {
+    return this.#down ? "down" : "up";
+  }
+
+  /** Why the link is down ("" while up). */
+  get downReason(): string {
+    return this.#downReason;
+  }
+
+  /**
+   * True while a transmit queue has been full for {@linkcode VirtioNetOptions.stallMs} without
+   * the device taking a frame: the device is connected but stopped consuming (not merely slow).
+   */
+  get stalled(): boolean {
+    return this.#stalled;
+  }
+
+  /**
+   * Checks the link now (one zero-timeout poll) instead of waiting for the next burst's check;
+   * returns the link state. For callers that stop calling bursts for a while.
+   */
+  checkLink(): LinkState {
+    if (!this.#down) {
+      this.#lastCheck = performance.now();
+      this.#pollTransport();
+    }
+    return this.link;
+  }
+
+  /**
+   * Every {@linkcode LINK_CHECK_BURSTS} bursts: a clock read; a poll every LINK_CHECK_MS.
+   * Returns true when the link is down now.
+   */
+  #checkLink(): boolean {
+    this.#bursts = 0;
+    const now = performance.now();
+    if (now - this.#lastCheck < LINK_CHECK_MS) return false;
+    this.#lastCheck = now;
+    this.#checkStall(now);
+    this.#pollTransport();
+    return this.#down;
+  }
+
+  #pollTransport(): void {
+    let reason: string | null;
+    try {
+      reason = this.#transport.checkConnection();
+    } catch (e) {
+      reason = `checking the connection failed: ${(e as Error).message}`;
+    }
+    if (reason !== null) this.#linkDown(reason);
+  }
+
+  /** A transmit queue full with no frame taken for stallMs: stalled. */
+  #checkStall(now: number): void {
+    const sent = this.stats.txPackets;
+    let full = false;
+    for (const q of this.#tx) if (q.free === 0) full = true;
+    if (sent !== this.#lastTxPackets || !full) {
+      this.#lastTxPackets = sent;
+      this.#stallSince = -1;
+      this.#stalled = false;
+      return;
+    }
+    if (this.#stallSince < 0) this.#stallSince = now;
+    else if (!this.#stalled && now - this.#stallSince >= this.#stallMs) {
+      this.#stalled = true;
+      this.dispatchEvent(
+        new CustomEvent<LinkChange>("stall", {
+          detail: {
+            link: "up",
+            reason: `the device took no frame for ${this.#stallMs} ms with the transmit ring ` +
+              "full: it stopped consuming",
+          },
+        }),
+      );
+    }
+  }
+
+  /** The peer is gone: every buffer back to the pool, bursts return 0 from now on. */
+  #linkDown(reason: string): void {
+    if (this.#down) return;
+    this.#down = true;
+    this.#downReason = reason;
+    this.#reclaimAll();
+    this.#transport.close();
+    this.dispatchEvent(
+      new CustomEvent<LinkChange>("linkchange", { detail: { link: "down", reason } }),
+    );
+  }
+
+  /** Buffers in every ring back to the pool (the device is gone or broken). */
+  #reclaimAll(): void {
+    const out = this.#scratchBufs;
+    for (const q of [...this.#rx, ...this.#tx]) this.pool.reclaim(out, 0, q.takeInFlight(out));
+  }
+
+  /**
+   * The device broke a ring rule while `queue` was dequeued into `bufs`: the buffers that call
+   * had taken (`e.taken`, still the port's) and every buffer in flight return to the pool, the
+   * device is told FAILED and its rings are stopped. Returns the error to throw.
+   */
+  #fail(queue: string, e: unknown, bufs: Uint32Array): Error {
+    if (!(e instanceof VirtqueueError)) return e as Error;
+    if (e.taken > 0) this.pool.reclaim(bufs, 0, e.taken);
+    const error = new DeviceFailedError(queue, e);
+    this.#failure = error;
+    const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, FAILED } = DeviceStatus;
+    try {
+      // §2.1.2: the driver sets FAILED when it gave up on the device.
+      this.#transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK | FAILED);
+      // Stop the rings before their buffers are reused (GET_VRING_BASE stops a vhost ring).
+      for (let index = 0; index < 2 * this.queuePairs; index++) this.#transport.stopQueue(index);
+    } catch { /* a broken device may not answer; the buffers come back regardless */ }
+    this.#linkDown(error.message);
+    return error;
+  }
+
+  /** A burst on a port whose link is down returns 0; on a closed port it throws. */
+  #deadBurst(): number {
+    if (this.#closed) {
+      throw new TypeError("VirtioNet: the port is closed; open a new one");
+    }
+    if ((this.#listenFd >= 0 || this.#retry !== null) && ++this.#bursts >= LINK_CHECK_BURSTS) {
+      this.#bursts = 0;
+      const now = performance.now();
+      if (now >= this.#nextAttempt) this.#tryReattach(now);
+    }
+    return 0;
+  }
+
   #refill(queue: number, kick: boolean): void {
     const q = this.#rx[queue];
     const want = q.free;
     if (want === 0) return;
-    const k = this.pool.alloc(this.#scratchBufs, 0, want);
+    const k = this.pool.takeForPort(this.#scratchBufs, 0, want);
     if (k < want) this.stats.rxNoBuffers++;
     if (k === 0) return;
     q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
@@ -381,6 +765,11 @@ export class VirtioNet {
       eventfdSignal(this.#kickFds[2 * queue]);
       this.stats.kicks++;
     }
+  }
+
+  /** The device fault that took the port down, or null. */
+  get failure(): DeviceFailedError | null {
+    return this.#failure;
   }
 
   /**
@@ -391,27 +780,66 @@ export class VirtioNet {
     const q = this.#tx[queue];
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
+      if (this.#down) return 0; // the device is gone: its buffers are back in the pool
+      this.#reclaimTx(q);
       const inFlight = q.size - q.free;
-      if (inFlight === 0 || performance.now() > deadline) return inFlight;
+      if (inFlight === 0) return 0;
+      const now = performance.now();
+      if (now > deadline) return inFlight;
+      if (now - this.#lastCheck >= LINK_CHECK_MS) this.checkLink();
     }
   }
 
   /**
-   * Stops every queue (vhost GET_VRING_BASE), closes the backend and frees the memory.
-   * Idempotent.
+   * Stops every queue (vhost GET_VRING_BASE), closes the backend, returns every buffer to the
+   * pool and unmaps the memory (`pool.bytes` throws from then on; views kept from before have
+   * length 0). Never throws because of the peer: returns what it could not tell the peer (empty
+   * when everything went through). Idempotent.
+   *
+   * @example
+   * ```ts ignore
+   * const untold = port.close();
+   * for (const line of untold) console.error(`close: ${line}`);
+   * ```
    */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    try {
-      for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
-    } finally {
-      this.transport.close();
-      for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
-      this.#memory.close();
+  close(): string[] {
+    const untold: string[] = [];
+    if (this.#closed) return untold;
+    if (!this.#down) {
+      const reason = this.#transport.checkConnection();
+      if (reason !== null) this.#linkDown(reason);
     }
+    if (!this.#down) {
+      try {
+        for (let index = 0; index < 2 * this.queuePairs; index++) {
+          try {
+            this.#transport.stopQueue(index);
+          } catch (e) {
+            throw new Error(`vring ${index} not stopped: ${(e as Error).message}`);
+          }
+        }
+        // Then reset the device (status 0, virtio 1.2 §2.1): the backend forgets the rings.
+        try {
+          this.#transport.setStatus(0);
+        } catch (e) {
+          throw new Error(`reset (status 0) not sent: ${(e as Error).message}`);
+        }
+      } catch (e) {
+        untold.push((e as Error).message); // the connection failed: nothing more can be told
+      }
+    } else {
+      untold.push(`rings not stopped over ${this.#transport.name}: ${this.#downReason}`);
+    }
+    this.#closed = true;
+    this.#down = true;
+    if (this.#downReason === "") this.#downReason = "closed";
+    this.#reclaimAll();
+    this.#transport.close();
+    if (this.#listenFd >= 0) stopListening(this.#listenFd, this.#path!);
+    this.#listenFd = -1;
+    for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
+    this.#memory.close();
+    return untold;
   }
 
   /** Same as {@linkcode close}, for `using`. */
@@ -441,4 +869,28 @@ export function parseMac(text?: string): Uint8Array {
     throw new TypeError(`bad MAC address "${text}": expected six hex pairs like 02:00:00:00:00:01`);
   }
   return Uint8Array.from(parts, (p) => parseInt(p, 16));
+}
+
+/** Waits up to `timeoutMs` for a backend to connect to `listenFd`, then negotiates with it. */
+function acceptBackend(
+  listenFd: number,
+  path: string,
+  timeoutMs: number,
+  options: { timeoutMs?: number; queuePairs: number },
+): VhostUserFrontend {
+  if ((pollFd(listenFd, POLLIN, timeoutMs) & POLLIN) === 0) {
+    throw new Error(
+      `server mode: no vhost-user backend connected to ${path} within ${timeoutMs} ms; start ` +
+        "it in client mode (DPDK: --vdev net_vhost0,iface=PATH,client=1)",
+    );
+  }
+  return VhostUserFrontend.accepted(unixAccept(listenFd), path, options);
+}
+
+/** Closes the listening socket and removes its file. */
+function stopListening(listenFd: number, path: string): void {
+  closeQuietly(listenFd);
+  try {
+    Deno.removeSync(path);
+  } catch { /* already gone */ }
 }

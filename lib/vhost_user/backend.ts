@@ -402,7 +402,10 @@ export class VhostUserBackend {
   #dispatch(): void {
     const m = this.#msg;
     const request = m.request;
-    const needReply = m.needReply;
+    // vhost-user.rst "REPLY_ACK": NEED_REPLY asks for an ack only once REPLY_ACK was negotiated;
+    // without it the flag is ignored (a frontend that did not negotiate it reads no ack).
+    const needReply = m.needReply &&
+      (this.protocolFeatures & protocolFeatureMask("REPLY_ACK")) !== 0n;
     let replied = false;
     try {
       const flags = m.flags;
@@ -511,6 +514,12 @@ export class VhostUserBackend {
           throw new VhostUserError(request, `status 0x${s.toString(16)} is not 8 bits`);
         }
         this.status = Number(s);
+        if (this.status === 0) {
+          // Status 0 is a device reset (virtio 1.2 §2.1, §3.1.1 step 1): every ring stops and
+          // is forgotten, as with RESET_OWNER; the session stays up for a new bring-up.
+          for (const v of this.vrings) v.reset();
+          this.#generation++;
+        }
         return false;
       }
       case REQ.GET_STATUS:
@@ -712,7 +721,11 @@ export class VhostUserBackend {
       v[1].ready && v[1].enabled && statusOk;
     const running: number[] = [];
     if (started) {
-      for (const ring of v) if (ring.ready && ring.enabled) running.push(ring.index);
+      // Queue pairs beyond the first exist only with VIRTIO_NET_F_MQ negotiated (§5.1.3).
+      const mq = (this.features & featureMask("NET_F_MQ")) !== 0n;
+      for (const ring of v) {
+        if (ring.ready && ring.enabled && (mq || ring.index < 2)) running.push(ring.index);
+      }
     }
     const key = `${started}|${running.join(",")}|${this.#generation}`;
     if (key === this.#reported) return;

@@ -17,9 +17,10 @@
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
-import { recvExact, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
+import { POLLERR, pollFd, POLLHUP, POLLIN, POLLNVAL } from "../../ffi/poll.ts";
+import { recvExact, recvMsg, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
-import { describeFeatures } from "../virtio/features.ts";
+import { describeFeatures, featureMask } from "../virtio/features.ts";
 import { DeviceStatus } from "../virtio/status.ts";
 import {
   PROTOCOL_FEATURES_BIT,
@@ -77,6 +78,8 @@ export class VhostUserFrontend implements VirtioTransport {
   #fd: number;
   readonly #msg = new VhostUserMessage();
   readonly #fds: number[] = [];
+  readonly #peek = new Uint8Array(1);
+  #packed = false;
   readonly #replyAck: boolean;
   readonly #status: boolean;
 
@@ -122,8 +125,35 @@ export class VhostUserFrontend implements VirtioTransport {
    * ```
    */
   static connect(path: string, options: VhostUserFrontendOptions = {}): VhostUserFrontend {
+    return VhostUserFrontend.#negotiate(unixConnect(path), path, options);
+  }
+
+  /**
+   * Negotiates (as {@linkcode connect}) over a socket a backend opened to us: `fd` is a
+   * connection accepted on a socket this process listens on (server mode, vhost-user.rst: the
+   * backend is the client). Takes ownership of `fd`, closing it on failure.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserFrontend } from "./frontend.ts";
+   * import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
+   * const backend = VhostUserFrontend.accepted(unixAccept(unixListen("/run/vu.sock")), "/run/vu.sock");
+   * ```
+   */
+  static accepted(
+    fd: number,
+    path: string,
+    options: VhostUserFrontendOptions = {},
+  ): VhostUserFrontend {
+    return VhostUserFrontend.#negotiate(fd, path, options);
+  }
+
+  static #negotiate(
+    fd: number,
+    path: string,
+    options: VhostUserFrontendOptions,
+  ): VhostUserFrontend {
     const timeoutMs = options.timeoutMs ?? 5000;
-    const fd = unixConnect(path);
     let frontend: VhostUserFrontend;
     try {
       frontend = new VhostUserFrontend(fd, path, timeoutMs);
@@ -160,6 +190,7 @@ export class VhostUserFrontend implements VirtioTransport {
         `${describeFeatures(extra)} not offered by ${this.path}`,
       );
     }
+    this.#packed = (features & featureMask("F_RING_PACKED")) !== 0n;
     const value = features | (this.offeredFeatures & PROTOCOL_FEATURES_BIT);
     this.#msg.begin(REQ.SET_FEATURES).setU64(value);
     this.#sendAcked([]);
@@ -192,7 +223,10 @@ export class VhostUserFrontend implements VirtioTransport {
     this.#sendAcked(q.callFd >= 0 ? [q.callFd] : []);
     m.begin(REQ.SET_VRING_NUM).setVringState(q.index, q.size);
     this.#sendAcked([]);
-    m.begin(REQ.SET_VRING_BASE).setVringState(q.index, q.base);
+    // Packed rings: the used index and used wrap counter go in bits 16-31 (vhost-user.rst); a
+    // ring being set up has nothing in flight, so they equal the avail half.
+    const base = this.#packed ? ((q.base & 0xffff) * 0x10001) >>> 0 : q.base;
+    m.begin(REQ.SET_VRING_BASE).setVringState(q.index, base);
     this.#sendAcked([]);
     m.begin(REQ.SET_VRING_ADDR).setVringAddress({
       index: q.index,
@@ -218,11 +252,13 @@ export class VhostUserFrontend implements VirtioTransport {
   }
 
   /**
-   * SET_STATUS, when the STATUS protocol feature is in use and `status` has FEATURES_OK (as
-   * DPDK's frontend: earlier steps mean nothing to a vhost-user backend); else nothing.
+   * SET_STATUS, when the STATUS protocol feature is in use and `status` has FEATURES_OK or
+   * FAILED, or is 0 (reset); else nothing (as DPDK's frontend: ACKNOWLEDGE and DRIVER alone mean
+   * nothing to a vhost-user backend).
    */
   setStatus(status: number): void {
-    if (!this.#status || (status & DeviceStatus.FEATURES_OK) === 0) return;
+    if (!this.#status) return;
+    if (status !== 0 && (status & (DeviceStatus.FEATURES_OK | DeviceStatus.FAILED)) === 0) return;
     this.#msg.begin(REQ.SET_STATUS).setU64(BigInt(status));
     this.#sendAcked([]);
   }
@@ -237,7 +273,8 @@ export class VhostUserFrontend implements VirtioTransport {
 
   /**
    * Stops a ring: SET_VRING_ENABLE 0 (with protocol features), then GET_VRING_BASE; returns the
-   * position the backend stopped at. The backend closes its copies of the ring's eventfds.
+   * position the backend stopped at (packed rings: the used index and wrap in bits 16-31 when
+   * the backend reports them). The backend closes its copies of the ring's eventfds.
    */
   stopQueue(index: number): number {
     this.enableQueue(index, false);
@@ -252,6 +289,30 @@ export class VhostUserFrontend implements VirtioTransport {
       );
     }
     return m.vringStateNum;
+  }
+
+  /**
+   * Zero-timeout poll(2) of the socket: null while the backend is connected and quiet, else the
+   * reason it is gone. A backend never speaks first on this socket (vhost-user.rst: backend
+   * requests use their own channel), so readable data means end of stream or a broken peer.
+   */
+  checkConnection(): string | null {
+    if (this.#fd < 0) return `connection to ${this.path} is closed`;
+    const rev = pollFd(this.#fd, POLLIN, 0);
+    if (rev === 0) return null;
+    if (rev & POLLNVAL) return `socket of ${this.path} is not open (POLLNVAL)`;
+    if (rev & (POLLHUP | POLLERR)) {
+      return `the backend at ${this.path} hung up (socket POLLHUP${
+        rev & POLLERR ? "|POLLERR" : ""
+      })`;
+    }
+    const fds: number[] = [];
+    const r = recvMsg(this.#fd, this.#peek, 1, fds, true);
+    for (const fd of fds) closeQuietly(fd);
+    if (r === 0) return `the backend at ${this.path} closed the connection (end of stream)`;
+    if (r < 0) return null;
+    return `the backend at ${this.path} sent an unsolicited message (vhost-user: the frontend ` +
+      "speaks first); treating it as broken";
   }
 
   /** True after {@linkcode close}. */

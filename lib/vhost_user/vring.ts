@@ -132,8 +132,8 @@ export class Vring {
   }
 
   /**
-   * SET_VRING_BASE: a split ring's 16-bit avail index, or a packed ring's avail index (bits 0-14)
-   * and wrap counter (bit 15).
+   * SET_VRING_BASE: a split ring's 16-bit avail index, or a packed ring's avail index and wrap
+   * counter (bits 0-15) with its used index and wrap counter (bits 16-31).
    *
    * @example
    * ```ts
@@ -146,16 +146,17 @@ export class Vring {
   setBase(num: number, packed: boolean): void {
     this.checkStopped(REQ.SET_VRING_BASE);
     if (packed) {
-      // Bits 0-14 avail index, 15 avail wrap counter; QEMU adds the used side in 16-31, which
-      // equals the avail side for a stopped ring, so only the low 16 bits are kept (as DPDK).
-      const index = num & 0x7fff;
-      if (this.size !== 0 && index >= this.size) {
+      // Bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap counter
+      // (vhost-user.rst; QEMU sends both halves, DPDK only the low one: used = avail then).
+      const index = num & 0x7fff, used = (num >>> 16) & 0x7fff;
+      if (this.size !== 0 && (index >= this.size || used >= this.size)) {
         throw new VhostUserError(
           REQ.SET_VRING_BASE,
-          `packed ring position ${index} is not below the ring size ${this.size}`,
+          `packed ring position 0x${num.toString(16)} (avail ${index}, used ${used}) is not ` +
+            `below the ring size ${this.size}`,
         );
       }
-      this.base = num & 0xffff;
+      this.base = num;
     } else {
       if (num > 0xffff) {
         throw new VhostUserError(REQ.SET_VRING_BASE, `split ring base ${num} is not 16 bits`);
@@ -257,7 +258,7 @@ export class Vring {
    * ```
    */
   stop(): void {
-    if (this.queue !== null) this.base = this.queue.base;
+    if (this.queue !== null) this.base = this.queue.vringBase;
     this.queue = null;
     this.desc = this.driverArea = this.deviceArea = null;
     closeQuietly(this.kickFd);

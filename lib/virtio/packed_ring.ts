@@ -29,6 +29,7 @@ import {
   type QueueAddresses,
   readLe32,
   type RingLayout,
+  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
@@ -96,6 +97,13 @@ function wantsEvent(
   let off = event & 0x7fff;
   if ((event >>> 15 & 1) !== wrap) off -= size;
   return needEvent(off, pos, pos - advanced);
+}
+
+/** The rule broken by a used descriptor whose AVAIL/USED bits fit neither lap (§2.8.1). */
+function wrongPolarity(pos: number, flags: number, wrap: number): string {
+  return `used descriptor ${pos}: flags 0x${flags.toString(16)} have the wrong wrap polarity ` +
+    `(AVAIL=${flags >> 7 & 1} USED=${flags >> 15 & 1}; the used wrap counter is ${wrap}, so ` +
+    `a used descriptor has both ${wrap}, one still available AVAIL=${wrap} USED=${wrap ^ 1})`;
 }
 
 /** Options of {@linkcode PackedDriverQueue}. */
@@ -337,13 +345,22 @@ export class PackedDriverQueue implements DriverQueue {
       // §2.8.1: used = AVAIL and USED both equal the driver's used wrap counter. The acquire load
       // orders the id/len reads after the device's flags store.
       const flags = Atomics.load(d16, (pos << 3) + 7);
-      if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
+      if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) {
+        // Not used yet: the slot must still read as we made it available (§2.8.1); anything
+        // else is a used descriptor written with the wrong wrap polarity.
+        if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
+          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+          throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
+        }
+        break;
+      }
       const id = d16[(pos << 3) + 6];
       if (id >= size) {
         this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
         throw new VirtqueueError(
           this.name,
           `used descriptor ${pos}: id ${id} is out of range (queue size ${size})`,
+          n,
         );
       }
       const kind = state[id];
@@ -352,6 +369,7 @@ export class PackedDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `used descriptor ${pos}: id ${id} is not in flight (returned twice or never made available)`,
+          n,
         );
       }
       let len = 0;
@@ -364,6 +382,7 @@ export class PackedDriverQueue implements DriverQueue {
             `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
               postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
       }
@@ -411,7 +430,14 @@ export class PackedDriverQueue implements DriverQueue {
       if (end < 0) {
         // §2.8.1 used test, acquire load: id/len are read after the device's flags store.
         const flags = Atomics.load(d16, (pos << 3) + 7);
-        if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
+        if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) {
+          // Still available as we wrote it (§2.8.1), or used with the wrong wrap polarity.
+          if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
+            this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+            throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
+          }
+          break;
+        }
         const id = d16[(pos << 3) + 6];
         const count = id >= pos ? id - pos + 1 : id + size - pos + 1;
         if (id >= size || count > size - top || state[id] === 0) {
@@ -420,6 +446,7 @@ export class PackedDriverQueue implements DriverQueue {
             this.name,
             `used descriptor ${pos}: in-order id ${id} does not name a buffer in flight ` +
               `(${size - top} in flight from slot ${pos}, queue size ${size})`,
+            n,
           );
         }
         const len = state[id] === 2 ? d32[(pos << 2) + 2] : 0;
@@ -430,6 +457,7 @@ export class PackedDriverQueue implements DriverQueue {
             `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
               this.#postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
         end = id;
@@ -440,6 +468,7 @@ export class PackedDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `in-order batch ending at ${end} skips receive buffer ${pos}, whose length is unknown`,
+          n,
         );
       }
       bufs[n] = idToBuf[pos];
@@ -455,6 +484,21 @@ export class PackedDriverQueue implements DriverQueue {
     }
     this.#batchEnd = end;
     return this.#endDequeue(pos, wrap, top, n);
+  }
+
+  /**
+   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
+   * count. The ring is dead afterwards (a broken or departed device).
+   *
+   * @example
+   * ```ts ignore
+   * pool.reclaim(out, 0, queue.takeInFlight(out));
+   * ```
+   */
+  takeInFlight(out: Uint32Array): number {
+    this.#freeTop = 0; // nothing may be enqueued again
+    this.#batchEnd = -1;
+    return takeInFlightIds(this.#state, this.#idToBuf, out);
   }
 
   /**
@@ -588,22 +632,37 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
     this.#chainDescs = new Uint16Array(size);
-    const base = options.base ?? 1 << 15;
-    const index = base & 0x7fff;
-    if (index >= size || base >>> 16 !== 0) {
+    // vhost-user.rst SET_VRING_BASE for packed rings: bits 0-14 avail index, 15 avail wrap
+    // counter, 16-30 used index, 31 used wrap counter. A frontend that sends only the low half
+    // (DPDK's) means used = avail: nothing in flight.
+    const raw = options.base ?? 1 << 15;
+    const avail = raw & 0xffff;
+    const used = raw >>> 16 === 0 ? avail : raw >>> 16;
+    if ((avail & 0x7fff) >= size || (used & 0x7fff) >= size || raw > 0xffff_ffff || raw < 0) {
       throw new VirtqueueError(
         name,
-        `vring base 0x${base.toString(16)} is not a position in a ring of ${size}` +
-          " (bits 0-14 index, bit 15 wrap counter)",
+        `vring base 0x${raw.toString(16)} is not a position in a ring of ${size}` +
+          " (bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap)",
       );
     }
-    this.#availPos = this.#usedPos = index;
-    this.#availWrap = this.#usedWrap = base >>> 15;
+    this.#availPos = avail & 0x7fff;
+    this.#availWrap = avail >>> 15;
+    this.#usedPos = used & 0x7fff;
+    this.#usedWrap = used >>> 15;
   }
 
   /** Next avail position for vhost GET_VRING_BASE: bits 0-14 index, bit 15 wrap counter. */
   get base(): number {
     return this.#availPos | this.#availWrap << 15;
+  }
+
+  /**
+   * The whole vhost-user GET_VRING_BASE value: {@linkcode base} in bits 0-15, the next used
+   * position (bits 16-30) and used wrap counter (bit 31) above it (vhost-user.rst).
+   */
+  get vringBase(): number {
+    return (this.#availPos | this.#availWrap << 15 |
+      (this.#usedPos | this.#usedWrap << 15) << 16) >>> 0;
   }
 
   /**

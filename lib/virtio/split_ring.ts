@@ -29,6 +29,7 @@ import {
   type QueueAddresses,
   readLe32,
   type RingLayout,
+  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
@@ -286,7 +287,8 @@ export class SplitDriverQueue implements DriverQueue {
         this.name,
         `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${
           size - top
-        } buffers are in flight`,
+        } buffers are in flight (index jump beyond the ring)`,
+        0,
       );
     }
     if (ready > max) ready = max;
@@ -301,6 +303,7 @@ export class SplitDriverQueue implements DriverQueue {
         throw new VirtqueueError(
           this.name,
           `used ring entry ${last & mask}: id ${id} is out of range (queue size ${size})`,
+          n,
         );
       }
       const kind = state[id];
@@ -310,6 +313,7 @@ export class SplitDriverQueue implements DriverQueue {
           this.name,
           `used ring entry ${last & mask}: id ${id} is not in flight ` +
             "(returned twice or never made available)",
+          n,
         );
       }
       let len = 0;
@@ -322,6 +326,7 @@ export class SplitDriverQueue implements DriverQueue {
             `used ring entry ${last & mask}: id ${id} len ${len} exceeds the ${
               postedLen[id]
             } bytes the buffer holds`,
+            n,
           );
         }
       }
@@ -339,6 +344,20 @@ export class SplitDriverQueue implements DriverQueue {
       Atomics.store(this.#avail, 2 + size, last);
     }
     return ready;
+  }
+
+  /**
+   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
+   * count. The ring is dead afterwards (a broken or departed device).
+   *
+   * @example
+   * ```ts ignore
+   * pool.reclaim(out, 0, queue.takeInFlight(out));
+   * ```
+   */
+  takeInFlight(out: Uint32Array): number {
+    this.#freeTop = 0; // nothing may be enqueued again
+    return takeInFlightIds(this.#state, this.#idToBuf, out);
   }
 
   /**
@@ -484,6 +503,11 @@ export class SplitDeviceQueue implements DeviceQueue {
 
   /** Next avail index to read (vhost GET_VRING_BASE). */
   get base(): number {
+    return this.#lastAvail;
+  }
+
+  /** The vhost-user GET_VRING_BASE value: for split rings, {@linkcode base}. */
+  get vringBase(): number {
     return this.#lastAvail;
   }
 

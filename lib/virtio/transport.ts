@@ -66,6 +66,12 @@ export interface VirtioTransport {
   readonly maxQueuePairs: number;
   /** Stops a virtqueue and returns its position (vhost GET_VRING_BASE). */
   stopQueue(index: number): number;
+  /**
+   * Checks, without blocking, whether the device side is still there: null when it is, else
+   * why not (e.g. the backend closed the vhost-user socket). One syscall; the driver calls it
+   * at most every few milliseconds, never per burst.
+   */
+  checkConnection(): string | null;
   /** Closes the connection and every fd the backend opened. Idempotent. */
   close(): void;
 }

@@ -42,6 +42,8 @@ export interface QueueAddresses {
 export interface DriverQueue {
   /** Queue size (number of descriptors). */
   readonly size: number;
+  /** Name used in error messages, e.g. `rx0`. */
+  readonly name: string;
   /** Areas to hand to the backend. */
   readonly addresses: QueueAddresses;
   /** Buffers the driver may still enqueue before the queue is full. */
@@ -61,9 +63,16 @@ export interface DriverQueue {
   /**
    * Takes up to `max` used buffers: their numbers into `bufs[0..]` and the bytes the device wrote
    * into `lens[0..]`. Returns the count. Throws {@linkcode VirtqueueError} when the device returns
-   * an id that is out of range or not in flight.
+   * an id that is out of range or not in flight; its `taken` says how many entries of `bufs`
+   * this call had already filled (those buffers left the ring: the caller owns them).
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number;
+  /**
+   * Writes every buffer still in flight (made available, not yet used) into `out` and forgets
+   * them; returns the count. For a dead or broken device (virtio 1.2 §2.1.1 DEVICE_NEEDS_RESET):
+   * the buffers come back to the driver and the queue must not be used again.
+   */
+  takeInFlight(out: Uint32Array): number;
   /**
    * True when the device asked to be notified of what was enqueued since the last call (its event
    * suppression state; §2.7.10 / §2.8.10). Call once per burst, after `enqueue`.
@@ -91,10 +100,14 @@ export class VirtqueueError extends Error {
    * console.assert(e.message.startsWith("virtqueue rx:"));
    * ```
    */
-  constructor(queue: string, rule: string) {
+  constructor(queue: string, rule: string, taken = 0) {
     super(`virtqueue ${queue}: ${rule}`);
     this.name = "VirtqueueError";
+    this.taken = taken;
   }
+
+  /** Entries of the `bufs` given to `dequeue` that were filled before the rule was broken. */
+  readonly taken: number;
 }
 
 /**
@@ -175,6 +188,11 @@ export interface DeviceQueue {
   setNotifications(enabled: boolean): void;
   /** Position for vhost GET_VRING_BASE: next avail index to read, with wrap for packed rings. */
   readonly base: number;
+  /**
+   * The full GET_VRING_BASE value: split = {@linkcode base}; packed = base in bits 0-15, used
+   * index and used wrap counter in bits 16-31 (vhost-user.rst).
+   */
+  readonly vringBase: number;
 }
 
 /**
@@ -371,4 +389,26 @@ export function outsideMemoryRule(what: string, lo: number, hi: number, len: num
 export function readLe32(bytes: Uint8Array, offset: number): number {
   return (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
     bytes[offset + 3] << 24) >>> 0;
+}
+
+/**
+ * The body of `takeInFlight` for both layouts: writes `idToBuf[id]` for every id whose `state`
+ * is not 0 (free) into `out`, marks them free and returns the count.
+ *
+ * @example
+ * ```ts
+ * import { takeInFlightIds } from "./virtqueue.ts";
+ * const out = new Uint32Array(4);
+ * const n = takeInFlightIds(Uint8Array.of(0, 1, 2, 0), Uint32Array.of(9, 8, 7, 6), out);
+ * console.assert(n === 2 && out[0] === 8 && out[1] === 7);
+ * ```
+ */
+export function takeInFlightIds(state: Uint8Array, idToBuf: Uint32Array, out: Uint32Array): number {
+  let n = 0;
+  for (let id = 0; id < state.length; id++) {
+    if (state[id] === 0) continue;
+    state[id] = 0;
+    out[n++] = idToBuf[id];
+  }
+  return n;
 }
