@@ -21,14 +21,20 @@ import { createDriverQueue, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
+import { isVhostNetPath, VhostNetFrontend } from "../vhost_net/frontend.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
 export interface VirtioNetOptions {
-  /** vhost-user socket of the backend (DPDK `net_vhost`, the TS device). */
+  /**
+   * vhost-user socket of the backend (DPDK `net_vhost`, the TS device), or `/dev/vhost-net` (any
+   * character device) for the Linux kernel's vhost-net with a tap.
+   */
   path?: string;
+  /** vhost-net: the tap interface to attach (created when missing; default a new `tap<N>`). */
+  tap?: string;
   /** An already-connected transport, instead of `path`. */
   transport?: VirtioTransport;
-  /** Packed rings (virtio 1.1, default) or split rings (`false`). */
+  /** Packed rings (virtio 1.1, default) or split rings (`false`); vhost-net is always split. */
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
   queueSize?: number;
@@ -44,7 +50,7 @@ export interface VirtioNetOptions {
   buffers?: number;
   /** Bytes per buffer, virtio-net header included (default 2048). */
   bufferSize?: number;
-  /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (default false). */
+  /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (default: true for vhost-net, else false). */
   eventIdx?: boolean;
   /** Negotiate VIRTIO_F_IN_ORDER when offered, packed rings only (default true). */
   inOrder?: boolean;
@@ -107,7 +113,7 @@ export class VirtioNet {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
-  /** The transport to the device (vhost-user), for diagnostics. */
+  /** The transport to the device (vhost-user or vhost-net), for diagnostics. */
   readonly transport: VirtioTransport;
 
   readonly #memory: SharedMemory;
@@ -161,7 +167,20 @@ export class VirtioNet {
   static open(options: VirtioNetOptions): VirtioNet {
     const queueSize = options.queueSize ?? 256;
     const pairs = options.queuePairs ?? 1;
-    const packedWanted = options.packed ?? true;
+    const kernel = options.transport instanceof VhostNetFrontend ||
+      (options.transport === undefined && options.path !== undefined &&
+        isVhostNetPath(options.path));
+    if (options.tap !== undefined && !kernel) {
+      throw new TypeError(`tap "${options.tap}" needs path /dev/vhost-net (vhost-net)`);
+    }
+    let packedWanted = options.packed ?? true;
+    if (kernel && packedWanted) {
+      (options.notice ?? console.error)(
+        "vhost-net: using split rings (the Linux vhost-net backend implements no packed ring)",
+      );
+      packedWanted = false;
+    }
+    if (kernel) options = { ...options, eventIdx: options.eventIdx ?? true };
     if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) {
       throw new RangeError(`queueSize ${queueSize} must be 1..32768`);
     }
@@ -171,10 +190,12 @@ export class VirtioNet {
     let transport = options.transport;
     if (transport === undefined) {
       if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or transport");
-      transport = VhostUserFrontend.connect(options.path, {
-        timeoutMs: options.timeoutMs,
-        queuePairs: pairs,
-      });
+      transport = kernel
+        ? VhostNetFrontend.open(options.path, { tap: options.tap })
+        : VhostUserFrontend.connect(options.path, {
+          timeoutMs: options.timeoutMs,
+          queuePairs: pairs,
+        });
     }
     try {
       return VirtioNet.#bringUp(transport, options, queueSize, pairs, packedWanted);
