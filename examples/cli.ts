@@ -11,6 +11,7 @@ import type { DeviceThread } from "../lib/device/device_thread.ts";
 /** Options every example takes, on top of its own. */
 export const commonOptions = {
   path: { type: "string" },
+  tap: { type: "string" },
   split: { type: "boolean", default: false },
   count: { type: "string" },
   duration: { type: "string" },
@@ -72,16 +73,18 @@ export function sizeOption(value: string | undefined): number {
 }
 
 /**
- * Opens a {@linkcode VirtioNet} port on `--path`, else on the built-in `device`, with the ring
- * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails.
+ * Opens a {@linkcode VirtioNet} port on `--path` (a vhost-user socket, or /dev/vhost-net with
+ * `--tap`), else on the built-in `device`, with the ring options (`--split`, `--queue-size`,
+ * `--hugepages`); stops `device` when the open fails.
  */
 export async function openPort(
-  opts: { path?: string; split: boolean; "queue-size": string; hugepages: string },
+  opts: { path?: string; tap?: string; split: boolean; "queue-size": string; hugepages: string },
   device: DeviceThread | null,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
       path: opts.path ?? device!.path,
+      tap: opts.tap,
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),

@@ -20,7 +20,9 @@ const USAGE = `usage: sink.ts [--path SOCK] [--split] [--count N | --duration S]
 Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK in txonly).
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
-                     source on a worker thread, and report its counters too)
+                     source on a worker thread, and report its counters too), or
+                     /dev/vhost-net for the Linux kernel's vhost-net (with --tap)
+  --tap NAME         with /dev/vhost-net: the tap interface to attach (created when missing)
   --split            split rings instead of packed rings
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)

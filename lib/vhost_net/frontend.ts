@@ -120,7 +120,7 @@ export class VhostNetFrontend implements VirtioTransport {
   }
 
   /**
-   * Opens the tap (see {@linkcode Tap.open}), then `path`, and takes ownership (SET_OWNER) and
+   * Opens `path`, then the tap (see {@linkcode Tap.open}), takes ownership (SET_OWNER) and
    * reads the offered features. Throws a SyscallError naming the call, the errno and what to do.
    *
    * @example
@@ -131,20 +131,20 @@ export class VhostNetFrontend implements VirtioTransport {
    * ```
    */
   static open(path = VHOST_NET_DEVICE, options: VhostNetFrontendOptions = {}): VhostNetFrontend {
-    const tap = Tap.open(options.tap, options);
-    let fd = -1;
+    const fd = openFile(
+      path,
+      O_RDWR | O_CLOEXEC,
+      0,
+      "is vhost-net loaded (sudo modprobe vhost_net) and the device read-writable by this user " +
+        "(root, or a udev rule giving your group access)?",
+    );
+    let tap: Tap | undefined;
     try {
-      fd = openFile(
-        path,
-        O_RDWR | O_CLOEXEC,
-        0,
-        "is vhost-net loaded (sudo modprobe vhost_net) and the device read-writable by this user " +
-          "(root, or a udev rule giving your group access)?",
-      );
+      tap = Tap.open(options.tap, options);
       return new VhostNetFrontend(fd, path, tap);
     } catch (e) {
       closeQuietly(fd);
-      tap.close();
+      tap?.close();
       throw e;
     }
   }
