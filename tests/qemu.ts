@@ -244,7 +244,16 @@ export async function projectEntries(
     for await (const e of Deno.readDir(`${root}/${rel}`)) names.push(e.name);
     for (const name of names.sort()) await walk(`${rel}/${name}`);
   };
-  for (const d of dirs) await walk(d);
+  const parents = new Set<string>();
+  for (const d of dirs) {
+    const parts = d.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      if (!parents.has(parent)) out.push({ name: `${prefix}/${parent}` });
+      parents.add(parent);
+    }
+    await walk(d);
+  }
   return out;
 }
 
