@@ -39,7 +39,7 @@ const ignore = requirePeer(
 );
 
 /** The guest is killed after this long (the whole run takes a few minutes under TCG). */
-const VM_TIMEOUT_MS = 420_000;
+const VM_TIMEOUT_MS = 360_000;
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** What the guest needs of the project: the library, the examples, the kernel tests. */
 const PROJECT = [
