@@ -23,7 +23,7 @@ import { E2BIG, EBUSY, EINVAL, ENOTTY, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
-import { describeFeatures, featureMask } from "../virtio/features.ts";
+import { featureMask, unofferedFeatures } from "../virtio/features.ts";
 import {
   VHOST_F_LOG_ALL,
   VhostIoctl,
@@ -156,12 +156,8 @@ export class VhostNetFrontend implements VirtioTransport {
 
   /** VHOST_SET_FEATURES; throws when `features` has bits {@linkcode getFeatures} did not offer. */
   setFeatures(features: bigint): void {
-    const extra = features & ~this.getFeatures();
-    if (extra !== 0n) {
-      throw new Error(
-        `VHOST_SET_FEATURES: ${describeFeatures(extra)} not offered by ${this.path}`,
-      );
-    }
+    const extra = unofferedFeatures(features, this.getFeatures());
+    if (extra) throw new Error(`VHOST_SET_FEATURES: ${extra} not offered by ${this.path}`);
     new DataView(this.#arg.buffer).setBigUint64(0, features, true);
     this.#ioctl(IOC.VHOST_SET_FEATURES, this.#arg, "VHOST_SET_FEATURES");
   }

@@ -19,7 +19,7 @@
 import { closeQuietly } from "../../ffi/fd.ts";
 import { recvExact, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
-import { describeFeatures } from "../virtio/features.ts";
+import { unofferedFeatures } from "../virtio/features.ts";
 import { DeviceStatus } from "../virtio/status.ts";
 import {
   PROTOCOL_FEATURES_BIT,
@@ -153,13 +153,8 @@ export class VhostUserFrontend implements VirtioTransport {
    * Throws when `features` has bits the backend did not offer.
    */
   setFeatures(features: bigint): void {
-    const extra = features & ~this.getFeatures();
-    if (extra !== 0n) {
-      throw new VhostUserError(
-        REQ.SET_FEATURES,
-        `${describeFeatures(extra)} not offered by ${this.path}`,
-      );
-    }
+    const extra = unofferedFeatures(features, this.getFeatures());
+    if (extra) throw new VhostUserError(REQ.SET_FEATURES, `${extra} not offered by ${this.path}`);
     const value = features | (this.offeredFeatures & PROTOCOL_FEATURES_BIT);
     this.#msg.begin(REQ.SET_FEATURES).setU64(value);
     this.#sendAcked([]);

@@ -10,53 +10,37 @@
  */
 
 import assert from "node:assert/strict";
-import { persistentTap, removeTap, report } from "./guest.ts";
+import { persistentTap, removeTap, report, startExample } from "./guest.ts";
 import { runBounded } from "../helpers.ts";
 
 const TAP = "vnx0";
 
 Deno.test("examples/tap.ts prints the kernel's ARP who-has from the tap, one line per frame", async () => {
   await persistentTap(TAP, "10.0.8.1/24");
-  const example = new URL("../../examples/tap.ts", import.meta.url).pathname;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", "--no-check", example, "--tap", TAP, "--count", "1"],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const killer = setTimeout(() => child.kill("SIGKILL"), 180_000);
   try {
-    const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
-    let err = "";
     // Notices (the hugepage fallback) may come first; the ready line says it is attached.
-    while (!/tap: showing frames[^\n]*\n/.test(err)) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      err += value;
-    }
-    assert.match(err, /^tap: showing frames from vhost-net \/dev\/vhost-net, tap vnx0$/m);
+    await using tap = await startExample(
+      "tap",
+      ["--tap", TAP, "--count", "1"],
+      "stderr",
+      /tap: showing frames[^\n]*\n/,
+    );
+    assert.match(tap.ready, /^tap: showing frames from vhost-net \/dev\/vhost-net, tap vnx0$/m);
     // Nobody answers: ping fails, but the kernel has asked for the address with ARP.
     const ping = await runBounded("ping", ["-c", "1", "-W", "5", "10.0.8.2"], {
       timeoutMs: 60_000,
     });
     assert.notEqual(ping.code, 0);
-    const out = await new Response(child.stdout).text();
-    const status = await child.status;
-    assert.equal(status.code, 0, out);
-    const lines = out.trim().split("\n");
-    assert.equal(lines.length, 1, out);
+    const { code, stdout } = await tap.finish();
+    assert.equal(code, 0, stdout);
+    const lines = stdout.trim().split("\n");
+    assert.equal(lines.length, 1, stdout);
     assert.match(
       lines[0],
       /^[0-9a-f:]{17} > ff:ff:ff:ff:ff:ff ARP who-has 10\.0\.8\.2 tell 10\.0\.8\.1, \d+ bytes$/,
     );
     report(`tap.ts: ${lines[0]}`);
-    for (;;) if ((await reader.read()).done) break;
   } finally {
-    clearTimeout(killer);
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-    await child.status;
     removeTap(TAP);
   }
 });
