@@ -1,7 +1,7 @@
 /**
  * AF_PACKET raw sockets (packet(7)): the kernel side of an interface, frame by frame. Tests and
  * examples use one bound to a tap to see exactly what a vhost-net backend put on it, and to
- * inject frames it must deliver.
+ * inject frames it must deliver. A control and test tool: each call converts a length to BigInt.
  *
  * ```
  *   packetSend(fd) ──► dev_queue_xmit(tap) ──► tap queue ──► vhost-net ──► driver rxBurst
