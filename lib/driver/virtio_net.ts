@@ -3,7 +3,7 @@
  * and the buffers, and hands the device side to a {@linkcode VirtioTransport}.
  *
  * ```
- *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device)
+ *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device, vhost-net)
  *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
  * ```
  *

@@ -135,6 +135,7 @@ for (const queueSize of [256, 1024]) {
     Deno.test(`vhost-net ${config}: ${frames} frames written into the tap arrive at rxBurst byte-identical`, async () => {
       await persistentTap(TAP);
       const pkt = packetSocket(interfaceIndex(TAP));
+      const notices: string[] = [];
       try {
         using port = VirtioNet.open({
           path: "/dev/vhost-net",
@@ -142,7 +143,13 @@ for (const queueSize of [256, 1024]) {
           packed: false,
           queueSize,
           eventIdx,
+          notice: (m) => notices.push(m),
         });
+        assert.deepEqual(
+          notices.filter((m) => /packed/.test(m)),
+          [],
+          "split asked: no ring notice",
+        );
         const { pool } = port;
         const bufs = new Uint32Array(WINDOW), lens = new Uint32Array(WINDOW);
         let sent = 0, seen = 0, bytes = 0, other = 0;
