@@ -13,6 +13,16 @@
  */
 
 import { Tap } from "../../lib/vhost_net/tap.ts";
+import { VirtioNet, type VirtioNetOptions } from "../../lib/driver/virtio_net.ts";
+import { closeQuietly } from "../../ffi/fd.ts";
+import {
+  interfaceIndex,
+  PACKET_OUTGOING,
+  packetRecv,
+  packetSend,
+  packetSocket,
+  packetType,
+} from "../../ffi/packet_socket.ts";
 import { runBounded } from "../helpers.ts";
 
 /** EtherType of every test frame (IEEE 802 local experimental 1). */
@@ -34,6 +44,57 @@ export async function persistentTap(name: string, cidr?: string): Promise<void> 
   Tap.open(name, { persist: true }).close();
   if (cidr) await sh("ip", "addr", "add", cidr, "dev", name);
   await sh("ip", "link", "set", name, "up");
+}
+
+/** An AF_PACKET socket bound to a tap: the frames on it as the kernel sees them. */
+export class TapSocket {
+  readonly #fd: number;
+
+  constructor(name: string) {
+    this.#fd = packetSocket(interfaceIndex(name));
+  }
+
+  /** The next frame that came in (from vhost-net) into `buf`: its length, or -1 for none yet. */
+  recv(buf: Uint8Array): number {
+    for (;;) {
+      const n = packetRecv(this.#fd, buf);
+      if (n < 0 || packetType() !== PACKET_OUTGOING) return n;
+    }
+  }
+
+  /** Sends a frame out of the tap (to vhost-net). */
+  send(frame: Uint8Array, len: number): void {
+    packetSend(this.#fd, frame, len);
+  }
+
+  [Symbol.dispose](): void {
+    closeQuietly(this.#fd);
+  }
+}
+
+/**
+ * Runs `body` with persistent tap `name` up, a {@linkcode TapSocket} on it and a vhost-net port
+ * attached to it (`options` on top; notices collected), then closes both and removes the tap.
+ */
+export async function onVhostNetTap(
+  name: string,
+  options: VirtioNetOptions,
+  body: (port: VirtioNet, socket: TapSocket, notices: string[]) => Promise<void>,
+): Promise<void> {
+  await persistentTap(name);
+  const notices: string[] = [];
+  try {
+    using socket = new TapSocket(name);
+    using port = VirtioNet.open({
+      path: "/dev/vhost-net",
+      tap: name,
+      notice: (m) => notices.push(m),
+      ...options,
+    });
+    await body(port, socket, notices);
+  } finally {
+    removeTap(name);
+  }
 }
 
 /** Removes persistent tap `name`. */

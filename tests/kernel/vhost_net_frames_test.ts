@@ -11,25 +11,14 @@
  */
 
 import assert from "node:assert/strict";
-import { VirtioNet } from "../../lib/driver/virtio_net.ts";
 import { hasFeature } from "../../lib/virtio/features.ts";
-import {
-  interfaceIndex,
-  PACKET_OUTGOING,
-  packetRecv,
-  packetSend,
-  packetSocket,
-  packetType,
-} from "../../ffi/packet_socket.ts";
-import { closeQuietly } from "../../ffi/fd.ts";
 import {
   firstDifference,
   frameSize,
   MAX_FRAME,
   MIN_FRAME,
-  persistentTap,
+  onVhostNetTap,
   pollUntil,
-  removeTap,
   report,
   tapCounter,
   testFrameSeq,
@@ -46,6 +35,12 @@ function expected(seq: number, dst: Uint8Array, src: Uint8Array): Uint8Array {
   return f;
 }
 
+function totalBytes(frames: number): number {
+  let total = 0;
+  for (let i = 0; i < frames; i++) total += frameSize(i);
+  return total;
+}
+
 for (const queueSize of [256, 1024]) {
   for (const eventIdx of [true, false]) {
     const config = `split q${queueSize} ${eventIdx ? "EVENT_IDX" : "no EVENT_IDX"}`;
@@ -53,20 +48,10 @@ for (const queueSize of [256, 1024]) {
     const frames = Math.max(2 * queueSize + 100, MAX_FRAME - MIN_FRAME + 1);
 
     Deno.test(`vhost-net ${config}: ${frames} transmitted frames reach the tap byte-identical`, async () => {
-      await persistentTap(TAP);
-      const pkt = packetSocket(interfaceIndex(TAP));
-      const notices: string[] = [];
-      try {
-        using port = VirtioNet.open({
-          path: "/dev/vhost-net",
-          tap: TAP,
-          queueSize,
-          eventIdx,
-          notice: (m) => notices.push(m),
-        });
+      // packed is left at its default (true): vhost-net uses split rings with one notice.
+      await onVhostNetTap(TAP, { queueSize, eventIdx }, async (port, socket, notices) => {
         assert.equal(port.packed, false);
-        // One line says split rings are used (packed is the default); another may be the
-        // hugepage fallback.
+        // One line says split rings are used; another may be the hugepage fallback.
         const ring = notices.filter((m) => /packed/.test(m));
         assert.equal(ring.length, 1, `notices: ${notices.join(" | ")}`);
         assert.match(ring[0], /split rings/);
@@ -100,102 +85,87 @@ for (const queueSize of [256, 1024]) {
           assert.equal(queued, n, `transmitq took ${queued} of ${n} frames`);
           sent += n;
           await pollUntil(() => {
-            for (;;) {
-              const len = packetRecv(pkt, got);
-              if (len < 0) return seen === sent;
+            for (let len; (len = socket.recv(got)) >= 0;) {
               const seq = testFrameSeq(got, 0, len);
-              if (seq < 0 || packetType() === PACKET_OUTGOING) {
+              if (seq < 0) {
                 other++;
                 continue;
               }
-              const want = expected(seen, PEER_MAC, port.mac);
-              const at = seq === seen ? firstDifference(got, 0, len, want) : 0;
+              const at = seq === seen
+                ? firstDifference(got, 0, len, expected(seen, PEER_MAC, port.mac))
+                : 0;
               if (at >= 0) mismatches.push(`frame ${seen}: seq ${seq}, ${len} B, differs at ${at}`);
               seen++;
               bytes += len;
             }
+            return seen === sent;
           });
           assert.equal(seen, sent, `the tap showed ${seen} of ${sent} frames`);
         }
         assert.deepEqual(mismatches, []);
         assert.equal(port.txDrain(10_000), 0, "vhost-net used every transmitted buffer");
         assert.equal(port.stats.txPackets, frames);
-        let total = 0;
-        for (let i = 0; i < frames; i++) total += frameSize(i);
-        assert.equal(bytes, total);
-        assert.equal(port.stats.txBytes, total);
+        assert.equal(bytes, totalBytes(frames));
+        assert.equal(port.stats.txBytes, totalBytes(frames));
         assert.equal(tapCounter(TAP, "rx_packets") - rxBefore, frames, "tap rx counter");
         report(`${config} tx: ${frames} frames, ${bytes} bytes on the tap, ${other} other frames`);
-      } finally {
-        closeQuietly(pkt);
-        removeTap(TAP);
-      }
+      });
     });
 
     Deno.test(`vhost-net ${config}: ${frames} frames written into the tap arrive at rxBurst byte-identical`, async () => {
-      await persistentTap(TAP);
-      const pkt = packetSocket(interfaceIndex(TAP));
-      const notices: string[] = [];
-      try {
-        using port = VirtioNet.open({
-          path: "/dev/vhost-net",
-          tap: TAP,
-          packed: false,
-          queueSize,
-          eventIdx,
-          notice: (m) => notices.push(m),
-        });
-        assert.deepEqual(
-          notices.filter((m) => /packed/.test(m)),
-          [],
-          "split asked: no ring notice",
-        );
-        const { pool } = port;
-        const bufs = new Uint32Array(WINDOW), lens = new Uint32Array(WINDOW);
-        let sent = 0, seen = 0, bytes = 0, other = 0;
-        const mismatches: string[] = [];
-        while (sent < frames) {
-          const n = Math.min(WINDOW, frames - sent);
-          for (let i = 0; i < n; i++) {
-            const f = expected(sent + i, port.mac, PEER_MAC);
-            packetSend(pkt, f, f.length);
-          }
-          sent += n;
-          await pollUntil(() => {
-            const k = port.rxBurst(bufs, lens, WINDOW);
-            for (let i = 0; i < k; i++) {
-              const at = pool.dataOffset(bufs[i]);
-              const seq = testFrameSeq(pool.bytes, at, lens[i]);
-              if (seq < 0) {
-                other++;
-                continue;
-              }
-              const d = seq === seen
-                ? firstDifference(pool.bytes, at, lens[i], expected(seen, port.mac, PEER_MAC))
-                : 0;
-              if (d >= 0) {
-                mismatches.push(`frame ${seen}: seq ${seq}, ${lens[i]} B, differs at ${d}`);
-              }
-              seen++;
-              bytes += lens[i];
+      await onVhostNetTap(
+        TAP,
+        { packed: false, queueSize, eventIdx },
+        async (port, socket, notices) => {
+          assert.deepEqual(
+            notices.filter((m) => /packed/.test(m)),
+            [],
+            "split asked: no ring notice",
+          );
+          const { pool } = port;
+          const bufs = new Uint32Array(WINDOW), lens = new Uint32Array(WINDOW);
+          let sent = 0, seen = 0, bytes = 0, other = 0;
+          const mismatches: string[] = [];
+          while (sent < frames) {
+            const n = Math.min(WINDOW, frames - sent);
+            for (let i = 0; i < n; i++) {
+              const f = expected(sent + i, port.mac, PEER_MAC);
+              socket.send(f, f.length);
             }
-            pool.free(bufs, 0, k);
-            return seen === sent;
-          });
-          assert.equal(seen, sent, `rxBurst returned ${seen} of ${sent} frames`);
-        }
-        assert.deepEqual(mismatches, []);
-        let total = 0;
-        for (let i = 0; i < frames; i++) total += frameSize(i);
-        assert.equal(bytes, total);
-        assert.equal(port.stats.rxPackets, frames + other);
-        assert.equal(port.stats.rxNoBuffers, 0);
-        assert.equal(tapCounter(TAP, "tx_dropped"), 0, "the tap dropped nothing");
-        report(`${config} rx: ${frames} frames, ${bytes} bytes at rxBurst, ${other} other frames`);
-      } finally {
-        closeQuietly(pkt);
-        removeTap(TAP);
-      }
+            sent += n;
+            await pollUntil(() => {
+              const k = port.rxBurst(bufs, lens, WINDOW);
+              for (let i = 0; i < k; i++) {
+                const at = pool.dataOffset(bufs[i]);
+                const seq = testFrameSeq(pool.bytes, at, lens[i]);
+                if (seq < 0) {
+                  other++;
+                  continue;
+                }
+                const d = seq === seen
+                  ? firstDifference(pool.bytes, at, lens[i], expected(seen, port.mac, PEER_MAC))
+                  : 0;
+                if (d >= 0) {
+                  mismatches.push(`frame ${seen}: seq ${seq}, ${lens[i]} B, differs at ${d}`);
+                }
+                seen++;
+                bytes += lens[i];
+              }
+              pool.free(bufs, 0, k);
+              return seen === sent;
+            });
+            assert.equal(seen, sent, `rxBurst returned ${seen} of ${sent} frames`);
+          }
+          assert.deepEqual(mismatches, []);
+          assert.equal(bytes, totalBytes(frames));
+          assert.equal(port.stats.rxPackets, frames + other);
+          assert.equal(port.stats.rxNoBuffers, 0);
+          assert.equal(tapCounter(TAP, "tx_dropped"), 0, "the tap dropped nothing");
+          report(
+            `${config} rx: ${frames} frames, ${bytes} bytes at rxBurst, ${other} other frames`,
+          );
+        },
+      );
     });
   }
 }
