@@ -10,8 +10,8 @@
  */
 
 import assert from "node:assert/strict";
-import { persistentTap, removeTap, report, startExample } from "./guest.ts";
-import { runBounded } from "../helpers.ts";
+import { persistentTap, removeTap, report } from "./guest.ts";
+import { runBounded, startExample } from "../helpers.ts";
 
 const TAP = "vnx0";
 
