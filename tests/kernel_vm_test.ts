@@ -33,7 +33,9 @@ import {
 const qemu = qemuPath();
 const assets = vmAssets();
 const ignore = requirePeer(
-  "qemu-system-x86_64 and the guest kernel/busybox/vhost_net.ko of .ci/qemu.sh",
+  assets === null || qemu === null
+    ? "qemu-system-x86_64 and the guest kernel/busybox of .ci/qemu.sh"
+    : `vhost_net.ko in ${vmDir()}/modules (a cache from an older .ci/qemu.sh)`,
   qemu !== null && assets !== null && assets.modules.some((m) => m.endsWith("/vhost_net.ko")),
   QEMU_INSTALL,
 );
