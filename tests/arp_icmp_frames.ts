@@ -5,10 +5,13 @@
  * ```
  *   arpRequest(us, ourIp, target)              → 42-byte who-has, broadcast
  *   echoRequest(dst, src, srcIp, dstIp, ...)   → IPv4 + ICMP echo, checksums filled in
+ *   assertEchoReply(reply, request)            → the answer RFC 792 asks for, or a throw
  * ```
  *
  * @module
  */
+
+import assert from "node:assert/strict";
 
 /** Writes `ip` (host order) big-endian at `b[at]`. */
 export function putIpv4(b: Uint8Array, at: number, ip: number): void {
@@ -64,4 +67,20 @@ export function echoRequest(
   for (let i = 0; i < payload; i++) f[42 + i] = i & 255;
   v.setUint16(36, 0xffff - onesSum(f, 34, 8 + payload));
   return f;
+}
+
+/**
+ * Asserts that `reply` answers echo `request` (RFC 792): MACs and IPv4 addresses swapped, type 0,
+ * identifier, sequence and data unchanged, both checksums valid.
+ */
+export function assertEchoReply(reply: Uint8Array, request: Uint8Array): void {
+  assert.equal(reply.length, request.length);
+  assert.deepEqual(reply.subarray(0, 6), request.subarray(6, 12), "to the requester's MAC");
+  assert.deepEqual(reply.subarray(6, 12), request.subarray(0, 6), "from the asked MAC");
+  assert.deepEqual(reply.subarray(26, 30), request.subarray(30, 34), "from the asked address");
+  assert.deepEqual(reply.subarray(30, 34), request.subarray(26, 30), "to the requester");
+  assert.equal(reply[34], 0, "type 0, echo reply");
+  assert.deepEqual(reply.subarray(38), request.subarray(38), "id, sequence and data echoed");
+  assert.equal(onesSum(reply, 14, 20), 0xffff, "IPv4 header checksum");
+  assert.equal(onesSum(reply, 34, reply.length - 34), 0xffff, "ICMP checksum");
 }
