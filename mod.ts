@@ -1,7 +1,8 @@
 /**
  * A virtio-net driver for Deno that runs in an ordinary process (virtio-user): it owns the
  * rings and packet buffers in shared memory and hands the device side to a vhost-user backend
- * (DPDK's vhost PMD, or this package's own device).
+ * (DPDK's vhost PMD, or this package's own device) or to the Linux kernel's vhost-net with a tap
+ * (`path: "/dev/vhost-net", tap: "tap0"`).
  *
  * ```ts ignore
  * import { VirtioNet } from "./mod.ts";
@@ -62,3 +63,11 @@ export { VhostUserBackend, type VhostUserBackendOptions } from "./lib/vhost_user
 export { Vring, type VringAddresses } from "./lib/vhost_user/vring.ts";
 export type { VringAddress } from "./lib/vhost_user/message.ts";
 export { GuestMemory, type GuestRegion } from "./lib/vhost_user/guest_memory.ts";
+export {
+  isVhostNetPath,
+  VHOST_NET_DEVICE,
+  VHOST_NET_UNUSED_FEATURES,
+  VhostNetFrontend,
+  type VhostNetFrontendOptions,
+} from "./lib/vhost_net/frontend.ts";
+export { Tap, type TapOptions, TUN_DEVICE } from "./lib/vhost_net/tap.ts";

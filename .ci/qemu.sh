@@ -11,8 +11,9 @@
 set -euo pipefail
 
 VM_DIR="${VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/virtio-deno/vm}"
-# The virtio-net driver stack in load order, each after what its modinfo "depends=" names
-# (Debian builds them as modules).
+# The virtio-net driver stack, then the vhost-net kernel backend and the tap it drives, in load
+# order, each after what its modinfo "depends=" names (Debian builds them as modules; AF_PACKET
+# is built in).
 MODULES=(
   drivers/virtio/virtio_ring.ko
   drivers/virtio/virtio.ko
@@ -22,6 +23,11 @@ MODULES=(
   net/core/failover.ko
   drivers/net/net_failover.ko
   drivers/net/virtio_net.ko
+  drivers/vhost/vhost_iotlb.ko
+  drivers/vhost/vhost.ko
+  drivers/net/tun.ko
+  drivers/net/tap.ko
+  drivers/vhost/vhost_net.ko
 )
 
 complete() {

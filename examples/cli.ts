@@ -14,6 +14,7 @@ import type { DeviceThread } from "../lib/device/device_thread.ts";
 export const commonOptions = {
   path: { type: "string" },
   server: { type: "boolean", default: false },
+  tap: { type: "string" },
   split: { type: "boolean", default: false },
   count: { type: "string" },
   duration: { type: "string" },
@@ -75,14 +76,16 @@ export function sizeOption(value: string | undefined): number {
 }
 
 /**
- * Opens a {@linkcode VirtioNet} port on `--path`, else on the built-in `device`, with the ring
- * options (`--split`, `--queue-size`, `--hugepages`); stops `device` when the open fails. With
- * `--server` the port listens on `--path` and a backend connects (and may reconnect).
+ * Opens a {@linkcode VirtioNet} port on `--path` (a vhost-user socket, or /dev/vhost-net with
+ * `--tap`), else on the built-in `device`, with the ring options (`--split`, `--queue-size`,
+ * `--hugepages`); stops `device` when the open fails. With `--server` the port listens on
+ * `--path` and a vhost-user backend connects (and may reconnect).
  */
 export async function openPort(
   opts: {
     path?: string;
     server?: boolean;
+    tap?: string;
     split: boolean;
     "queue-size": string;
     hugepages: string;
@@ -93,6 +96,7 @@ export async function openPort(
     return VirtioNet.open({
       path: opts.path ?? device!.path,
       server: opts.server === true && opts.path !== undefined,
+      tap: opts.tap,
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),

@@ -24,7 +24,9 @@ const USAGE =
 Sends UDP/IPv4 frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK).
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
-                     sink on a worker thread, and report its counters too)
+                     sink on a worker thread, and report its counters too), or
+                     /dev/vhost-net for the Linux kernel's vhost-net (with --tap)
+  --tap NAME         with /dev/vhost-net: the tap interface to attach (created when missing)
   --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
                      client=1) and may reconnect after a restart
   --split            split rings instead of packed rings

@@ -20,7 +20,9 @@ const USAGE = `usage: sink.ts [--path SOCK] [--split] [--count N | --duration S]
 Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK in txonly).
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
-                     source on a worker thread, and report its counters too)
+                     source on a worker thread, and report its counters too), or
+                     /dev/vhost-net for the Linux kernel's vhost-net (with --tap)
+  --tap NAME         with /dev/vhost-net: the tap interface to attach (created when missing)
   --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
                      client=1) and may reconnect after a restart
   --split            split rings instead of packed rings

@@ -163,7 +163,9 @@ export const EPERM = 1;
 export const ENOENT = 2;
 /** Interrupted system call: retry. */
 export const EINTR = 4;
-/** Bad file descriptor. */
+/** Argument list too long (vhost: more memory regions than max_mem_regions). */
+export const E2BIG = 7;
+/** Bad file descriptor.
 export const EBADF = 9;
 /** Resource temporarily unavailable (also EWOULDBLOCK): nothing to read or no room to write. */
 export const EAGAIN = 11;
@@ -171,6 +173,10 @@ export const EAGAIN = 11;
 export const ENOMEM = 12;
 /** Permission denied. */
 export const EACCES = 13;
+/** Device or resource busy. */
+export const EBUSY = 16;
+/** No such device (a module that is not loaded, an interface that does not exist). */
+export const ENODEV = 19;
 /** Invalid argument. */
 export const EINVAL = 22;
 /** Inappropriate ioctl for device. */

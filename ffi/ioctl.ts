@@ -1,5 +1,6 @@
 /**
- * ioctl(2) for vhost-net and tap setup (control path only).
+ * ioctl(2) for vhost-net and tap setup (control path only), and the `_IOC` encoding of request
+ * numbers (Linux `include/uapi/asm-generic/ioctl.h`).
  *
  * @module
  */
@@ -9,7 +10,8 @@ import { errno, fail, libc } from "./libc.ts";
 /**
  * Calls `ioctl(fd, request, arg)` and returns its (non-negative) result. `arg` is a buffer the
  * kernel reads or writes (a struct), or an integer passed by value. `name` (e.g.
- * `"VHOST_SET_OWNER"`) goes into the error message: `ioctl(<name>) failed: ENOTTY (...)`.
+ * `"VHOST_SET_OWNER"`) goes into the error message: `ioctl(<name>) failed: ENOTTY (...)`, and
+ * `hint` (what the user can do), when given, after it; `hint` may depend on the errno.
  *
  * @example
  * ```ts
@@ -30,6 +32,7 @@ export function ioctl(
   request: number,
   arg: Uint8Array | number,
   name: string,
+  hint?: string | ((errno: number) => string | undefined),
 ): number {
   const req = BigInt(request);
   const r = typeof arg === "number"
@@ -37,7 +40,25 @@ export function ioctl(
     : libc.symbols.ioctl_buf(fd, req, arg);
   if (r < 0) {
     const e = errno(); // before the message string is built
-    fail(`ioctl(${name})`, undefined, e);
+    fail(`ioctl(${name})`, typeof hint === "function" ? hint(e) : hint, e);
   }
   return r;
+}
+
+/** `_IOC_WRITE`: the kernel reads the argument. */
+export const IOC_WRITE = 1;
+/** `_IOC_READ`: the kernel writes the argument. */
+export const IOC_READ = 2;
+
+/**
+ * `_IOC(dir, type, nr, size)`: bits 30-31 direction, 16-29 argument size, 8-15 type, 0-7 number.
+ *
+ * @example
+ * ```ts
+ * import { ioc, IOC_WRITE } from "./ioctl.ts";
+ * console.log(ioc(IOC_WRITE, 0x54, 202, 4).toString(16)); // "400454ca" (TUNSETIFF)
+ * ```
+ */
+export function ioc(dir: number, type: number, nr: number, size: number): number {
+  return ((dir << 30) | (size << 16) | (type << 8) | nr) >>> 0;
 }

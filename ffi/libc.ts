@@ -38,6 +38,12 @@ export const LIBC_SYMBOLS = {
   sendmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
   /** `ssize_t recvmsg(...)`; result declared `i32` (control messages are small). */
   recvmsg: { parameters: ["i32", "buffer", "i32"], result: "i32" },
+  /** `ssize_t recvfrom(...)`; result declared `i32` (one datagram). */
+  recvfrom: {
+    parameters: ["i32", "buffer", "usize", "i32", "buffer", "buffer"],
+    result: "i32",
+  },
+  if_nametoindex: { parameters: ["buffer"], result: "u32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
   /** `ioctl(fd, request, void *arg)`: request is u64 since values like 0xC008AF12 exceed i32. */
   ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },

@@ -129,3 +129,68 @@ export async function runBounded(
     clearTimeout(timer);
   }
 }
+
+/** An example program running as a child process (see {@linkcode startExample}). */
+export interface ExampleProcess {
+  /** What the watched stream printed up to and including the ready line. */
+  readonly ready: string;
+  /** Waits for the exit; returns the exit code and all of stdout and stderr. */
+  finish(): Promise<{ code: number; stdout: string; stderr: string }>;
+  /** Kills the child if it still runs and waits for it. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
+/**
+ * Runs `deno run -A --no-check examples/<name>.ts ...args` and waits until its `stream` shows a
+ * line matching `ready` (or ends). The child is killed after `timeoutMs` (never hangs a test).
+ */
+export async function startExample(
+  name: string,
+  args: string[],
+  stream: "stdout" | "stderr",
+  ready: RegExp,
+  timeoutMs = 240_000,
+): Promise<ExampleProcess> {
+  const path = new URL(`../examples/${name}.ts`, import.meta.url).pathname;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "--no-check", path, ...args],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const killer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+  const other = new Response(stream === "stdout" ? child.stderr : child.stdout).text();
+  const reader = child[stream].pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  for (;;) {
+    if (ready.test(text)) break;
+    const { value, done } = await reader.read();
+    if (done) break;
+    text += value;
+  }
+  const readyText = text;
+  return {
+    ready: readyText,
+    async finish() {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      const { code } = await child.status;
+      const rest = await other;
+      return stream === "stdout"
+        ? { code, stdout: text, stderr: rest }
+        : { code, stdout: rest, stderr: text };
+    },
+    async [Symbol.asyncDispose]() {
+      clearTimeout(killer);
+      try {
+        child.kill("SIGKILL");
+      } catch { /* exited */ }
+      await child.status;
+      await reader.cancel().catch(() => {});
+      await other.catch(() => "");
+    },
+  };
+}

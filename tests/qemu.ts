@@ -1,13 +1,14 @@
 /**
- * Runs QEMU as a vhost-user frontend against a device socket, with a tiny Linux guest whose
- * virtio-net driver moves frames through the rings: Debian's kernel and virtio modules plus
- * busybox (fetched by `.ci/qemu.sh`), packed at test time into an initramfs (cpio newc, written
- * here, no cpio tool needed).
+ * Runs QEMU with a tiny Linux guest: Debian's kernel and modules plus busybox (fetched by
+ * `.ci/qemu.sh`), packed at test time into an initramfs (cpio newc, written here, no cpio tool
+ * needed). Two uses: QEMU as a vhost-user frontend against a device socket (the guest's
+ * virtio-net driver moves frames through the rings), and a guest that runs this project's
+ * vhost-net tests under its own kernel (the pinned deno binary and the project files packed in).
  *
  * ```
- *   initramfs: /init (script) + busybox + virtio*.ko ──► qemu-system-x86_64 (TCG)
+ *   initramfs: /init (script) + busybox + *.ko [+ deno, its libs, project] ──► qemu (TCG)
  *     guest memory: memfd, share=on ──SET_MEM_TABLE──► device
- *     virtio-net-pci ── -netdev vhost-user ── chardev socket ──► device socket
+ *     virtio-net-pci ── -netdev vhost-user ── chardev socket ──► device socket (when given)
  *     serial console (stdout) ──► QemuRun.output
  * ```
  *
@@ -149,8 +150,8 @@ export function cpioNewc(entries: InitramfsEntry[]): Uint8Array {
 
 /**
  * Builds the guest's initramfs: busybox at `/bin/busybox`, the modules under `/lib/modules/`,
- * and `/init` running `script` (a busybox `sh` script; its lines run after busybox installed its
- * applet links and the modules were loaded in order).
+ * `extra` entries, and `/init` running `script` (a busybox `sh` script; its lines run after
+ * busybox installed its applet links and the modules were loaded in order).
  *
  * @example
  * ```ts ignore
@@ -158,7 +159,11 @@ export function cpioNewc(entries: InitramfsEntry[]): Uint8Array {
  * const image = await buildInitramfs(vmAssets()!, "echo hello; poweroff -f");
  * ```
  */
-export async function buildInitramfs(assets: VmAssets, script: string): Promise<Uint8Array> {
+export async function buildInitramfs(
+  assets: VmAssets,
+  script: string,
+  extra: InitramfsEntry[] = [],
+): Promise<Uint8Array> {
   const enc = new TextEncoder();
   const moduleNames = assets.modules.map((m) => m.slice(m.lastIndexOf("/") + 1));
   const init = [
@@ -187,7 +192,90 @@ export async function buildInitramfs(assets: VmAssets, script: string): Promise<
       data: await Deno.readFile(assets.modules[i]),
     });
   }
-  return cpioNewc(entries);
+  return cpioNewc([...entries, ...extra]);
+}
+
+/**
+ * Entries for host files at the same paths inside the guest, with every parent directory
+ * before them (absolute `paths`; modes copied).
+ *
+ * @example
+ * ```ts ignore
+ * import { hostFileEntries } from "./qemu.ts";
+ * const entries = await hostFileEntries(["/bin/true"]);
+ * ```
+ */
+export async function hostFileEntries(paths: string[]): Promise<InitramfsEntry[]> {
+  const dirs = new Set<string>();
+  const files: InitramfsEntry[] = [];
+  for (const path of paths) {
+    const parts = path.split("/").filter((p) => p);
+    for (let i = 1; i < parts.length; i++) dirs.add(parts.slice(0, i).join("/"));
+    const st = await Deno.stat(path);
+    files.push({ name: parts.join("/"), data: await Deno.readFile(path), mode: st.mode! & 0o777 });
+  }
+  return [...[...dirs].sort().map((name) => ({ name })), ...files];
+}
+
+/**
+ * Entries for every file under `root`'s `dirs` (and the single files among them), placed under
+ * `prefix` in the guest: `projectEntries(root, ["lib", "mod.ts"], "project")`.
+ *
+ * @example
+ * ```ts ignore
+ * import { projectEntries } from "./qemu.ts";
+ * const entries = await projectEntries(Deno.cwd(), ["ffi", "lib", "mod.ts"], "project");
+ * ```
+ */
+export async function projectEntries(
+  root: string,
+  dirs: string[],
+  prefix: string,
+): Promise<InitramfsEntry[]> {
+  const out: InitramfsEntry[] = [{ name: prefix }];
+  const walk = async (rel: string) => {
+    const st = await Deno.stat(`${root}/${rel}`);
+    if (st.isFile) {
+      out.push({ name: `${prefix}/${rel}`, data: await Deno.readFile(`${root}/${rel}`) });
+      return;
+    }
+    out.push({ name: `${prefix}/${rel}` });
+    const names = [];
+    for await (const e of Deno.readDir(`${root}/${rel}`)) names.push(e.name);
+    for (const name of names.sort()) await walk(`${rel}/${name}`);
+  };
+  const parents = new Set<string>();
+  for (const d of dirs) {
+    const parts = d.split("/");
+    for (let i = 1; i < parts.length; i++) {
+      const parent = parts.slice(0, i).join("/");
+      if (!parents.has(parent)) out.push({ name: `${prefix}/${parent}` });
+      parents.add(parent);
+    }
+    await walk(d);
+  }
+  return out;
+}
+
+/**
+ * The shared libraries `binary` loads (its `ldd` listing, the dynamic loader included), so a
+ * guest without a distribution can run it.
+ *
+ * @example
+ * ```ts ignore
+ * import { sharedLibraries } from "./qemu.ts";
+ * console.log(await sharedLibraries(Deno.execPath()));
+ * ```
+ */
+export async function sharedLibraries(binary: string): Promise<string[]> {
+  const run = await runBounded("ldd", [binary], { timeoutMs: 10_000 });
+  if (run.code !== 0) throw new Error(`ldd ${binary} failed: ${run.stderr.trim()}`);
+  const libs: string[] = [];
+  for (const line of run.stdout.split("\n")) {
+    const m = /(?:=>\s*)?(\/\S+)\s+\(0x/.exec(line);
+    if (m) libs.push(m[1]);
+  }
+  return libs;
 }
 
 /** Options of {@linkcode runQemu}. */
@@ -198,14 +286,18 @@ export interface QemuOptions {
   kernel: string;
   /** Initramfs file. */
   initrd: string;
-  /** The vhost-user device's socket (QEMU connects to it). */
-  socket: string;
+  /** The vhost-user device's socket (QEMU connects to it); without it the guest has no NIC. */
+  socket?: string;
   /** Offer packed virtqueues (`packed=on`). */
   packed?: boolean;
   /** Guest MAC address (default 52:54:00:12:34:56). */
   mac?: string;
   /** Guest RAM in MB, all of it shared with the device through a memfd (default 256). */
   memMb?: number;
+  /** Virtual CPUs (default 1). */
+  smp?: number;
+  /** `-cpu` model (default QEMU's; `max` gives the guest SSE4/AVX under TCG). */
+  cpu?: string;
   /** Extra kernel command line. */
   append?: string;
   /** QEMU is killed after this long (default 120 s). */
@@ -225,7 +317,7 @@ export interface QemuRun {
 }
 
 /**
- * Boots the guest with one virtio-net-pci NIC on a vhost-user netdev connected to `socket`,
+ * Boots the guest (with one virtio-net-pci NIC on a vhost-user netdev when `socket` is given)
  * under TCG (no KVM needed), and waits for QEMU to exit (the guest powers off; a panic exits
  * too, since the guest runs with `panic=-1` and QEMU with `-no-reboot`).
  *
@@ -253,20 +345,23 @@ export async function runQemu(options: QemuOptions): Promise<QemuRun> {
     "-m",
     `${mem}M`,
     "-smp",
-    "1",
+    `${options.smp ?? 1}`,
+    ...(options.cpu ? ["-cpu", options.cpu] : []),
     "-object",
     `memory-backend-memfd,id=mem,size=${mem}M,share=on`,
     "-numa",
     "node,memdev=mem",
-    "-chardev",
-    `socket,id=c0,path=${options.socket}`,
-    "-netdev",
-    "vhost-user,id=n0,chardev=c0",
-    "-device",
-    // vectors=0: no MSI-X, legacy INTx. QEMU 7.2 under TCG segfaults in
-    // msix_set_vector_notifiers (from vhost_net_start) when the guest enables MSI-X.
-    // romfile=: no iPXE option ROM (the kernel is loaded directly).
-    `virtio-net-pci,netdev=n0,mac=${mac},vectors=0,romfile=${options.packed ? ",packed=on" : ""}`,
+    ...(options.socket === undefined ? [] : [
+      "-chardev",
+      `socket,id=c0,path=${options.socket}`,
+      "-netdev",
+      "vhost-user,id=n0,chardev=c0",
+      "-device",
+      // vectors=0: no MSI-X, legacy INTx. QEMU 7.2 under TCG segfaults in
+      // msix_set_vector_notifiers (from vhost_net_start) when the guest enables MSI-X.
+      // romfile=: no iPXE option ROM (the kernel is loaded directly).
+      `virtio-net-pci,netdev=n0,mac=${mac},vectors=0,romfile=${options.packed ? ",packed=on" : ""}`,
+    ]),
     "-kernel",
     options.kernel,
     "-initrd",

@@ -3,7 +3,7 @@
  * and the buffers, and hands the device side to a {@linkcode VirtioTransport}.
  *
  * ```
- *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device)
+ *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device, vhost-net)
  *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
  * ```
  *
@@ -32,11 +32,17 @@ import { createDriverQueue, RING_ALIGN, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
+import { isVhostNetPath, VhostNetFrontend } from "../vhost_net/frontend.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
 export interface VirtioNetOptions {
-  /** vhost-user socket of the backend (DPDK `net_vhost`, the TS device). */
+  /**
+   * vhost-user socket of the backend (DPDK `net_vhost`, the TS device), or `/dev/vhost-net` (any
+   * character device) for the Linux kernel's vhost-net with a tap.
+   */
   path?: string;
+  /** vhost-net: the tap interface to attach (created when missing; default a new `tap<N>`). */
+  tap?: string;
   /** An already-connected transport, instead of `path`. */
   transport?: VirtioTransport;
   /**
@@ -53,7 +59,7 @@ export interface VirtioNetOptions {
    * doubling up to `maxRetryMs`, default 1000) and rebuild the rings, as in server mode.
    */
   reconnect?: boolean | { retryMs?: number; maxRetryMs?: number };
-  /** Packed rings (virtio 1.1, default) or split rings (`false`). */
+  /** Packed rings (virtio 1.1, default) or split rings (`false`); vhost-net is always split. */
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
   queueSize?: number;
@@ -69,7 +75,7 @@ export interface VirtioNetOptions {
   buffers?: number;
   /** Bytes per buffer, virtio-net header included (default 2048). */
   bufferSize?: number;
-  /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (default false). */
+  /** Negotiate VIRTIO_RING_F_EVENT_IDX when offered (default: true for vhost-net, else false). */
   eventIdx?: boolean;
   /** Negotiate VIRTIO_F_IN_ORDER when offered, packed rings only (default true). */
   inOrder?: boolean;
@@ -182,7 +188,7 @@ export class VirtioNet extends EventTarget {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
-  /** The transport to the current device (vhost-user), for diagnostics. */
+  /** The transport to the current device (vhost-user or vhost-net), for diagnostics. */
   get transport(): VirtioTransport {
     return this.#transport;
   }
@@ -280,7 +286,20 @@ export class VirtioNet extends EventTarget {
   static open(options: VirtioNetOptions): VirtioNet {
     const queueSize = options.queueSize ?? 256;
     const pairs = options.queuePairs ?? 1;
-    const packedWanted = options.packed ?? true;
+    const kernel = options.transport instanceof VhostNetFrontend ||
+      (options.transport === undefined && options.path !== undefined &&
+        isVhostNetPath(options.path));
+    if (options.tap !== undefined && !kernel) {
+      throw new TypeError(`tap "${options.tap}" needs path /dev/vhost-net (vhost-net)`);
+    }
+    let packedWanted = options.packed ?? true;
+    if (kernel && packedWanted) {
+      (options.notice ?? console.error)(
+        "vhost-net: using split rings (the Linux vhost-net backend implements no packed ring)",
+      );
+      packedWanted = false;
+    }
+    if (kernel) options = { ...options, eventIdx: options.eventIdx ?? true };
     if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) {
       throw new RangeError(`queueSize ${queueSize} must be 1..32768`);
     }
@@ -292,7 +311,14 @@ export class VirtioNet extends EventTarget {
     if (transport === undefined) {
       if (options.path === undefined) throw new TypeError("VirtioNet.open: give path or transport");
       const how = { timeoutMs: options.timeoutMs, queuePairs: pairs };
-      if (options.server) {
+      if (kernel) {
+        if (options.server || options.reconnect) {
+          throw new TypeError(
+            "server and reconnect are vhost-user modes; /dev/vhost-net is opened, not connected",
+          );
+        }
+        transport = VhostNetFrontend.open(options.path, { tap: options.tap });
+      } else if (options.server) {
         listenFd = unixListen(options.path, 0o600);
         try {
           transport = acceptBackend(listenFd, options.path, options.acceptTimeoutMs ?? 30000, how);

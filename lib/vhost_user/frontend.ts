@@ -20,7 +20,7 @@ import { closeQuietly } from "../../ffi/fd.ts";
 import { POLLERR, pollFd, POLLHUP, POLLIN, POLLNVAL } from "../../ffi/poll.ts";
 import { recvExact, recvMsg, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
-import { describeFeatures, featureMask } from "../virtio/features.ts";
+import { featureMask, unofferedFeatures } from "../virtio/features.ts";
 import { DeviceStatus } from "../virtio/status.ts";
 import {
   PROTOCOL_FEATURES_BIT,
@@ -183,13 +183,8 @@ export class VhostUserFrontend implements VirtioTransport {
    * Throws when `features` has bits the backend did not offer.
    */
   setFeatures(features: bigint): void {
-    const extra = features & ~this.getFeatures();
-    if (extra !== 0n) {
-      throw new VhostUserError(
-        REQ.SET_FEATURES,
-        `${describeFeatures(extra)} not offered by ${this.path}`,
-      );
-    }
+    const extra = unofferedFeatures(features, this.getFeatures());
+    if (extra) throw new VhostUserError(REQ.SET_FEATURES, `${extra} not offered by ${this.path}`);
     this.#packed = (features & featureMask("F_RING_PACKED")) !== 0n;
     const value = features | (this.offeredFeatures & PROTOCOL_FEATURES_BIT);
     this.#msg.begin(REQ.SET_FEATURES).setU64(value);

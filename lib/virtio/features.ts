@@ -80,3 +80,18 @@ export function describeFeatures(features: bigint): string {
   }
   return parts.join(" ") || "none";
 }
+
+/**
+ * Describes the bits of `wanted` that `offered` lacks (for "not offered" errors), or returns
+ * `undefined` when `wanted` is a subset of `offered` (virtio 1.2 §2.2: accept only what is offered).
+ *
+ * @example
+ * ```ts
+ * import { featureMask, unofferedFeatures } from "./features.ts";
+ * console.assert(unofferedFeatures(featureMask("F_VERSION_1"), 0n) === "F_VERSION_1(32)");
+ * ```
+ */
+export function unofferedFeatures(wanted: bigint, offered: bigint): string | undefined {
+  const extra = wanted & ~offered;
+  return extra === 0n ? undefined : describeFeatures(extra);
+}

@@ -2,10 +2,12 @@
  * The seam between the virtio driver and whatever carries its requests to the device: the
  * driver owns the rings and the memory (virtio-user), the transport tells the device where they
  * are. {@linkcode VirtioTransport} is implemented by `VhostUserFrontend` (vhost-user over a Unix
- * socket: DPDK's vhost PMD, the TS device, QEMU's vhost-user backends).
+ * socket: DPDK's vhost PMD, the TS device, QEMU's vhost-user backends) and `VhostNetFrontend`
+ * (ioctls on `/dev/vhost-net`: the Linux kernel's vhost-net worker with a tap).
  *
  * ```
- *   VirtioNet ──(VirtioTransport)──► VhostUserFrontend ──socket──► DPDK vhost / TS device
+ *   VirtioNet ──(VirtioTransport)─┬─► VhostUserFrontend ──socket + fds──► DPDK vhost / TS device
+ *                                 └─► VhostNetFrontend ──ioctl──► /dev/vhost-net ──► tap ──► stack
  * ```
  *
  * @module

@@ -1,0 +1,292 @@
+/**
+ * The vhost-net frontend (driver side): hands the rings this process owns to the Linux kernel's
+ * vhost-net worker through ioctls on `/dev/vhost-net`, with a tap interface as the frames' other
+ * end (Linux `include/uapi/linux/vhost.h`, `drivers/vhost/net.c`).
+ *
+ * ```
+ *   VirtioNet ──(VirtioTransport)──► VhostNetFrontend ──ioctl──► /dev/vhost-net (kernel worker)
+ *                                                                   │ reads/writes our memory
+ *                                    tap fd ◄──VHOST_NET_SET_BACKEND┘ ──► tap <name> ──► stack
+ *   open:     SET_OWNER, GET_FEATURES
+ *   bring-up: SET_FEATURES, SET_MEM_TABLE (virtual addresses, no fds),
+ *             per ring NUM / BASE / ADDR / KICK / CALL, then NET_SET_BACKEND(tap) per ring
+ *   stop:     NET_SET_BACKEND(-1), GET_VRING_BASE; close closes the vhost fd and the tap
+ * ```
+ *
+ * vhost-net has split rings only (no VIRTIO_F_RING_PACKED), one queue pair per fd; vring 0 is
+ * receiveq, vring 1 transmitq (virtio 1.2 §5.1.2).
+ *
+ * @module
+ */
+
+import { E2BIG, EBUSY, EINVAL, ENOTTY, EPERM } from "../../ffi/errno.ts";
+import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
+import { ioctl } from "../../ffi/ioctl.ts";
+import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
+import { featureMask, unofferedFeatures } from "../virtio/features.ts";
+import {
+  VHOST_F_LOG_ALL,
+  VhostIoctl,
+  vhostMemory,
+  VRING_ADDR_SIZE,
+  vringAddr,
+  vringFile,
+  vringState,
+} from "./ioctl.ts";
+import { Tap, type TapOptions } from "./tap.ts";
+
+/** The vhost-net character device. */
+export const VHOST_NET_DEVICE = "/dev/vhost-net";
+
+/** Where the kernel publishes how many memory regions SET_MEM_TABLE accepts. */
+const MAX_MEM_REGIONS_PATH = "/sys/module/vhost/parameters/max_mem_regions";
+
+/**
+ * Bits a vhost-net frontend must not negotiate: VHOST_NET_F_VIRTIO_NET_HDR (27, the tap owns
+ * the header), ACCESS_PLATFORM (33, would switch vhost to IOTLB translation) and LOG_ALL (26).
+ */
+export const VHOST_NET_UNUSED_FEATURES: bigint =
+  featureMask("VHOST_NET_F_VIRTIO_NET_HDR", "F_ACCESS_PLATFORM") | VHOST_F_LOG_ALL;
+
+/** Options of {@linkcode VhostNetFrontend.open}. */
+export interface VhostNetFrontendOptions extends TapOptions {
+  /** Tap interface to attach (created when missing); default a new `tap<N>`. */
+  tap?: string;
+}
+
+const IOC = VhostIoctl;
+
+/** Errno-specific advice for the vhost ioctls (drivers/vhost/vhost.c, net.c). */
+function vhostHint(name: string): (e: number) => string | undefined {
+  return (e) => {
+    if (e === ENOTTY) {
+      return `${VHOST_NET_DEVICE} does not know ${name}; is it the vhost-net device?`;
+    }
+    if (e === EBUSY && name === "VHOST_SET_OWNER") return "this vhost fd already has an owner";
+    if (e === EBUSY) return "a backend is attached to the ring; detach it first (SET_BACKEND -1)";
+    if (e === EPERM) return "the fd has no owner: VHOST_SET_OWNER first (again after RESET_OWNER)";
+    if (e === E2BIG) return `more memory regions than ${MAX_MEM_REGIONS_PATH} allows`;
+    if (e === EINVAL && name === "VHOST_SET_VRING_NUM") {
+      return "the ring size must be a power of two, 1..32768";
+    }
+    if (e === EINVAL && name === "VHOST_SET_VRING_ADDR") {
+      return "desc must be 16-, avail 2- and used 4-byte aligned, inside the memory table";
+    }
+    return undefined;
+  };
+}
+
+/**
+ * A `/dev/vhost-net` fd with its tap, driven through the {@linkcode VirtioTransport} calls.
+ *
+ * @example
+ * ```ts ignore
+ * import { VhostNetFrontend } from "./frontend.ts";
+ * using backend = VhostNetFrontend.open("/dev/vhost-net", { tap: "tap0" });
+ * console.log(backend.name, backend.getFeatures().toString(16));
+ * ```
+ */
+export class VhostNetFrontend implements VirtioTransport {
+  /** `vhost-net /dev/vhost-net, tap <name>`. */
+  readonly name: string;
+  /** The vhost character device opened. */
+  readonly path: string;
+  /** The tap the rings are attached to. */
+  readonly tap: Tap;
+  /** Feature bits the kernel offered (VHOST_GET_FEATURES), as received. */
+  readonly offeredFeatures: bigint;
+  /** One queue pair per vhost-net fd. */
+  readonly maxQueuePairs = 1;
+  /** SET_MEM_TABLE's region limit (max_mem_regions, 64 when unreadable). */
+  readonly maxMemRegions: number;
+
+  #fd: number;
+  readonly #arg = new Uint8Array(VRING_ADDR_SIZE);
+  readonly #attached = [false, false];
+
+  private constructor(fd: number, path: string, tap: Tap) {
+    this.#fd = fd;
+    this.path = path;
+    this.tap = tap;
+    this.name = `vhost-net ${path}, tap ${tap.name}`;
+    this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER");
+    this.#ioctl(IOC.VHOST_GET_FEATURES, this.#arg, "VHOST_GET_FEATURES");
+    this.offeredFeatures = new DataView(this.#arg.buffer).getBigUint64(0, true);
+    let limit = 64;
+    try {
+      limit = Number(Deno.readTextFileSync(MAX_MEM_REGIONS_PATH).trim()) || 64;
+    } catch { /* sysfs not mounted or not readable: the kernel default */ }
+    this.maxMemRegions = limit;
+  }
+
+  /**
+   * Opens `path`, then the tap (see {@linkcode Tap.open}), takes ownership (SET_OWNER) and
+   * reads the offered features. Throws a SyscallError naming the call, the errno and what to do.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostNetFrontend } from "./frontend.ts";
+   * const backend = VhostNetFrontend.open(); // /dev/vhost-net and a new tap<N>
+   * backend.close();
+   * ```
+   */
+  static open(path = VHOST_NET_DEVICE, options: VhostNetFrontendOptions = {}): VhostNetFrontend {
+    const fd = openFile(
+      path,
+      O_RDWR | O_CLOEXEC,
+      0,
+      "is vhost-net loaded (sudo modprobe vhost_net) and the device read-writable by this user " +
+        "(root, or a udev rule giving your group access)?",
+    );
+    let tap: Tap | undefined;
+    try {
+      tap = Tap.open(options.tap, options);
+      return new VhostNetFrontend(fd, path, tap);
+    } catch (e) {
+      closeQuietly(fd);
+      tap?.close();
+      throw e;
+    }
+  }
+
+  /** Virtio feature bits offered, without those a vhost-net frontend must not set. */
+  getFeatures(): bigint {
+    return this.offeredFeatures & ~VHOST_NET_UNUSED_FEATURES;
+  }
+
+  /** VHOST_SET_FEATURES; throws when `features` has bits {@linkcode getFeatures} did not offer. */
+  setFeatures(features: bigint): void {
+    const extra = unofferedFeatures(features, this.getFeatures());
+    if (extra) throw new Error(`VHOST_SET_FEATURES: ${extra} not offered by ${this.path}`);
+    new DataView(this.#arg.buffer).setBigUint64(0, features, true);
+    this.#ioctl(IOC.VHOST_SET_FEATURES, this.#arg, "VHOST_SET_FEATURES");
+  }
+
+  /**
+   * VHOST_SET_MEM_TABLE with each region's virtual address as both guest physical and user
+   * address: the kernel worker reads this process's memory directly, so fds are not passed.
+   */
+  setMemTable(regions: readonly MemoryRegion[]): void {
+    if (regions.length > this.maxMemRegions) {
+      throw new Error(
+        `VHOST_SET_MEM_TABLE: ${regions.length} regions, the kernel takes ${this.maxMemRegions} ` +
+          `(${MAX_MEM_REGIONS_PATH})`,
+      );
+    }
+    const table = vhostMemory(regions.map((r) => ({
+      guestPhysAddr: r.addr,
+      size: r.size,
+      userspaceAddr: r.addr,
+    })));
+    this.#ioctl(IOC.VHOST_SET_MEM_TABLE, table, "VHOST_SET_MEM_TABLE");
+  }
+
+  /** Per ring: SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL. */
+  setupQueue(q: QueueSetup): void {
+    if (q.index !== 0 && q.index !== 1) {
+      throw new RangeError(`vhost-net has vrings 0 (rx) and 1 (tx), not ${q.index}`);
+    }
+    if (q.size < 1 || q.size > 32768 || (q.size & (q.size - 1)) !== 0) {
+      throw new RangeError(`vhost-net: ring size ${q.size} is not a power of two in 1..32768`);
+    }
+    const a = this.#arg;
+    this.#ioctl(IOC.VHOST_SET_VRING_NUM, vringState(a, q.index, q.size), "VHOST_SET_VRING_NUM");
+    this.#ioctl(IOC.VHOST_SET_VRING_BASE, vringState(a, q.index, q.base), "VHOST_SET_VRING_BASE");
+    const { desc, device: used, driver: avail } = q.addresses;
+    this.#ioctl(
+      IOC.VHOST_SET_VRING_ADDR,
+      vringAddr(a, { index: q.index, desc, used, avail }),
+      "VHOST_SET_VRING_ADDR",
+    );
+    this.#ioctl(IOC.VHOST_SET_VRING_KICK, vringFile(a, q.index, q.kickFd), "VHOST_SET_VRING_KICK");
+    this.#ioctl(IOC.VHOST_SET_VRING_CALL, vringFile(a, q.index, q.callFd), "VHOST_SET_VRING_CALL");
+  }
+
+  /** VHOST_NET_SET_BACKEND: the tap fd to start the ring, -1 to stop it. */
+  enableQueue(index: number, enabled: boolean): void {
+    if (this.#attached[index] === enabled) return;
+    const fd = enabled ? this.tap.fd : -1;
+    this.#ioctl(
+      IOC.VHOST_NET_SET_BACKEND,
+      vringFile(this.#arg, index, fd),
+      "VHOST_NET_SET_BACKEND",
+    );
+    this.#attached[index] = enabled;
+  }
+
+  /** vhost-net has no device status: ignored. */
+  setStatus(_status: number): void {}
+
+  /** vhost-net has no device status: -1. */
+  getStatus(): number {
+    return -1;
+  }
+
+  /** Detaches the tap from the ring (SET_BACKEND -1), then GET_VRING_BASE: where it stopped. */
+  stopQueue(index: number): number {
+    this.enableQueue(index, false);
+    const a = this.#arg;
+    this.#ioctl(IOC.VHOST_GET_VRING_BASE, vringState(a, index, 0), "VHOST_GET_VRING_BASE");
+    return new DataView(a.buffer).getUint32(4, true);
+  }
+
+  /**
+   * VHOST_RESET_OWNER (stops every ring, forgets the memory table and features), then
+   * VHOST_SET_OWNER again: without it every later ioctl answers EPERM.
+   */
+  resetOwner(): void {
+    this.#ioctl(IOC.VHOST_RESET_OWNER, 0, "VHOST_RESET_OWNER");
+    this.#attached.fill(false);
+    this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER");
+  }
+
+  /** True after {@linkcode close}. */
+  get closed(): boolean {
+    return this.#fd < 0;
+  }
+
+  /** Closes the vhost fd (the kernel stops the worker) and the tap. Idempotent. */
+  /**
+   * Null while the vhost-net fd is open: the kernel device cannot go away under an open fd (the
+   * tap keeps its queue too), so there is no hang-up to detect. No syscall.
+   */
+  checkConnection(): string | null {
+    return this.#fd < 0 ? `${this.name} is closed` : null;
+  }
+
+  close(): void {
+    if (this.#fd < 0) return;
+    closeQuietly(this.#fd);
+    this.#fd = -1;
+    this.tap.close();
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #ioctl(request: number, arg: Uint8Array | number, name: string): void {
+    if (this.#fd < 0) throw new Error(`${name}: ${this.path} is closed`);
+    ioctl(this.#fd, request, arg, name, vhostHint(name));
+  }
+}
+
+/**
+ * True when `path` names a vhost-net device: exactly `/dev/vhost-net`, or any character device
+ * (a vhost-user socket is a socket, not a character device).
+ *
+ * @example
+ * ```ts
+ * import { isVhostNetPath } from "./frontend.ts";
+ * console.log(isVhostNetPath("/dev/vhost-net"), isVhostNetPath("/tmp/vhost.sock")); // true false
+ * ```
+ */
+export function isVhostNetPath(path: string): boolean {
+  if (path === VHOST_NET_DEVICE) return true;
+  try {
+    return Deno.statSync(path).isCharDevice === true;
+  } catch {
+    return false;
+  }
+}

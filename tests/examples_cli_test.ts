@@ -1,0 +1,56 @@
+/**
+ * The exit codes and one-line errors of `examples/ping.ts` and `examples/tap.ts` for expected
+ * conditions (no peer needed): usage errors exit 2, a backend that is not there exits 1 with
+ * one line and no stack trace.
+ *
+ * ```
+ *   ping.ts (no --ip) ──► exit 2     ping.ts --path missing.sock ──► exit 1, "ping: connect(...)"
+ * ```
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { runBounded } from "./helpers.ts";
+
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
+
+async function example(name: string, ...args: string[]) {
+  return await runBounded(Deno.execPath(), ["run", "-A", `examples/${name}.ts`, ...args], {
+    cwd: ROOT,
+    timeoutMs: 60_000,
+  });
+}
+
+Deno.test("ping.ts / tap.ts: --help exits 0, usage errors exit 2", async () => {
+  for (const name of ["ping", "tap"]) {
+    const help = await example(name, "--help");
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, new RegExp(`^usage: ${name}\\.ts`));
+  }
+  const noIp = await example("ping", "--path", "/tmp/x.sock");
+  assert.equal(noIp.code, 2);
+  assert.match(noIp.stderr, /^ping: --ip is required/);
+  const badIp = await example("ping", "--path", "/tmp/x.sock", "--ip", "10.0.0.256");
+  assert.equal(badIp.code, 2);
+  assert.equal(
+    badIp.stderr.trim(),
+    `ping: bad IPv4 address "10.0.0.256": expected four numbers 0..255 like 10.0.0.2`,
+  );
+});
+
+Deno.test("ping.ts / tap.ts: a missing backend is one line on stderr and exit 1", async () => {
+  const dir = await Deno.makeTempDir();
+  try {
+    const ping = await example("ping", "--path", `${dir}/none.sock`, "--ip", "10.0.0.2");
+    assert.equal(ping.code, 1);
+    const lines = ping.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, ping.stderr);
+    assert.match(lines[0], /^ping: connect\(.*none\.sock\) failed: ENOENT/);
+    const tap = await example("tap", "--path", `${dir}/none.sock`);
+    assert.equal(tap.code, 1);
+    assert.match(tap.stderr.trim(), /^tap: connect\(.*none\.sock\) failed: ENOENT[^\n]*$/);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
