@@ -78,8 +78,9 @@ export function sizeOption(value: string | undefined): number {
 /**
  * Opens a {@linkcode VirtioNet} port on `--path` (a vhost-user socket, or /dev/vhost-net with
  * `--tap`), else on the built-in `device`, with the ring options (`--split`, `--queue-size`,
- * `--hugepages`); stops `device` when the open fails. With `--server` the port listens on
- * `--path` and a vhost-user backend connects (and may reconnect).
+ * `--hugepages`). With `--server` the port listens on `--path` and a vhost-user backend
+ * connects (and may reconnect). When the open fails it stops `device`, prints one line
+ * `<program>: <why>` and exits 1: an expected condition, no stack trace.
  */
 export async function openPort(
   opts: {
@@ -91,6 +92,7 @@ export async function openPort(
     hugepages: string;
   },
   device: DeviceThread | null,
+  program: string,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
@@ -103,7 +105,7 @@ export async function openPort(
     });
   } catch (e) {
     await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir
-    console.error(`cannot open the port: ${(e as Error).message}`);
+    console.error(`${program}: ${(e as Error).message}`);
     Deno.exit(1);
   }
 }

@@ -59,12 +59,7 @@ try {
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, 0);
 
-let port;
-try {
-  port = await openPort(opts, null);
-} catch (e) {
-  die((e as Error).message, 1);
-}
+const port = await openPort(opts, null, "ping");
 const { pool, mac } = port;
 let stop = false;
 const onSignal = () => (stop = true);

@@ -58,7 +58,7 @@ if (opts.path === undefined) {
   device = await DeviceThread.start({ mode: "sink" });
   if (live) console.error(`no --path: sending to the built-in device (sink, worker thread)`);
 }
-const port = await openPort(opts, device);
+const port = await openPort(opts, device, "pktgen");
 const { pool, stats } = port;
 for (let n = 0; n < pool.count; n++) {
   writeUdpFrame(pool.bytes, pool.dataOffset(n), size, { srcMac: port.mac });

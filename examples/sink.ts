@@ -49,7 +49,7 @@ if (opts.path === undefined) {
   device = await DeviceThread.start({ mode: "source", count: count > 0 ? count : undefined });
   if (live) console.error(`no --path: receiving from the built-in device (source, worker thread)`);
 }
-const port = await openPort(opts, device);
+const port = await openPort(opts, device, "sink");
 const { pool, stats } = port;
 const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst);

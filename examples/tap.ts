@@ -33,13 +33,11 @@ const opts = parseCli(USAGE, () => parseArgs({ options: commonOptions }).values)
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, 0);
 
-let port;
-try {
-  port = await openPort({ ...opts, path: opts.path ?? "/dev/vhost-net", split: true }, null);
-} catch (e) {
-  console.error(`tap: ${(e as Error).message}`);
-  Deno.exit(1);
-}
+const port = await openPort(
+  { ...opts, path: opts.path ?? "/dev/vhost-net", split: true },
+  null,
+  "tap",
+);
 const { pool, stats } = port;
 let stop = false;
 const onSignal = () => (stop = true);
