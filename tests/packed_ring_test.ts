@@ -118,11 +118,11 @@ Deno.test("packed round trip: exact buffers and lengths, fresh base", () => {
   const r = ring(8);
   assertEquals(r.driver.base, 1 << 15);
   assertEquals(r.device.base, 1 << 15);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
   const bufs = new Uint32Array([3, 5, 11]);
   const lens = new Uint32Array([100, 1500, 64]);
   assertEquals(r.driver.enqueue(bufs, lens, 0, 3, false), 3);
-  assertEquals(r.driver.free, 5);
+  assertEquals(r.driver.numFree, 5);
   const got: number[][] = [];
   while (r.device.pop(r.chain)) {
     got.push([r.chain.id, bufOf(r), r.chain.len[0], r.chain.writable[0]]);
@@ -137,7 +137,7 @@ Deno.test("packed round trip: exact buffers and lengths, fresh base", () => {
   assertEquals(r.driver.dequeue(outB.subarray(2), outL.subarray(2), 8), 1);
   assertEquals([...outB.subarray(0, 3)], [3, 5, 11]);
   assertEquals([...outL.subarray(0, 3)], [0, 0, 0]);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
   assertEquals(r.driver.base, 3 | 1 << 15);
 });
 
@@ -176,7 +176,7 @@ Deno.test("packed largest ring (32768) round trip", () => {
   laps(r, 64, [32]);
 });
 
-Deno.test("packed full ring: enqueue returns fewer, free reaches 0", () => {
+Deno.test("packed full ring: enqueue returns fewer, numFree reaches 0", () => {
   fullRing(ring(5));
 });
 
@@ -478,7 +478,7 @@ Deno.test("packed in-order: one used descriptor returns the whole batch, across 
     const got = r.driver.dequeue(bufs, lens, size);
     assertStrictEquals(got, n, `round ${round}`);
     for (let i = 0; i < n; i++) assertStrictEquals(bufs[i], (next + i) % r.nbufs);
-    assertStrictEquals(r.driver.free, size);
+    assertStrictEquals(r.driver.numFree, size);
     next += n;
     slot += n;
     if (slot >= size) slot -= size, wrap ^= 1;

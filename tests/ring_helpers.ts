@@ -213,7 +213,7 @@ export function laps(r: TestRing, total: number, bursts: number[]): void {
       assertStrictEquals(outL[k], usedLen(expected));
       free.push(outB[k]);
     }
-    assertEquals(r.driver.free, r.size);
+    assertEquals(r.driver.numFree, r.size);
     assertEquals(r.driver.base, r.device.base);
     sent += want;
     round++;
@@ -234,7 +234,7 @@ export function pipelined(r: TestRing, total: number): void {
   const outB = new Uint32Array(r.size), outL = new Uint32Array(r.size);
   let enqueued = 0, done = 0, round = 0;
   while (done < total) {
-    const want = Math.min(1 + (round * 7) % 40, r.driver.free, total - enqueued);
+    const want = Math.min(1 + (round * 7) % 40, r.driver.numFree, total - enqueued);
     for (let i = 0; i < want; i++) {
       bufs[i] = free.pop()!;
       lens[i] = BUF_SIZE;
@@ -263,7 +263,7 @@ export function pipelined(r: TestRing, total: number): void {
     round++;
     assert(round < 100 * total, "no progress");
   }
-  assertEquals(r.driver.free, r.size);
+  assertEquals(r.driver.numFree, r.size);
 }
 
 /** Buffer 2 of a ring whose memory starts at 0x7f12_3450_0000 round-trips with both halves. */
@@ -288,7 +288,7 @@ export function fullRing(r: TestRing): void {
   const bufs = new Uint32Array([0, 1, 2, 3, 4, 5, 6, 7]);
   const lens = new Uint32Array(8).fill(100);
   assertEquals(r.driver.enqueue(bufs, lens, 0, 8, true), size);
-  assertEquals(r.driver.free, 0);
+  assertEquals(r.driver.numFree, 0);
   assertEquals(r.driver.enqueue(bufs, lens, size, 8 - size, true), 0);
   let popped = 0;
   while (r.device.pop(r.chain)) {
@@ -328,7 +328,7 @@ export function outOfOrderCompletion(r: TestRing): void {
   assertEquals(r.driver.dequeue(outB, outL, 8), 4);
   assertEquals([...outB.subarray(0, 4)], [13, 7, 11, 6]);
   assertEquals([...outL.subarray(0, 4)], [303, 305, 301, 304]);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
 }
 
 /** Puts two writable buffers (100 bytes) of a fresh ring in flight; the device pops both. */

@@ -320,12 +320,12 @@ export class VirtioNet {
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.free < n || q.free < this.#refillThreshold) {
+    if (q.numFree < n || q.numFree < this.#refillThreshold) {
       const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
       if (done > 0) pool.free(this.#scratchBufs, 0, done);
     }
-    const free = q.free;
-    const count = n < free ? n : free;
+    const numFree = q.numFree;
+    const count = n < numFree ? n : numFree;
     if (count === 0) return 0;
     const lensWithHdr = this.#scratchLens;
     const capacity = pool.frameCapacity;
@@ -365,13 +365,13 @@ export class VirtioNet {
     this.stats.rxPackets += got;
     this.stats.rxBytes += bytes;
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
-    if (q.free >= this.#refillThreshold) this.#refill(queue, true);
+    if (q.numFree >= this.#refillThreshold) this.#refill(queue, true);
     return got;
   }
 
   #refill(queue: number, kick: boolean): void {
     const q = this.#rx[queue];
-    const want = q.free;
+    const want = q.numFree;
     if (want === 0) return;
     const k = this.pool.alloc(this.#scratchBufs, 0, want);
     if (k < want) this.stats.rxNoBuffers++;
@@ -393,7 +393,7 @@ export class VirtioNet {
     for (;;) {
       const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
       if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
-      const inFlight = q.size - q.free;
+      const inFlight = q.size - q.numFree;
       if (inFlight === 0 || performance.now() > deadline) return inFlight;
     }
   }

@@ -182,7 +182,7 @@ export class PackedDriverQueue implements DriverQueue {
    *   },
    * );
    * console.assert(q.enqueue(new Uint32Array([0]), new Uint32Array([60]), 0, 1, false) === 1);
-   * console.assert(q.free === 7 && q.base === (1 | 1 << 15));
+   * console.assert(q.numFree === 7 && q.base === (1 | 1 << 15));
    * ```
    */
   constructor(
@@ -239,7 +239,7 @@ export class PackedDriverQueue implements DriverQueue {
   }
 
   /** Buffers that may still be enqueued. */
-  get free(): number {
+  get numFree(): number {
     return this.#freeTop;
   }
 

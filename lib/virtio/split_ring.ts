@@ -149,7 +149,7 @@ export class SplitDriverQueue implements DriverQueue {
    *   },
    * );
    * console.assert(q.enqueue(new Uint32Array([0]), new Uint32Array([60]), 0, 1, false) === 1);
-   * console.assert(q.free === 7 && q.base === 1);
+   * console.assert(q.numFree === 7 && q.base === 1);
    * ```
    */
   constructor(
@@ -204,7 +204,7 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   /** Buffers that may still be enqueued. */
-  get free(): number {
+  get numFree(): number {
     return this.#freeTop;
   }
 

@@ -44,8 +44,11 @@ export interface DriverQueue {
   readonly size: number;
   /** Areas to hand to the backend. */
   readonly addresses: QueueAddresses;
-  /** Buffers the driver may still enqueue before the queue is full. */
-  readonly free: number;
+  /**
+   * Buffers the driver may still enqueue before the queue is full (Linux's vring `num_free`);
+   * `size - numFree` buffers are in flight.
+   */
+  readonly numFree: number;
   /**
    * Makes `n` buffers available to the device in one publish: `bufs[offset + i]` with
    * `lens[offset + i]` bytes; `writable` marks them device-writable (receive queues).
