@@ -32,10 +32,12 @@ export const BASE = 0x10000000;
 export const BUF_SIZE = 2048;
 /** Room after the buffers for hand-made indirect tables. */
 export const SCRATCH = 4096;
-/** Descriptor flags (§2.7.5, §2.8.6). */
-export const NEXT = 1;
-export const WRITE = 2;
-export const INDIRECT = 4;
+/** Descriptor flags (§2.7.5, §2.8.13), as short names for the tests. */
+export {
+  DESC_F_INDIRECT as INDIRECT,
+  DESC_F_NEXT as NEXT,
+  DESC_F_WRITE as WRITE,
+} from "../lib/virtio/descriptor.ts";
 
 /** Options of the driver queue constructors, as {@linkcode makeRing} passes them. */
 export interface TestDriverOptions {

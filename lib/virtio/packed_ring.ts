@@ -17,24 +17,35 @@
  */
 
 import {
-  type AddressTranslator,
-  type BufferTable,
+  addSegment,
+  checkChainRoom,
+  DESC_BYTES,
+  DESC_F_INDIRECT,
+  DESC_F_NEXT,
+  DESC_F_WRITE,
+  type IndirectFormat,
+  outsideMemoryRule,
+  readIndirect,
+} from "./descriptor.ts";
+import {
+  alignUp,
+  AREA_ALIGN,
+  checkQueueSize,
   checkRingAddress,
   checkRingArea,
+} from "./ring_area.ts";
+import {
+  type AddressTranslator,
+  type BufferTable,
   type DescriptorChain,
   type DeviceQueue,
   type DriverQueue,
   needEvent,
-  outsideMemoryRule,
   type QueueAddresses,
-  readLe32,
   type RingLayout,
   VirtqueueError,
 } from "./virtqueue.ts";
 
-const DESC_F_NEXT = 1;
-const DESC_F_WRITE = 2;
-const DESC_F_INDIRECT = 4;
 const DESC_F_AVAIL = 1 << 7;
 const DESC_F_USED = 1 << 15;
 const AVAIL_USED = DESC_F_AVAIL | DESC_F_USED;
@@ -43,10 +54,16 @@ const EVENT_FLAG_ENABLE = 0;
 const EVENT_FLAG_DISABLE = 1;
 const EVENT_FLAG_DESC = 2;
 
-const MAX_SIZE = 32768;
-const DESC_BYTES = 16;
-/** Areas start on cache lines so the driver's and the device's writes do not share one. */
-const AREA_ALIGN = 64;
+/**
+ * Packed indirect tables (§2.8.7): flags at byte 14, every entry used in order (NEXT and id
+ * ignored).
+ */
+const INDIRECT_TABLE: IndirectFormat = {
+  flagsAt: 14,
+  linked: false,
+  lengthSection: "§2.8.7",
+  nestedSection: "§2.8.19",
+};
 
 /**
  * Sizes and offsets of a packed ring of `size` descriptors placed in one block: descriptor ring
@@ -61,7 +78,7 @@ const AREA_ALIGN = 64;
  * ```
  */
 export function packedRingLayout(size: number): RingLayout {
-  checkSize(size);
+  checkQueueSize(size, true);
   const descSize = size * DESC_BYTES;
   const driverOffset = alignUp(descSize, AREA_ALIGN);
   const deviceOffset = driverOffset + AREA_ALIGN;
@@ -193,35 +210,22 @@ export class PackedDriverQueue implements DriverQueue {
     name: string,
     options: PackedDriverOptions,
   ) {
-    checkSize(size, name);
+    const { buffers, addresses } = options;
+    const views = packedViews(desc, driver, device, size, name, addresses);
     this.size = size;
     this.name = name;
-    const { buffers, addresses } = options;
-    checkRingAddress(name, "descriptor ring", addresses.desc, 16);
-    checkRingAddress(name, "driver event suppression area", addresses.driver, 4);
-    checkRingAddress(name, "device event suppression area", addresses.device, 4);
     this.addresses = addresses;
-    checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
-    checkRingArea(name, "driver event suppression area", driver, 4, 4);
-    checkRingArea(name, "device event suppression area", device, 4, 4);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#driverEvent = new Uint32Array(driver.buffer, driver.byteOffset, 1);
-    this.#deviceEvent = new Uint32Array(device.buffer, device.byteOffset, 1);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#driverEvent = views.driverEvent;
+    this.#deviceEvent = views.deviceEvent;
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
     this.#inOrder = options.inOrder ?? false;
 
-    const base = options.base ?? 1 << 15;
-    const index = base & 0x7fff;
-    if (index >= size || base >>> 16 !== 0) {
-      throw new VirtqueueError(
-        name,
-        `base 0x${base.toString(16)} is not a position in a ring of ${size}`,
-      );
-    }
-    this.#availPos = this.#usedPos = index;
+    const base = checkPackedBase(name, "base", options.base ?? 1 << 15, size);
+    this.#availPos = this.#usedPos = base & 0x7fff;
     this.#availWrap = this.#usedWrap = base >>> 15;
 
     this.#freeIds = new Uint16Array(size);
@@ -575,29 +579,18 @@ export class PackedDeviceQueue implements DeviceQueue {
     name: string,
     options: PackedDeviceOptions,
   ) {
-    checkSize(size, name);
+    const views = packedViews(desc, driver, device, size, name);
     this.size = size;
     this.name = name;
-    checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
-    checkRingArea(name, "driver event suppression area", driver, 4, 4);
-    checkRingArea(name, "device event suppression area", device, 4, 4);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#driverEvent = new Uint32Array(driver.buffer, driver.byteOffset, 1);
-    this.#deviceEvent = new Uint32Array(device.buffer, device.byteOffset, 1);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#driverEvent = views.driverEvent;
+    this.#deviceEvent = views.deviceEvent;
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
     this.#chainDescs = new Uint16Array(size);
-    const base = options.base ?? 1 << 15;
-    const index = base & 0x7fff;
-    if (index >= size || base >>> 16 !== 0) {
-      throw new VirtqueueError(
-        name,
-        `vring base 0x${base.toString(16)} is not a position in a ring of ${size}` +
-          " (bits 0-14 index, bit 15 wrap counter)",
-      );
-    }
-    this.#availPos = this.#usedPos = index;
+    const base = checkPackedBase(name, "vring base", options.base ?? 1 << 15, size);
+    this.#availPos = this.#usedPos = base & 0x7fff;
     this.#availWrap = this.#usedWrap = base >>> 15;
   }
 
@@ -629,11 +622,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       if (this.#notifyDesc) this.#arm(pos | wrap << 15);
       return false;
     }
-    if (chain.len.length < size) {
-      throw new RangeError(
-        `virtqueue ${this.name}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
-      );
-    }
+    checkChainRoom(chain, size, this.name);
     const head = pos;
     let descs = 0;
     let segs = 0;
@@ -652,15 +641,23 @@ export class PackedDeviceQueue implements DeviceQueue {
         if ((flags & DESC_F_NEXT) !== 0) {
           this.#fail(`descriptor ${slot}: INDIRECT and NEXT are both set (§2.8.19)`);
         }
-        segs = this.#indirect(chain, segs, slot, lo, hi, len);
+        segs = readIndirect(
+          INDIRECT_TABLE,
+          chain,
+          segs,
+          memory,
+          this.name,
+          size,
+          slot,
+          lo,
+          hi,
+          len,
+        );
         break;
       }
-      const r = memory.translate(lo | 0, hi, len | 0);
-      if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
-      chain.region[segs] = r;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = len;
-      chain.writable[segs] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      if (!addSegment(chain, segs, memory, lo, hi, len, flags)) {
+        this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
+      }
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       if (descs === size) {
@@ -789,71 +786,64 @@ export class PackedDeviceQueue implements DeviceQueue {
     Atomics.store(this.#deviceEvent, 0, EVENT_FLAG_DESC << 16 | offWrap);
   }
 
-  /** Reads the indirect table of descriptor `slot` into `chain` from segment `segs` on. */
-  #indirect(
-    chain: DescriptorChain,
-    segs: number,
-    slot: number,
-    lo: number,
-    hi: number,
-    len: number,
-  ): number {
-    if (len === 0 || len % DESC_BYTES !== 0) {
-      this.#fail(
-        `descriptor ${slot}: indirect table length ${len} is not a non-zero multiple of 16 (§2.8.7)`,
-      );
-    }
-    const entries = len / DESC_BYTES;
-    if (segs + entries > this.size) {
-      this.#fail(
-        `descriptor ${slot}: chain with an indirect table of ${entries} descriptors is longer ` +
-          `than the queue size ${this.size}`,
-      );
-    }
-    const memory = this.#memory;
-    const r = memory.translate(lo | 0, hi, len | 0);
-    if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${slot}`, lo, hi, len));
-    const table = memory.bytes(r);
-    const start = memory.offset;
-    // §2.8.7: the table's descriptors are used in order; WRITE is their only valid flag (NEXT and
-    // id are ignored), and an indirect descriptor inside a table is refused.
-    for (let k = 0; k < entries; k++) {
-      const o = start + k * DESC_BYTES;
-      const elo = readLe32(table, o), ehi = readLe32(table, o + 4), elen = readLe32(table, o + 8);
-      const eflags = table[o + 14] | table[o + 15] << 8;
-      if ((eflags & DESC_F_INDIRECT) !== 0) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${slot}: nested indirect table (§2.8.19)`,
-        );
-      }
-      const er = memory.translate(elo | 0, ehi, elen | 0);
-      if (er < 0) {
-        this.#fail(
-          outsideMemoryRule(`indirect descriptor ${k} of descriptor ${slot}`, elo, ehi, elen),
-        );
-      }
-      chain.region[segs] = er;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = elen;
-      chain.writable[segs] = (eflags & DESC_F_WRITE) !== 0 ? 1 : 0;
-      segs++;
-    }
-    return segs;
-  }
-
   #fail(rule: string): never {
     throw new VirtqueueError(this.name, rule);
   }
 }
 
-/** Sizes 1..32768, any value (§2.8). A queue's size may come from the peer: VirtqueueError. */
-function checkSize(size: number, queue?: string): void {
-  if (Number.isInteger(size) && size >= 1 && size <= MAX_SIZE) return;
-  const rule = `packed ring size ${size} must be an integer from 1 to 32768`;
-  if (queue === undefined) throw new RangeError(rule);
-  throw new VirtqueueError(queue, rule);
+/** Typed views of a packed ring's three areas, as both sides read and write them. */
+interface PackedViews {
+  /** addr lo [4i], addr hi [4i+1], len [4i+2]. */
+  desc32: Uint32Array;
+  /** id [8i+6], flags [8i+7]. */
+  desc16: Uint16Array;
+  /** Driver event suppression: off_wrap | flags << 16, written by the driver. */
+  driverEvent: Uint32Array;
+  /** Device event suppression: off_wrap | flags << 16, written by the device. */
+  deviceEvent: Uint32Array;
 }
 
-function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
+/**
+ * Checks the queue size, the areas' addresses when given (the driver side hands them to the
+ * backend) and their memory (§2.8.10.1: descriptor ring 16-byte aligned, event suppression
+ * areas 4 bytes, 4-byte aligned), then lays the views over the areas.
+ */
+function packedViews(
+  desc: Uint8Array,
+  driver: Uint8Array,
+  device: Uint8Array,
+  size: number,
+  name: string,
+  addresses?: QueueAddresses,
+): PackedViews {
+  checkQueueSize(size, true, name);
+  if (addresses !== undefined) {
+    checkRingAddress(name, "descriptor ring", addresses.desc, 16);
+    checkRingAddress(name, "driver event suppression area", addresses.driver, 4);
+    checkRingAddress(name, "device event suppression area", addresses.device, 4);
+  }
+  checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
+  checkRingArea(name, "driver event suppression area", driver, 4, 4);
+  checkRingArea(name, "device event suppression area", device, 4, 4);
+  return {
+    desc32: new Uint32Array(desc.buffer, desc.byteOffset, size * 4),
+    desc16: new Uint16Array(desc.buffer, desc.byteOffset, size * 8),
+    driverEvent: new Uint32Array(driver.buffer, driver.byteOffset, 1),
+    deviceEvent: new Uint32Array(device.buffer, device.byteOffset, 1),
+  };
+}
+
+/**
+ * A packed ring's start position (vhost SET_VRING_BASE) is a slot of the ring in bits 0-14 and
+ * the wrap counter in bit 15.
+ */
+function checkPackedBase(name: string, what: string, base: number, size: number): number {
+  if ((base & 0x7fff) >= size || base >>> 16 !== 0) {
+    throw new VirtqueueError(
+      name,
+      `${what} 0x${base.toString(16)} is not a position in a ring of ${size}` +
+        " (bits 0-14 index, bit 15 wrap counter)",
+    );
+  }
+  return base;
 }

@@ -17,31 +17,48 @@
  */
 
 import {
-  type AddressTranslator,
-  type BufferTable,
+  addSegment,
+  checkChainRoom,
+  DESC_BYTES,
+  DESC_F_INDIRECT,
+  DESC_F_NEXT,
+  DESC_F_WRITE,
+  type IndirectFormat,
+  outsideMemoryRule,
+  readIndirect,
+} from "./descriptor.ts";
+import {
+  alignUp,
+  AREA_ALIGN,
+  checkQueueSize,
   checkRingAddress,
   checkRingArea,
+} from "./ring_area.ts";
+import {
+  type AddressTranslator,
+  type BufferTable,
   type DescriptorChain,
   type DeviceQueue,
   type DriverQueue,
   needEvent,
-  outsideMemoryRule,
   type QueueAddresses,
-  readLe32,
   type RingLayout,
   VirtqueueError,
 } from "./virtqueue.ts";
 
-const DESC_F_NEXT = 1;
-const DESC_F_WRITE = 2;
-const DESC_F_INDIRECT = 4;
 const AVAIL_F_NO_INTERRUPT = 1;
 const USED_F_NO_NOTIFY = 1;
 
-const MAX_SIZE = 32768;
-const DESC_BYTES = 16;
-/** Areas start on cache lines so the driver's and the device's writes do not share one. */
-const AREA_ALIGN = 64;
+/**
+ * Split indirect tables (§2.7.5.3): flags at byte 12, a chain of their own from entry 0 linked
+ * by `next`.
+ */
+const INDIRECT_TABLE: IndirectFormat = {
+  flagsAt: 12,
+  linked: true,
+  lengthSection: "§2.7.5.3",
+  nestedSection: "§2.7.5.3.1",
+};
 
 /**
  * Sizes and offsets of a split ring of `size` entries placed in one block: descriptor table
@@ -57,7 +74,7 @@ const AREA_ALIGN = 64;
  * ```
  */
 export function splitRingLayout(size: number): RingLayout {
-  checkSize(size);
+  checkQueueSize(size, false);
   const descSize = size * DESC_BYTES;
   const driverOffset = alignUp(descSize, AREA_ALIGN);
   const driverSize = 6 + 2 * size;
@@ -160,29 +177,22 @@ export class SplitDriverQueue implements DriverQueue {
     name: string,
     options: SplitDriverOptions,
   ) {
-    checkSize(size, name);
+    const { buffers, addresses } = options;
+    const views = splitViews(desc, driver, device, size, name, addresses);
     this.size = size;
     this.name = name;
     this.#mask = size - 1;
-    const { buffers, addresses } = options;
-    checkRingAddress(name, "descriptor table", addresses.desc, 16);
-    checkRingAddress(name, "available ring", addresses.driver, 2);
-    checkRingAddress(name, "used ring", addresses.device, 4);
     this.addresses = addresses;
-    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
-    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
-    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#avail = views.avail;
+    this.#used16 = views.used16;
+    this.#used32 = views.used32;
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
 
-    const base = options.base ?? 0;
-    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
-      throw new VirtqueueError(name, `base ${base} is not a 16-bit avail index`);
-    }
+    const base = checkSplitBase(name, "base", options.base ?? 0);
     this.#availIdx = this.#notifiedIdx = this.#lastUsed = base;
 
     this.#freeIds = new Uint16Array(size);
@@ -462,22 +472,18 @@ export class SplitDeviceQueue implements DeviceQueue {
     name: string,
     options: SplitDeviceOptions,
   ) {
-    checkSize(size, name);
+    const views = splitViews(desc, driver, device, size, name);
     this.size = size;
     this.name = name;
     this.#mask = size - 1;
-    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
-    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
-    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#avail = views.avail;
+    this.#used16 = views.used16;
+    this.#used32 = views.used32;
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
-    const base = options.base ?? 0;
-    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
-      throw new VirtqueueError(name, `vring base ${base} is not a 16-bit avail index`);
-    }
+    const base = checkSplitBase(name, "vring base", options.base ?? 0);
     this.#lastAvail = this.#shadowAvail = base;
     this.#usedIdx = this.#publishedIdx = this.#signalledIdx = base;
   }
@@ -515,11 +521,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
       this.#shadowAvail = idx;
     }
-    if (chain.len.length < size) {
-      throw new RangeError(
-        `virtqueue ${this.name}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
-      );
-    }
+    checkChainRoom(chain, size, this.name);
     const slot = last & this.#mask;
     const head = this.#avail[2 + slot];
     if (head >= size) {
@@ -542,15 +544,12 @@ export class SplitDeviceQueue implements DeviceQueue {
         if ((flags & DESC_F_NEXT) !== 0) {
           this.#fail(`descriptor ${i}: INDIRECT and NEXT are both set (§2.7.5.3.1)`);
         }
-        segs = this.#indirect(chain, segs, i, lo, hi, len);
+        segs = readIndirect(INDIRECT_TABLE, chain, segs, memory, this.name, size, i, lo, hi, len);
         break;
       }
-      const r = memory.translate(lo | 0, hi, len | 0);
-      if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
-      chain.region[segs] = r;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = len;
-      chain.writable[segs] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      if (!addSegment(chain, segs, memory, lo, hi, len, flags)) {
+        this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
+      }
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       const next = d16[(i << 3) + 7];
@@ -653,94 +652,60 @@ export class SplitDeviceQueue implements DeviceQueue {
     Atomics.store(this.#used16, 2 + 4 * this.size, event);
   }
 
-  /** Reads the indirect table of descriptor `desc` into `chain` from segment `segs` on. */
-  #indirect(
-    chain: DescriptorChain,
-    segs: number,
-    desc: number,
-    lo: number,
-    hi: number,
-    len: number,
-  ): number {
-    if (len === 0 || len % DESC_BYTES !== 0) {
-      this.#fail(
-        `descriptor ${desc}: indirect table length ${len} is not a non-zero multiple of 16 ` +
-          "(§2.7.5.3)",
-      );
-    }
-    const entries = len / DESC_BYTES;
-    const memory = this.#memory;
-    const r = memory.translate(lo | 0, hi, len | 0);
-    if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${desc}`, lo, hi, len));
-    const table = memory.bytes(r);
-    const start = memory.offset;
-    // §2.7.5.3.2: the WRITE flag of the descriptor naming the table is ignored; the table is a
-    // chain of its own, starting at entry 0, linked by next.
-    let k = 0;
-    for (let walked = 1;; walked++) {
-      if (walked > entries || segs === this.size) {
-        this.#fail(
-          `indirect table of descriptor ${desc}: chain is longer than the table (${entries}) or ` +
-            `the queue size (${this.size}) (a loop?)`,
-        );
-      }
-      const o = start + k * DESC_BYTES;
-      const elo = readLe32(table, o), ehi = readLe32(table, o + 4), elen = readLe32(table, o + 8);
-      const eflags = table[o + 12] | table[o + 13] << 8;
-      if ((eflags & DESC_F_INDIRECT) !== 0) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${desc}: nested indirect table (§2.7.5.3.1)`,
-        );
-      }
-      const er = memory.translate(elo | 0, ehi, elen | 0);
-      if (er < 0) {
-        this.#fail(
-          outsideMemoryRule(`indirect descriptor ${k} of descriptor ${desc}`, elo, ehi, elen),
-        );
-      }
-      chain.region[segs] = er;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = elen;
-      chain.writable[segs] = (eflags & DESC_F_WRITE) !== 0 ? 1 : 0;
-      segs++;
-      if ((eflags & DESC_F_NEXT) === 0) break;
-      const next = table[o + 14] | table[o + 15] << 8;
-      if (next >= entries) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${desc}: next ${next} is outside the table ` +
-            `of ${entries}`,
-        );
-      }
-      k = next;
-    }
-    return segs;
-  }
-
   #fail(rule: string): never {
     throw new VirtqueueError(this.name, rule);
   }
 }
 
-/** Powers of two up to 32768 (§2.7). A queue's size may come from the peer: VirtqueueError. */
-function checkSize(size: number, queue?: string): void {
-  if (Number.isInteger(size) && size >= 1 && size <= MAX_SIZE && (size & (size - 1)) === 0) return;
-  const rule = `split ring size ${size} must be a power of two up to 32768`;
-  if (queue === undefined) throw new RangeError(rule);
-  throw new VirtqueueError(queue, rule);
+/** Typed views of a split ring's three areas, as both sides read and write them. */
+interface SplitViews {
+  /** addr lo [4i], addr hi [4i+1], len [4i+2]. */
+  desc32: Uint32Array;
+  /** flags [8i+6], next [8i+7]. */
+  desc16: Uint16Array;
+  /** flags [0], idx [1], ring [2+i], used_event [2+size]. */
+  avail: Uint16Array;
+  /** flags [0], idx [1], avail_event [2+4*size]. */
+  used16: Uint16Array;
+  /** id [1+2i], len [2+2i]. */
+  used32: Uint32Array;
 }
 
-function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
-}
-
-/** A Uint16Array over `bytes[0..need)` after checking its size and alignment. */
-function area16(
+/**
+ * Checks the queue size, the areas' addresses when given (the driver side hands them to the
+ * backend) and their memory (§2.7: descriptor table 16-byte aligned, available ring 2, used
+ * ring 4), then lays the views over the areas.
+ */
+function splitViews(
+  desc: Uint8Array,
+  driver: Uint8Array,
+  device: Uint8Array,
+  size: number,
   name: string,
-  what: string,
-  bytes: Uint8Array,
-  need: number,
-  align: number,
-): Uint16Array {
-  checkRingArea(name, what, bytes, need, align);
-  return new Uint16Array(bytes.buffer, bytes.byteOffset, need >>> 1);
+  addresses?: QueueAddresses,
+): SplitViews {
+  checkQueueSize(size, false, name);
+  if (addresses !== undefined) {
+    checkRingAddress(name, "descriptor table", addresses.desc, 16);
+    checkRingAddress(name, "available ring", addresses.driver, 2);
+    checkRingAddress(name, "used ring", addresses.device, 4);
+  }
+  checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
+  checkRingArea(name, "available ring", driver, 6 + 2 * size, 2);
+  checkRingArea(name, "used ring", device, 6 + 8 * size, 4);
+  return {
+    desc32: new Uint32Array(desc.buffer, desc.byteOffset, size * 4),
+    desc16: new Uint16Array(desc.buffer, desc.byteOffset, size * 8),
+    avail: new Uint16Array(driver.buffer, driver.byteOffset, 3 + size),
+    used16: new Uint16Array(device.buffer, device.byteOffset, 3 + 4 * size),
+    used32: new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size),
+  };
+}
+
+/** A split ring's start position (vhost SET_VRING_BASE) is a 16-bit avail index (§2.7.6). */
+function checkSplitBase(name: string, what: string, base: number): number {
+  if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
+    throw new VirtqueueError(name, `${what} ${base} is not a 16-bit avail index`);
+  }
+  return base;
 }
