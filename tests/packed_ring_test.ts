@@ -11,10 +11,12 @@ import {
   BUF_SIZE,
   bufOf,
   cycle,
+  dequeueError,
   fullRing,
   highAddressRoundTrip,
   hostilePop,
   INDIRECT,
+  keepsTakenOnError,
   laps,
   len100,
   makeRing,
@@ -220,6 +222,11 @@ Deno.test("packed driver rejects a used id not in flight", () => {
 
 Deno.test("packed driver rejects a used len beyond the posted buffer", () => {
   rejectsUsedLenBeyondBuffer(twoInFlight(ring(8)));
+});
+
+Deno.test("packed driver: a bad used entry keeps the buffers taken before it", () => {
+  keepsTakenOnError(ring(8));
+  keepsTakenOnError(ring(8, { inOrder: true }));
 });
 
 /** Writes an available descriptor at `slot` as a (hostile) driver would, wrap counter 1. */
@@ -527,4 +534,16 @@ Deno.test("packed in-order: rejects ids beyond the buffers in flight and skipped
     VirtqueueError,
     "in-order batch ending at 1 skips receive buffer 0, whose length is unknown",
   );
+});
+
+Deno.test("packed in-order: a bad batch keeps the buffers taken before it", () => {
+  const r = ring(8, { inOrder: true });
+  const out = new Uint32Array(8), outL = new Uint32Array(8);
+  r.driver.enqueue(new Uint32Array([3, 4, 5]), new Uint32Array(3).fill(60), 0, 3, false);
+  writeUsedBatch(r, 0, 1, 1); // buffers 3 and 4
+  writeUsedBatch(r, 2, 7, 1); // the next batch names a slot past the buffers in flight
+  const e = dequeueError(r, out, outL, "used descriptor 2: in-order id 7 does not name a buffer");
+  assertEquals(e.dequeued, 2);
+  assertEquals([...out.subarray(0, 2)], [3, 4]);
+  assertEquals(r.driver.numFree, 7);
 });

@@ -353,6 +353,47 @@ export function rejectsUsedLenBeyondBuffer(r: TestRing): void {
   );
 }
 
+/**
+ * Three writable buffers (100 bytes) of a fresh ring come back, the last one with a length
+ * beyond its buffer: dequeue throws, and the buffers it took before the bad entry are in
+ * `bufs` / `lens`, counted by the error's `dequeued`; the queue stays at the bad entry.
+ */
+export function keepsTakenOnError(r: TestRing): void {
+  r.driver.enqueue(new Uint32Array([4, 5, 6]), new Uint32Array(3).fill(100), 0, 3, true);
+  const ids: number[] = [];
+  while (r.device.pop(r.chain)) ids.push(r.chain.id);
+  assertEquals(ids.length, 3);
+  r.device.pushUsed(ids[0], 10);
+  r.device.pushUsed(ids[1], 20);
+  r.device.pushUsed(ids[2], 101);
+  r.device.publishUsed();
+  const outB = new Uint32Array(8), outL = new Uint32Array(8);
+  const e = dequeueError(r, outB, outL, `id ${ids[2]} len 101 exceeds the 100 bytes`);
+  assertEquals(e.dequeued, 2);
+  assertEquals([...outB.subarray(0, 2)], [4, 5]);
+  assertEquals([...outL.subarray(0, 2)], [10, 20]);
+  assertEquals(r.driver.numFree, r.size - 1, "the bad entry's buffer stays in flight");
+  assertEquals(dequeueError(r, outB, outL, "len 101").dequeued, 0, "read again, nothing taken");
+}
+
+/** The {@linkcode VirtqueueError} `r.driver.dequeue` throws; its message contains `includes`. */
+export function dequeueError(
+  r: TestRing,
+  bufs: Uint32Array,
+  lens: Uint32Array,
+  includes: string,
+): VirtqueueError {
+  let err: unknown;
+  try {
+    r.driver.dequeue(bufs, lens, bufs.length);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof VirtqueueError, `expected VirtqueueError, got ${err}`);
+  assert(err.message.includes(includes), `"${err.message}" does not contain "${includes}"`);
+  return err;
+}
+
 /** `setup` writes into `r` as a hostile driver would; the device's next pop throws `message`. */
 export function hostilePop<R extends TestRing>(
   r: R,

@@ -11,6 +11,7 @@ import {
   highAddressRoundTrip,
   hostilePop,
   INDIRECT,
+  keepsTakenOnError,
   laps,
   len100,
   makeRing,
@@ -216,6 +217,10 @@ Deno.test("split driver rejects a used id not in flight", () => {
 
 Deno.test("split driver rejects a used len beyond the posted buffer", () => {
   rejectsUsedLenBeyondBuffer(twoInFlight(ring(8)));
+});
+
+Deno.test("split driver: a bad used entry keeps the buffers taken before it", () => {
+  keepsTakenOnError(ring(8));
 });
 
 Deno.test("split driver rejects a used idx beyond what is in flight", () => {

@@ -19,7 +19,7 @@ import { SharedMemory } from "./shared_memory.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import { createDriverQueue, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
-import type { DriverQueue } from "../virtio/virtqueue.ts";
+import { type DriverQueue, VirtqueueError } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
@@ -312,7 +312,8 @@ export class VirtioNet {
    * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
    * `pool.dataOffset(bufs[i])`. Returns how many were queued; the port owns those buffers now
    * and frees them when the device is done. The rest stay the caller's.
-   * One publish and at most one kick per call; no allocation.
+   * One publish and at most one kick per call; no allocation. When the device broke a ring rule
+   * it throws {@linkcode VirtqueueError}, after freeing the buffers it had back.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
     const q = this.#tx[queue];
@@ -320,10 +321,7 @@ export class VirtioNet {
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.numFree < n || q.numFree < this.#refillThreshold) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) pool.free(this.#scratchBufs, 0, done);
-    }
+    if (q.numFree < n || q.numFree < this.#refillThreshold) this.#reclaim(q);
     const numFree = q.numFree;
     const count = n < numFree ? n : numFree;
     if (count === 0) return 0;
@@ -350,11 +348,18 @@ export class VirtioNet {
   /**
    * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
    * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
-   * ring in the same call; at most one kick.
+   * ring in the same call; at most one kick. When the device broke a ring rule it throws
+   * {@linkcode VirtqueueError}, after freeing to `pool` the frames taken before the bad entry.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
     const q = this.#rx[queue];
-    const got = q.dequeue(bufs, lens, max);
+    let got: number;
+    try {
+      got = q.dequeue(bufs, lens, max);
+    } catch (e) {
+      if (e instanceof VirtqueueError) this.pool.free(bufs, 0, e.dequeued);
+      throw e;
+    }
     let bytes = 0;
     for (let i = 0; i < got; i++) {
       // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
@@ -367,6 +372,23 @@ export class VirtioNet {
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
     if (q.numFree >= this.#refillThreshold) this.#refill(queue, true);
     return got;
+  }
+
+  /**
+   * Frees to the pool every buffer transmit queue `q` has back from the device. When the device
+   * broke a ring rule, frees those taken before the bad entry, then throws its
+   * {@linkcode VirtqueueError}.
+   */
+  #reclaim(q: DriverQueue): void {
+    const bufs = this.#scratchBufs;
+    let done: number;
+    try {
+      done = q.dequeue(bufs, this.#scratchLens, q.size);
+    } catch (e) {
+      if (e instanceof VirtqueueError) this.pool.free(bufs, 0, e.dequeued);
+      throw e;
+    }
+    if (done > 0) this.pool.free(bufs, 0, done);
   }
 
   #refill(queue: number, kick: boolean): void {
@@ -391,8 +413,7 @@ export class VirtioNet {
     const q = this.#tx[queue];
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
+      this.#reclaim(q);
       const inFlight = q.size - q.numFree;
       if (inFlight === 0 || performance.now() > deadline) return inFlight;
     }

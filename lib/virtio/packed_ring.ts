@@ -27,6 +27,7 @@ import {
   outsideMemoryRule,
   readIndirect,
 } from "./descriptor.ts";
+import { BUF_FREE, BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
 import {
   alignUp,
   AREA_ALIGN,
@@ -133,8 +134,8 @@ export interface PackedDriverOptions {
 }
 
 /**
- * The driver side of a packed ring. Every buffer is one descriptor; buffer ids come from a free
- * stack and name the buffer in flight (`idToBuf`).
+ * The driver side of a packed ring. Every buffer is one descriptor; buffer ids come from the free
+ * ids of its {@linkcode InFlight} table (under VIRTIO_F_IN_ORDER the id is the ring slot).
  */
 export class PackedDriverQueue implements DriverQueue {
   /** Queue size (descriptors in the ring). */
@@ -157,12 +158,8 @@ export class PackedDriverQueue implements DriverQueue {
   /** In-order: the length the device wrote for that last buffer. */
   #batchLen = 0;
 
-  readonly #freeIds: Uint16Array;
-  #freeTop: number;
-  readonly #idToBuf: Uint32Array;
-  readonly #postedLen: Uint32Array;
-  /** 0 = free, 1 = in flight device-readable, 2 = in flight device-writable. */
-  readonly #state: Uint8Array;
+  /** Buffers in flight by buffer id. */
+  readonly #inFlight: InFlight;
 
   #availPos: number;
   #availWrap: number;
@@ -228,12 +225,7 @@ export class PackedDriverQueue implements DriverQueue {
     this.#availPos = this.#usedPos = base & 0x7fff;
     this.#availWrap = this.#usedWrap = base >>> 15;
 
-    this.#freeIds = new Uint16Array(size);
-    for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // id 0 on top
-    this.#freeTop = size;
-    this.#idToBuf = new Uint32Array(size);
-    this.#postedLen = new Uint32Array(size);
-    this.#state = new Uint8Array(size);
+    this.#inFlight = new InFlight(size); // id 0 first
 
     // A fresh ring: no descriptor is available or used in either wrap (§2.8.1), both event
     // suppression structures at ENABLE.
@@ -244,7 +236,7 @@ export class PackedDriverQueue implements DriverQueue {
 
   /** Buffers that may still be enqueued. */
   get numFree(): number {
-    return this.#freeTop;
+    return this.#inFlight.numFree;
   }
 
   /** Next avail position, vhost SET_VRING_BASE encoding: bits 0-14 index, bit 15 wrap counter. */
@@ -268,17 +260,15 @@ export class PackedDriverQueue implements DriverQueue {
     n: number,
     writable: boolean,
   ): number {
-    const count = n < this.#freeTop ? n : this.#freeTop;
+    const inFlight = this.#inFlight;
+    const count = n < inFlight.numFree ? n : inFlight.numFree;
     if (count <= 0) return 0;
     const size = this.size;
     const d32 = this.#desc32, d16 = this.#desc16;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
-    const kind = writable ? 2 : 1;
+    const state = writable ? BUF_WRITABLE : BUF_READABLE;
     const writeFlag = writable ? DESC_F_WRITE : 0;
     const inOrder = this.#inOrder;
-    let top = this.#freeTop;
     let pos = this.#availPos;
     let wrap = this.#availWrap;
     const first = pos;
@@ -287,11 +277,7 @@ export class PackedDriverQueue implements DriverQueue {
       const buf = bufs[offset + i];
       const len = lens[offset + i];
       // In order, the id is the slot: buffers are used in the order they were made available.
-      const id = inOrder ? pos : freeIds[top - 1];
-      top--;
-      idToBuf[id] = buf;
-      postedLen[id] = len;
-      state[id] = kind;
+      const id = inOrder ? inFlight.addAt(pos, buf, len, state) : inFlight.add(buf, len, state);
       const w = pos << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
@@ -311,7 +297,6 @@ export class PackedDriverQueue implements DriverQueue {
     // §2.8.21.2: the driver makes the first descriptor available last; the release store orders
     // every descriptor written above before the device can see it.
     Atomics.store(d16, (first << 3) + 7, firstFlags);
-    this.#freeTop = top;
     this.#availPos = pos;
     this.#availWrap = wrap;
     this.#added += count;
@@ -329,67 +314,40 @@ export class PackedDriverQueue implements DriverQueue {
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     if (this.#inOrder) return this.#dequeueInOrder(bufs, lens, max);
     const size = this.size;
-    let top = this.#freeTop;
-    if (top === size) return 0; // nothing in flight: no slot to look at
+    const inFlight = this.#inFlight;
     const d32 = this.#desc32, d16 = this.#desc16;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
     let pos = this.#usedPos;
     let wrap = this.#usedWrap;
     let n = 0;
-    while (n < max && top !== size) {
+    // Nothing in flight: no slot to look at.
+    while (n < max && inFlight.numFree !== size) {
       // §2.8.1: used = AVAIL and USED both equal the driver's used wrap counter. The acquire load
       // orders the id/len reads after the device's flags store.
       const flags = Atomics.load(d16, (pos << 3) + 7);
       if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
       const id = d16[(pos << 3) + 6];
-      if (id >= size) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used descriptor ${pos}: id ${id} is out of range (queue size ${size})`,
-        );
+      // Device-readable buffers report 0: the device wrote nothing (§2.8.4).
+      const len = inFlight.usedLen(id, d32[(pos << 2) + 2]);
+      if (len < 0) {
+        this.#usedPos = pos, this.#usedWrap = wrap;
+        throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, d32[(pos << 2) + 2], n);
       }
-      const kind = state[id];
-      if (kind === 0) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used descriptor ${pos}: id ${id} is not in flight (returned twice or never made available)`,
-        );
-      }
-      let len = 0;
-      if (kind === 2) {
-        len = d32[(pos << 2) + 2];
-        if (len > postedLen[id]) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
-              postedLen[id]
-            } bytes the buffer holds`,
-          );
-        }
-      }
-      bufs[n] = idToBuf[id];
-      lens[n] = len; // device-readable buffers: the device wrote nothing (§2.8.4)
+      bufs[n] = inFlight.release(id);
+      lens[n] = len;
       n++;
-      state[id] = 0;
-      freeIds[top++] = id;
       // One descriptor per buffer, so the next used slot is the next one (§2.8.6).
       if (++pos === size) {
         pos = 0;
         wrap ^= 1;
       }
     }
-    return this.#endDequeue(pos, wrap, top, n);
+    return this.#endDequeue(pos, wrap, n);
   }
 
-  /** Saves the used position and free count after a dequeue; re-arms DESC interrupts. */
-  #endDequeue(pos: number, wrap: number, top: number, n: number): number {
+  /** Saves the used position after a dequeue; re-arms DESC interrupts. */
+  #endDequeue(pos: number, wrap: number, n: number): number {
     this.#usedPos = pos;
     this.#usedWrap = wrap;
-    this.#freeTop = top;
     if (n !== 0 && this.#interruptDesc) {
       // §2.8.10: ask for the next used slot; seq_cst store, so a following dequeue's flag load
       // cannot move before it (no lost interrupt).
@@ -404,53 +362,48 @@ export class PackedDriverQueue implements DriverQueue {
    */
   #dequeueInOrder(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     const size = this.size;
-    let top = this.#freeTop;
+    const inFlight = this.#inFlight;
     const d32 = this.#desc32, d16 = this.#desc16;
-    const idToBuf = this.#idToBuf, state = this.#state;
     let pos = this.#usedPos;
     let wrap = this.#usedWrap;
     let end = this.#batchEnd;
     let n = 0;
-    while (n < max && top !== size) {
+    while (n < max && inFlight.numFree !== size) {
       if (end < 0) {
         // §2.8.1 used test, acquire load: id/len are read after the device's flags store.
         const flags = Atomics.load(d16, (pos << 3) + 7);
         if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
         const id = d16[(pos << 3) + 6];
         const count = id >= pos ? id - pos + 1 : id + size - pos + 1;
-        if (id >= size || count > size - top || state[id] === 0) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+        const outstanding = size - inFlight.numFree;
+        if (id >= size || count > outstanding || inFlight.stateOf(id) === BUF_FREE) {
+          this.#usedPos = pos, this.#usedWrap = wrap;
           throw new VirtqueueError(
             this.name,
             `used descriptor ${pos}: in-order id ${id} does not name a buffer in flight ` +
-              `(${size - top} in flight from slot ${pos}, queue size ${size})`,
+              `(${outstanding} in flight from slot ${pos}, queue size ${size})`,
+            n,
           );
         }
-        const len = state[id] === 2 ? d32[(pos << 2) + 2] : 0;
-        if (len > this.#postedLen[id]) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
-              this.#postedLen[id]
-            } bytes the buffer holds`,
-          );
+        const len = inFlight.usedLen(id, d32[(pos << 2) + 2]);
+        if (len < 0) {
+          this.#usedPos = pos, this.#usedWrap = wrap;
+          throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, d32[(pos << 2) + 2], n);
         }
         end = id;
         this.#batchLen = len;
       }
-      if (pos !== end && state[pos] === 2) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+      if (pos !== end && inFlight.stateOf(pos) === BUF_WRITABLE) {
+        this.#usedPos = pos, this.#usedWrap = wrap, this.#batchEnd = -1;
         throw new VirtqueueError(
           this.name,
           `in-order batch ending at ${end} skips receive buffer ${pos}, whose length is unknown`,
+          n,
         );
       }
-      bufs[n] = idToBuf[pos];
+      bufs[n] = inFlight.release(pos);
       lens[n] = pos === end ? this.#batchLen : 0;
       n++;
-      state[pos] = 0;
-      top++;
       if (pos === end) end = -1;
       if (++pos === size) {
         pos = 0;
@@ -458,7 +411,7 @@ export class PackedDriverQueue implements DriverQueue {
       }
     }
     this.#batchEnd = end;
-    return this.#endDequeue(pos, wrap, top, n);
+    return this.#endDequeue(pos, wrap, n);
   }
 
   /**

@@ -27,6 +27,7 @@ import {
   outsideMemoryRule,
   readIndirect,
 } from "./descriptor.ts";
+import { BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
 import {
   alignUp,
   AREA_ALIGN,
@@ -105,7 +106,7 @@ export interface SplitDriverOptions {
 
 /**
  * The driver side of a split ring. Every buffer is one descriptor; the descriptor index is the
- * buffer id, taken from a free stack.
+ * buffer id, taken from the free ids of its {@linkcode InFlight} table.
  */
 export class SplitDriverQueue implements DriverQueue {
   /** Queue size (a power of two). */
@@ -125,12 +126,8 @@ export class SplitDriverQueue implements DriverQueue {
   readonly #eventIdx: boolean;
   readonly #mask: number;
 
-  readonly #freeIds: Uint16Array;
-  #freeTop: number;
-  readonly #idToBuf: Uint32Array;
-  readonly #postedLen: Uint32Array;
-  /** 0 = free, 1 = in flight device-readable, 2 = in flight device-writable. */
-  readonly #state: Uint8Array;
+  /** Buffers in flight by id (= descriptor index). */
+  readonly #inFlight: InFlight;
 
   /** Next avail index (16-bit, free running). */
   #availIdx: number;
@@ -195,12 +192,7 @@ export class SplitDriverQueue implements DriverQueue {
     const base = checkSplitBase(name, "base", options.base ?? 0);
     this.#availIdx = this.#notifiedIdx = this.#lastUsed = base;
 
-    this.#freeIds = new Uint16Array(size);
-    for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // descriptor 0 on top
-    this.#freeTop = size;
-    this.#idToBuf = new Uint32Array(size);
-    this.#postedLen = new Uint32Array(size);
-    this.#state = new Uint8Array(size);
+    this.#inFlight = new InFlight(size); // descriptor 0 first
 
     // A fresh ring at `base`: nothing available, nothing used, notifications on (§2.7.6, §2.7.8).
     this.#desc32.fill(0);
@@ -215,7 +207,7 @@ export class SplitDriverQueue implements DriverQueue {
 
   /** Buffers that may still be enqueued. */
   get numFree(): number {
-    return this.#freeTop;
+    return this.#inFlight.numFree;
   }
 
   /** Next avail index (vhost SET_VRING_BASE). */
@@ -239,24 +231,19 @@ export class SplitDriverQueue implements DriverQueue {
     n: number,
     writable: boolean,
   ): number {
-    const count = n < this.#freeTop ? n : this.#freeTop;
+    const inFlight = this.#inFlight;
+    const count = n < inFlight.numFree ? n : inFlight.numFree;
     if (count <= 0) return 0;
     const d32 = this.#desc32, d16 = this.#desc16, avail = this.#avail;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
     const mask = this.#mask;
-    const kind = writable ? 2 : 1;
+    const state = writable ? BUF_WRITABLE : BUF_READABLE;
     const flags = writable ? DESC_F_WRITE : 0;
-    let top = this.#freeTop;
     let idx = this.#availIdx;
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
       const len = lens[offset + i];
-      const id = freeIds[--top];
-      idToBuf[id] = buf;
-      postedLen[id] = len;
-      state[id] = kind;
+      const id = inFlight.add(buf, len, state);
       const w = id << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
@@ -269,7 +256,6 @@ export class SplitDriverQueue implements DriverQueue {
     // §2.7.13.3: descriptors and ring entries are written before idx; the release store orders
     // them before the device can see the new index.
     Atomics.store(avail, 1, idx);
-    this.#freeTop = top;
     this.#availIdx = idx;
     return count;
   }
@@ -284,65 +270,36 @@ export class SplitDriverQueue implements DriverQueue {
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     const size = this.size;
-    let top = this.#freeTop;
-    if (top === size) return 0; // nothing in flight
+    const inFlight = this.#inFlight;
+    const outstanding = size - inFlight.numFree;
+    if (outstanding === 0) return 0;
     let last = this.#lastUsed;
     // §2.7.14: read used.idx before the entries it covers (acquire).
     const usedIdx = Atomics.load(this.#used16, 1);
     let ready = (usedIdx - last) & 0xffff;
     if (ready === 0) return 0;
-    if (ready > size - top) {
+    if (ready > outstanding) {
       throw new VirtqueueError(
         this.name,
-        `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${
-          size - top
-        } buffers are in flight`,
+        `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${outstanding} buffers ` +
+          "are in flight",
       );
     }
     if (ready > max) ready = max;
     const used32 = this.#used32, mask = this.#mask;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
     for (let n = 0; n < ready; n++) {
       const e = (last & mask) << 1;
       const id = used32[e + 1];
-      if (id >= size) {
-        this.#lastUsed = last, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used ring entry ${last & mask}: id ${id} is out of range (queue size ${size})`,
-        );
+      const len = inFlight.usedLen(id, used32[e + 2]);
+      if (len < 0) {
+        this.#lastUsed = last;
+        throw inFlight.usedError(this.name, `used ring entry ${last & mask}`, id, used32[e + 2], n);
       }
-      const kind = state[id];
-      if (kind === 0) {
-        this.#lastUsed = last, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used ring entry ${last & mask}: id ${id} is not in flight ` +
-            "(returned twice or never made available)",
-        );
-      }
-      let len = 0;
-      if (kind === 2) {
-        len = used32[e + 2];
-        if (len > postedLen[id]) {
-          this.#lastUsed = last, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used ring entry ${last & mask}: id ${id} len ${len} exceeds the ${
-              postedLen[id]
-            } bytes the buffer holds`,
-          );
-        }
-      }
-      bufs[n] = idToBuf[id];
-      lens[n] = len; // device-readable buffers: the device wrote nothing
-      state[id] = 0;
-      freeIds[top++] = id;
+      bufs[n] = inFlight.release(id);
+      lens[n] = len;
       last = (last + 1) & 0xffff;
     }
     this.#lastUsed = last;
-    this.#freeTop = top;
     if (this.#eventIdx && this.#interrupts) {
       // §2.7.7: interrupt when the next entry is used. seq_cst store, so the next dequeue's
       // used.idx load cannot move before it (no lost interrupt).

@@ -63,8 +63,15 @@ export interface DriverQueue {
   ): number;
   /**
    * Takes up to `max` used buffers: their numbers into `bufs[0..]` and the bytes the device wrote
-   * into `lens[0..]`. Returns the count. Throws {@linkcode VirtqueueError} when the device returns
-   * an id that is out of range or not in flight.
+   * into `lens[0..]` (0 for device-readable buffers). Returns the count.
+   *
+   * Throws {@linkcode VirtqueueError} when the device broke a rule: a used id out of range or not
+   * in flight, a length above what was posted, more entries than buffers in flight. Buffers the
+   * call took before the bad entry are not lost: the error's
+   * {@linkcode VirtqueueError.dequeued} says how many are in `bufs` / `lens`, and they are the
+   * caller's as if returned. The queue stays at the bad entry, so a later call reads it again
+   * (and throws again, `dequeued` 0, unless the device rewrote it): the ring is broken until the
+   * device is reset.
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number;
   /**
@@ -85,18 +92,29 @@ export interface DriverQueue {
 /** Error raised when a peer breaks a virtqueue rule; the message names the rule. */
 export class VirtqueueError extends Error {
   /**
+   * Thrown by {@linkcode DriverQueue.dequeue}: how many buffers the call had taken before it
+   * reached the entry that broke the rule. They are in `bufs[0..dequeued)` / `lens[0..dequeued)`
+   * and are the caller's, as if the call had returned `dequeued`. 0 for every other error.
+   */
+  readonly dequeued: number;
+
+  /**
    * Creates the error; the message reads `virtqueue <queue>: <rule>`.
    *
+   * @param queue queue name.
+   * @param rule the rule broken.
+   * @param dequeued see {@linkcode VirtqueueError.dequeued} (default 0).
    * @example
    * ```ts
    * import { VirtqueueError } from "./virtqueue.ts";
    * const e = new VirtqueueError("rx", "used id 70000 is out of range (queue size 256)");
-   * console.assert(e.message.startsWith("virtqueue rx:"));
+   * console.assert(e.message.startsWith("virtqueue rx:") && e.dequeued === 0);
    * ```
    */
-  constructor(queue: string, rule: string) {
+  constructor(queue: string, rule: string, dequeued = 0) {
     super(`virtqueue ${queue}: ${rule}`);
     this.name = "VirtqueueError";
+    this.dequeued = dequeued;
   }
 }
 
