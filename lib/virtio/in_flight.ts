@@ -90,11 +90,7 @@ export class InFlight {
    * ```
    */
   add(buf: number, len: number, state: number): number {
-    const id = this.#freeIds[--this.#numFree];
-    this.#buf[id] = buf;
-    this.#posted[id] = len;
-    this.#state[id] = state;
-    return id;
+    return this.addAt(this.#freeIds[this.#numFree - 1], buf, len, state);
   }
 
   /**

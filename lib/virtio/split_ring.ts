@@ -324,10 +324,8 @@ export class SplitDriverQueue implements DriverQueue {
     if (newIdx === oldIdx) return false;
     // Full barrier between publishing avail.idx and reading the device's suppression state
     // (§2.7.13.4): enqueue's Atomics.store is sequentially consistent, so these loads stay after.
-    if (this.#eventIdx) {
-      return needEvent(Atomics.load(this.#used16, 2 + 4 * this.size), newIdx, oldIdx);
-    }
-    return (Atomics.load(this.#used16, 0) & USED_F_NO_NOTIFY) === 0;
+    const eventAt = 2 + 4 * this.size; // avail_event
+    return wantsEvent(this.#used16, USED_F_NO_NOTIFY, eventAt, this.#eventIdx, newIdx, oldIdx);
   }
 
   /**
@@ -572,8 +570,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     if (newIdx === oldIdx) return false;
     // Full barrier between publishing used.idx and reading the driver's suppression state:
     // publishUsed's Atomics.store is sequentially consistent, so these loads stay after it.
-    if (this.#eventIdx) return needEvent(Atomics.load(this.#avail, 2 + this.size), newIdx, oldIdx);
-    return (Atomics.load(this.#avail, 0) & AVAIL_F_NO_INTERRUPT) === 0;
+    const eventAt = 2 + this.size; // used_event
+    return wantsEvent(this.#avail, AVAIL_F_NO_INTERRUPT, eventAt, this.#eventIdx, newIdx, oldIdx);
   }
 
   /**
@@ -612,6 +610,25 @@ export class SplitDeviceQueue implements DeviceQueue {
   #fail(rule: string): never {
     throw new VirtqueueError(this.name, rule);
   }
+}
+
+/**
+ * Event suppression, the same rule for both sides (§2.7.7, §2.7.10): does the peer whose ring
+ * is `ring` want a notification now that this side's index moved from `oldIdx` to `newIdx`?
+ * With event index: when its event index (at `ring[eventAt]`) lies in between; without: unless
+ * it set `noFlag` in its flags (`ring[0]`: the used ring's NO_NOTIFY, the available ring's
+ * NO_INTERRUPT).
+ */
+function wantsEvent(
+  ring: Uint16Array,
+  noFlag: number,
+  eventAt: number,
+  eventIdx: boolean,
+  newIdx: number,
+  oldIdx: number,
+): boolean {
+  if (eventIdx) return needEvent(Atomics.load(ring, eventAt), newIdx, oldIdx);
+  return (Atomics.load(ring, 0) & noFlag) === 0;
 }
 
 /** Typed views of a split ring's three areas, as both sides read and write them. */
