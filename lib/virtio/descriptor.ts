@@ -1,6 +1,6 @@
 /**
  * The virtqueue descriptor both layouts share (virtio 1.2 §2.7.5 split, §2.8.13 packed), its
- * flags, and what a device side does with one: translate it into a {@linkcode DescriptorChain}
+ * flags, and what a device side does with one: store it as a {@linkcode DescriptorChain}
  * segment, and walk the indirect descriptor table it may name (§2.7.5.3 split, §2.8.7 packed).
  *
  * ```
@@ -58,57 +58,49 @@ export function outsideMemoryRule(what: string, lo: number, hi: number, len: num
 }
 
 /**
- * Translates the buffer `[hi:lo, +len)` of a descriptor with `flags` and stores it as segment
- * `seg` of `chain`. Returns false, leaving `chain` as it was, when no memory region holds it
- * (the caller names the descriptor in {@linkcode outsideMemoryRule}).
+ * Stores segment `seg` of `chain`: `len` bytes at `offset` in memory region `region` (as
+ * {@linkcode AddressTranslator.translate} found them), writable when `flags` has WRITE.
  *
  * @example
  * ```ts
- * import { addSegment, DESC_F_WRITE } from "./descriptor.ts";
- * import { DescriptorChain, LocalMemory } from "./virtqueue.ts";
+ * import { DESC_F_WRITE, setSegment } from "./descriptor.ts";
+ * import { DescriptorChain } from "./virtqueue.ts";
  * const chain = new DescriptorChain(4);
- * const memory = new LocalMemory(new Uint8Array(4096), 0x1000);
- * console.assert(addSegment(chain, 0, memory, 0x1100, 0, 64, DESC_F_WRITE));
+ * setSegment(chain, 0, 0, 0x100, 64, DESC_F_WRITE);
  * console.assert(chain.offset[0] === 0x100 && chain.writable[0] === 1);
- * console.assert(!addSegment(chain, 1, memory, 0x1fc0, 0, 65, 0)); // runs past the end
  * ```
  */
-export function addSegment(
+export function setSegment(
   chain: DescriptorChain,
   seg: number,
-  memory: AddressTranslator,
-  lo: number,
-  hi: number,
+  region: number,
+  offset: number,
   len: number,
   flags: number,
-): boolean {
-  const r = memory.translate(lo | 0, hi, len | 0);
-  if (r < 0) return false;
-  chain.region[seg] = r;
-  chain.offset[seg] = memory.offset;
+): void {
+  chain.region[seg] = region;
+  chain.offset[seg] = offset;
   chain.len[seg] = len;
   chain.writable[seg] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
-  return true;
 }
 
 /**
- * Checks that `chain` has room for the longest chain a queue of `size` accepts (the queue size
- * bounds it: §2.7.5.3.1, §2.8.6). A caller's mistake, not the peer's: RangeError.
+ * The error for a `chain` without room for the longest chain a queue of `size` accepts (the
+ * queue size bounds it: §2.7.5.3.1, §2.8.6): a caller's mistake, not the peer's. Device sides
+ * test `chain.len.length < size` on every pop and throw this.
  *
- * @throws {RangeError} when it has not.
  * @example
  * ```ts
- * import { checkChainRoom } from "./descriptor.ts";
+ * import { chainRoomError } from "./descriptor.ts";
  * import { DescriptorChain } from "./virtqueue.ts";
- * checkChainRoom(new DescriptorChain(256), 256, "rx0"); // fine
+ * const e = chainRoomError(new DescriptorChain(8), 256, "rx0");
+ * console.assert(e.message === "virtqueue rx0: DescriptorChain holds 8 segments, the queue needs 256");
  * ```
  */
-export function checkChainRoom(chain: DescriptorChain, size: number, queue: string): void {
-  if (chain.len.length < size) {
-    throw new RangeError(
-      `virtqueue ${queue}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
-    );
-  }
+export function chainRoomError(chain: DescriptorChain, size: number, queue: string): RangeError {
+  return new RangeError(
+    `virtqueue ${queue}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
+  );
 }
 
 /** Where the layouts' indirect tables differ (§2.7.5.3 split, §2.8.7 packed). */
@@ -215,12 +207,14 @@ export function readIndirect(
           `(${format.nestedSection})`,
       );
     }
-    if (!addSegment(chain, segs, memory, elo, ehi, elen, eflags)) {
+    const er = memory.translate(elo | 0, ehi, elen | 0);
+    if (er < 0) {
       throw new VirtqueueError(
         queue,
         outsideMemoryRule(`indirect descriptor ${k} of descriptor ${desc}`, elo, ehi, elen),
       );
     }
+    setSegment(chain, segs, er, memory.offset, elen, eflags);
     segs++;
     if (!linked) {
       if (++k === entries) break;

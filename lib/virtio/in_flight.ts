@@ -7,13 +7,16 @@
  * length no more than was posted.
  *
  * ```
- *   enqueue: add(buf, len, state) ──► id ──► descriptor ──► device
- *   dequeue: used {id, len} ──► usedLen(id, len) ──► release(id) ──► buf
- *                                  └─ -1: usedError(...) names the rule broken
+ *   enqueue: add(bufs, lens) ──► ids ──► descriptors ──► device
+ *   dequeue: used {id, len} in the ring ──► takeUsed ──► bufs, lens
+ *                                     └─ stops at a bad entry: usedError(...) names the rule
  * ```
  *
- * Ids come from a stack of free ids, except under VIRTIO_F_IN_ORDER (§2.8.20) where the queue
- * names them itself ({@linkcode InFlight.addAt}: the ring slot) and the stack is not read.
+ * Ids come from a stack of free ids, except under VIRTIO_F_IN_ORDER (§2.8.20) where they are
+ * the ring slots ({@linkcode InFlight.addInOrder}) and the stack is not read. The data path
+ * works a burst at a time ({@linkcode InFlight.add}, {@linkcode InFlight.takeUsed}), so the
+ * per-buffer loops run over locals; the in-order dequeue checks one batch at a time
+ * ({@linkcode InFlight.keepsRules}).
  *
  * @module
  */
@@ -28,8 +31,25 @@ export const BUF_READABLE = 1;
 export const BUF_WRITABLE = 2;
 
 /**
+ * The rule on a used entry `{id, len}` the device returned: the id is in range and in flight,
+ * and a device-writable buffer's `len` is no more than was posted (a device-readable buffer's
+ * `len` is ignored: the device wrote nothing into it, so 0 is reported).
+ */
+function keepsRules(
+  state: Uint8Array,
+  posted: Uint32Array,
+  size: number,
+  id: number,
+  len: number,
+): boolean {
+  if (id >= size) return false;
+  const s = state[id];
+  return s === BUF_READABLE || (s === BUF_WRITABLE && len <= posted[id]);
+}
+
+/**
  * Buffers in flight by id (0 to `size - 1`), with the rule check on what the device returns.
- * Every method is a few typed-array accesses: no allocation on the data path.
+ * Preallocated: nothing on the data path allocates.
  */
 export class InFlight {
   /** Number of ids (the queue size). */
@@ -40,19 +60,19 @@ export class InFlight {
   readonly #state: Uint8Array;
   /** Free ids, top at `#numFree - 1`. */
   readonly #freeIds: Uint16Array;
+  /** The ids the last add or addInOrder took, in order. */
+  readonly #ids: Uint16Array;
   #numFree: number;
 
   /**
    * An empty table: every id free, id 0 taken first.
    *
-   * @param size number of ids, 1 to 65536.
+   * @param size number of ids, 1 to 32768.
    * @example
    * ```ts
    * import { BUF_READABLE, InFlight } from "./in_flight.ts";
    * const t = new InFlight(4);
-   * const id = t.add(17, 60, BUF_READABLE);
-   * console.assert(id === 0 && t.numFree === 3);
-   * console.assert(t.usedLen(id, 0) === 0 && t.release(id) === 17 && t.numFree === 4);
+   * console.assert(t.numFree === 4);
    * ```
    */
   constructor(size: number) {
@@ -61,6 +81,7 @@ export class InFlight {
     this.#posted = new Uint32Array(size);
     this.#state = new Uint8Array(size);
     this.#freeIds = new Uint16Array(size);
+    this.#ids = new Uint16Array(size);
     for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // id 0 on top
     this.#numFree = size;
   }
@@ -79,37 +100,132 @@ export class InFlight {
   }
 
   /**
-   * Takes a free id for buffer `buf` posted with `len` bytes in `state` (BUF_READABLE or
-   * BUF_WRITABLE) and returns it. The caller checks {@linkcode numFree} first.
+   * Puts `count` buffers in flight: `bufs[offset + i]` posted with `lens[offset + i]` bytes, in
+   * `state` (BUF_READABLE or BUF_WRITABLE), each under a free id. Returns the ids in `[0, count)`
+   * of an array the table reuses. The caller checks {@linkcode numFree} first.
    *
    * @example
    * ```ts
    * import { BUF_WRITABLE, InFlight } from "./in_flight.ts";
-   * const t = new InFlight(2);
-   * console.assert(t.add(5, 2048, BUF_WRITABLE) === 0 && t.add(6, 2048, BUF_WRITABLE) === 1);
+   * const t = new InFlight(4);
+   * const ids = t.add(new Uint32Array([7, 9]), new Uint32Array([2048, 2048]), 0, 2, BUF_WRITABLE);
+   * console.assert(ids[0] === 0 && ids[1] === 1 && t.numFree === 2);
    * ```
    */
-  add(buf: number, len: number, state: number): number {
-    return this.addAt(this.#freeIds[this.#numFree - 1], buf, len, state);
+  add(
+    bufs: Uint32Array,
+    lens: Uint32Array,
+    offset: number,
+    count: number,
+    state: number,
+  ): Uint16Array {
+    const buf = this.#buf, posted = this.#posted, states = this.#state;
+    const freeIds = this.#freeIds, ids = this.#ids;
+    let top = this.#numFree;
+    for (let i = 0; i < count; i++) {
+      const id = freeIds[--top];
+      buf[id] = bufs[offset + i];
+      posted[id] = lens[offset + i];
+      states[id] = state;
+      ids[i] = id;
+    }
+    this.#numFree = top;
+    return ids;
   }
 
   /**
-   * Like {@linkcode add}, but under the id the queue chose: VIRTIO_F_IN_ORDER (§2.8.20), where
-   * the id is the ring slot. A table serves either `add` or `addAt`, not both.
+   * {@linkcode add} under VIRTIO_F_IN_ORDER (§2.8.20): the ids are the ring slots from `slot` on,
+   * wrapping at `size`. A table serves either `add` or `addInOrder`, not both.
    *
    * @example
    * ```ts
    * import { BUF_READABLE, InFlight } from "./in_flight.ts";
-   * const t = new InFlight(8);
-   * console.assert(t.addAt(5, 40, 60, BUF_READABLE) === 5 && t.numFree === 7);
+   * const t = new InFlight(4);
+   * const ids = t.addInOrder(3, new Uint32Array([7, 9]), new Uint32Array([60, 60]), 0, 2, BUF_READABLE);
+   * console.assert(ids[0] === 3 && ids[1] === 0);
    * ```
    */
-  addAt(id: number, buf: number, len: number, state: number): number {
-    this.#numFree--;
-    this.#buf[id] = buf;
-    this.#posted[id] = len;
-    this.#state[id] = state;
-    return id;
+  addInOrder(
+    slot: number,
+    bufs: Uint32Array,
+    lens: Uint32Array,
+    offset: number,
+    count: number,
+    state: number,
+  ): Uint16Array {
+    const size = this.size, buf = this.#buf, posted = this.#posted, states = this.#state;
+    const ids = this.#ids;
+    let id = slot;
+    for (let i = 0; i < count; i++) {
+      buf[id] = bufs[offset + i];
+      posted[id] = lens[offset + i];
+      states[id] = state;
+      ids[i] = id;
+      if (++id === size) id = 0;
+    }
+    this.#numFree -= count;
+    return ids;
+  }
+
+  /**
+   * Ends the flight of `n` used entries the device wrote into a ring, in order. Entry k sits at
+   * slot `(slot + k) mod size`, that is at `ring[(that slot) * stride + ...]`: its id in the low
+   * bits `idMask` of word `idAt`, its length in word `lenAt` (split used ring: stride 2, id word
+   * 1, all 32 bits, len word 2; packed descriptors: stride 4, id in the low 16 bits of word 3,
+   * len word 2). Each entry that keeps the rules (id in range and in flight, length no more than
+   * posted) gives its buffer number in `bufs[k]` and the length to report in `lens[k]` (0 for a
+   * device-readable buffer). Returns `n`, or the index of the first entry that breaks a rule:
+   * that entry and those after it stay in flight ({@linkcode usedError} names the rule).
+   *
+   * @example
+   * ```ts
+   * import { BUF_WRITABLE, InFlight } from "./in_flight.ts";
+   * const t = new InFlight(4);
+   * t.add(new Uint32Array([7, 9]), new Uint32Array([100, 100]), 0, 2, BUF_WRITABLE);
+   * // A split used ring of 4 entries {id, len} after its flags/idx word: id 1 then id 0.
+   * const used = new Uint32Array([0, 1, 60, 0, 101, 0, 0, 0, 0]);
+   * const bufs = new Uint32Array(4), lens = new Uint32Array(4);
+   * console.assert(t.takeUsed(used, 0, 2, 1, 0xffffffff, 2, 2, bufs, lens) === 1); // 101 > 100
+   * console.assert(bufs[0] === 9 && lens[0] === 60 && t.numFree === 3);
+   * ```
+   */
+  takeUsed(
+    ring: Uint32Array,
+    slot: number,
+    stride: number,
+    idAt: number,
+    idMask: number,
+    lenAt: number,
+    n: number,
+    bufs: Uint32Array,
+    lens: Uint32Array,
+  ): number {
+    const size = this.size;
+    const buf = this.#buf, posted = this.#posted, state = this.#state, freeIds = this.#freeIds;
+    let top = this.#numFree;
+    let k = 0;
+    let w = slot * stride;
+    const wEnd = size * stride;
+    for (; k < n; k++) {
+      const id = (ring[w + idAt] & idMask) >>> 0;
+      // The test of keepsRules, written out: a call per entry costs the data path about 10%.
+      if (id >= size) break;
+      const s = state[id];
+      if (s === BUF_FREE) break;
+      let len = 0;
+      if (s === BUF_WRITABLE) {
+        len = ring[w + lenAt];
+        if (len > posted[id]) break;
+      }
+      bufs[k] = buf[id];
+      lens[k] = len;
+      state[id] = BUF_FREE;
+      freeIds[top++] = id;
+      w += stride;
+      if (w === wEnd) w = 0;
+    }
+    this.#numFree = top;
+    return k;
   }
 
   /**
@@ -126,32 +242,59 @@ export class InFlight {
   }
 
   /**
-   * The length to report for a used entry `{id, len}` the device wrote: `len` for a writable
-   * buffer, 0 for a readable one (the device wrote nothing into it). -1 when the entry breaks a
-   * rule (id out of range, id not in flight, `len` above what was posted):
-   * {@linkcode usedError} names it. Changes nothing.
+   * True when one used entry `{id, len}` keeps the rules (the check {@linkcode takeUsed} makes
+   * on each entry); {@linkcode usedError} names the one it breaks. Changes nothing.
    *
    * @example
    * ```ts
    * import { BUF_WRITABLE, InFlight } from "./in_flight.ts";
    * const t = new InFlight(8);
-   * const id = t.add(3, 100, BUF_WRITABLE);
-   * console.assert(t.usedLen(id, 60) === 60 && t.usedLen(id, 101) === -1);
-   * console.assert(t.usedLen(5, 0) === -1 && t.usedLen(70000, 0) === -1);
+   * t.add(new Uint32Array([3]), new Uint32Array([100]), 0, 1, BUF_WRITABLE);
+   * console.assert(t.keepsRules(0, 60) && !t.keepsRules(0, 101));
+   * console.assert(!t.keepsRules(5, 0) && !t.keepsRules(70000, 0));
    * ```
    */
-  usedLen(id: number, len: number): number {
-    if (id >= this.size) return -1;
-    const state = this.#state[id];
-    if (state === BUF_READABLE) return 0;
-    if (state === BUF_FREE || len > this.#posted[id]) return -1;
-    return len;
+  keepsRules(id: number, len: number): boolean {
+    return keepsRules(this.#state, this.#posted, this.size, id, len);
   }
 
   /**
-   * The error for a used entry `{id, len}` that {@linkcode usedLen} refused, found at `where`
-   * (e.g. `"used ring entry 3"`); `dequeued` is how many buffers the refusing call had already
-   * taken ({@linkcode VirtqueueError.dequeued}).
+   * The length to report for a used entry `{id, len}` that keeps the rules: `len` for a writable
+   * buffer, 0 for a readable one.
+   *
+   * @example
+   * ```ts
+   * import { BUF_READABLE, InFlight } from "./in_flight.ts";
+   * const t = new InFlight(8);
+   * t.add(new Uint32Array([3]), new Uint32Array([60]), 0, 1, BUF_READABLE);
+   * console.assert(t.reportedLen(0, 60) === 0);
+   * ```
+   */
+  reportedLen(id: number, len: number): number {
+    return this.#state[id] === BUF_WRITABLE ? len : 0;
+  }
+
+  /**
+   * Ends the flight of id `id` (in flight) and returns its buffer number.
+   *
+   * @example
+   * ```ts
+   * import { BUF_READABLE, InFlight } from "./in_flight.ts";
+   * const t = new InFlight(8);
+   * const [id] = t.add(new Uint32Array([42]), new Uint32Array([60]), 0, 1, BUF_READABLE);
+   * console.assert(t.release(id) === 42 && t.numFree === 8);
+   * ```
+   */
+  release(id: number): number {
+    this.#state[id] = BUF_FREE;
+    this.#freeIds[this.#numFree++] = id;
+    return this.#buf[id];
+  }
+
+  /**
+   * The error for a used entry `{id, len}` that breaks a rule ({@linkcode takeUsed} stopped at it,
+   * or {@linkcode keepsRules} refused it), found at `where` (e.g. `"used ring entry 3"`); `dequeued`
+   * is how many buffers the call had already taken ({@linkcode VirtqueueError.dequeued}).
    *
    * @example
    * ```ts
@@ -174,21 +317,5 @@ export class InFlight {
       rule = `id ${id} is not in flight (returned twice or never made available)`;
     } else rule = `id ${id} len ${len} exceeds the ${this.#posted[id]} bytes the buffer holds`;
     return new VirtqueueError(queue, `${where}: ${rule}`, dequeued);
-  }
-
-  /**
-   * Ends the flight of id `id` and returns its buffer number; the id is free again.
-   *
-   * @example
-   * ```ts
-   * import { BUF_READABLE, InFlight } from "./in_flight.ts";
-   * const t = new InFlight(8);
-   * console.assert(t.release(t.add(42, 60, BUF_READABLE)) === 42);
-   * ```
-   */
-  release(id: number): number {
-    this.#state[id] = BUF_FREE;
-    this.#freeIds[this.#numFree++] = id;
-    return this.#buf[id];
   }
 }

@@ -17,8 +17,7 @@
  */
 
 import {
-  addSegment,
-  checkChainRoom,
+  chainRoomError,
   DESC_BYTES,
   DESC_F_INDIRECT,
   DESC_F_NEXT,
@@ -26,6 +25,7 @@ import {
   type IndirectFormat,
   outsideMemoryRule,
   readIndirect,
+  setSegment,
 } from "./descriptor.ts";
 import { BUF_FREE, BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
 import {
@@ -268,20 +268,21 @@ export class PackedDriverQueue implements DriverQueue {
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
     const state = writable ? BUF_WRITABLE : BUF_READABLE;
     const writeFlag = writable ? DESC_F_WRITE : 0;
-    const inOrder = this.#inOrder;
     let pos = this.#availPos;
     let wrap = this.#availWrap;
+    // In order, the id is the slot: buffers are used in the order they were made available.
+    const ids = this.#inOrder
+      ? inFlight.addInOrder(pos, bufs, lens, offset, count, state)
+      : inFlight.add(bufs, lens, offset, count, state);
     const first = pos;
     let firstFlags = 0;
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
-      const len = lens[offset + i];
-      // In order, the id is the slot: buffers are used in the order they were made available.
-      const id = inOrder ? inFlight.addAt(pos, buf, len, state) : inFlight.add(buf, len, state);
+      const id = ids[i];
       const w = pos << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
-      d32[w + 2] = len;
+      d32[w + 2] = lens[offset + i];
       d16[(pos << 3) + 6] = id;
       // §2.8.1: available = AVAIL bit equal to the driver's wrap counter, USED bit its inverse.
       const flags = writeFlag | (wrap ? DESC_F_AVAIL : DESC_F_USED);
@@ -316,30 +317,36 @@ export class PackedDriverQueue implements DriverQueue {
     const size = this.size;
     const inFlight = this.#inFlight;
     const d32 = this.#desc32, d16 = this.#desc16;
-    let pos = this.#usedPos;
-    let wrap = this.#usedWrap;
+    const start = this.#usedPos, startWrap = this.#usedWrap;
+    let pos = start;
+    let wrap = startWrap;
+    // At most one used descriptor per buffer in flight (none in flight: no slot to look at).
+    const outstanding = size - inFlight.numFree;
+    const limit = max < outstanding ? max : outstanding;
     let n = 0;
-    // Nothing in flight: no slot to look at.
-    while (n < max && inFlight.numFree !== size) {
+    while (n < limit) {
       // §2.8.1: used = AVAIL and USED both equal the driver's used wrap counter. The acquire load
       // orders the id/len reads after the device's flags store.
       const flags = Atomics.load(d16, (pos << 3) + 7);
       if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) break;
-      const id = d16[(pos << 3) + 6];
-      // Device-readable buffers report 0: the device wrote nothing (§2.8.4).
-      const len = inFlight.usedLen(id, d32[(pos << 2) + 2]);
-      if (len < 0) {
-        this.#usedPos = pos, this.#usedWrap = wrap;
-        throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, d32[(pos << 2) + 2], n);
-      }
-      bufs[n] = inFlight.release(id);
-      lens[n] = len;
       n++;
       // One descriptor per buffer, so the next used slot is the next one (§2.8.6).
       if (++pos === size) {
         pos = 0;
         wrap ^= 1;
       }
+    }
+    // Descriptors are 4 words: len at word 2, id in the low half of word 3 (§2.8.13).
+    const taken = inFlight.takeUsed(d32, start, 4, 3, 0xffff, 2, n, bufs, lens);
+    if (taken < n) {
+      // Stay at the bad descriptor.
+      pos = start + taken;
+      wrap = startWrap;
+      if (pos >= size) pos -= size, wrap ^= 1;
+      this.#usedPos = pos, this.#usedWrap = wrap;
+      const where = `used descriptor ${pos}`;
+      const id = d16[(pos << 3) + 6], len = d32[(pos << 2) + 2];
+      throw inFlight.usedError(this.name, where, id, len, taken);
     }
     return this.#endDequeue(pos, wrap, n);
   }
@@ -385,13 +392,13 @@ export class PackedDriverQueue implements DriverQueue {
             n,
           );
         }
-        const len = inFlight.usedLen(id, d32[(pos << 2) + 2]);
-        if (len < 0) {
+        const len = d32[(pos << 2) + 2];
+        if (!inFlight.keepsRules(id, len)) {
           this.#usedPos = pos, this.#usedWrap = wrap;
-          throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, d32[(pos << 2) + 2], n);
+          throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, len, n);
         }
         end = id;
-        this.#batchLen = len;
+        this.#batchLen = inFlight.reportedLen(id, len);
       }
       if (pos !== end && inFlight.stateOf(pos) === BUF_WRITABLE) {
         this.#usedPos = pos, this.#usedWrap = wrap, this.#batchEnd = -1;
@@ -575,7 +582,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       if (this.#notifyDesc) this.#arm(pos | wrap << 15);
       return false;
     }
-    checkChainRoom(chain, size, this.name);
+    if (chain.len.length < size) throw chainRoomError(chain, size, this.name);
     const head = pos;
     let descs = 0;
     let segs = 0;
@@ -608,9 +615,9 @@ export class PackedDeviceQueue implements DeviceQueue {
         );
         break;
       }
-      if (!addSegment(chain, segs, memory, lo, hi, len, flags)) {
-        this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
-      }
+      const r = memory.translate(lo | 0, hi, len | 0);
+      if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
+      setSegment(chain, segs, r, memory.offset, len, flags);
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       if (descs === size) {

@@ -17,8 +17,7 @@
  */
 
 import {
-  addSegment,
-  checkChainRoom,
+  chainRoomError,
   DESC_BYTES,
   DESC_F_INDIRECT,
   DESC_F_NEXT,
@@ -26,6 +25,7 @@ import {
   type IndirectFormat,
   outsideMemoryRule,
   readIndirect,
+  setSegment,
 } from "./descriptor.ts";
 import { BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
 import {
@@ -237,17 +237,16 @@ export class SplitDriverQueue implements DriverQueue {
     const d32 = this.#desc32, d16 = this.#desc16, avail = this.#avail;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
     const mask = this.#mask;
-    const state = writable ? BUF_WRITABLE : BUF_READABLE;
     const flags = writable ? DESC_F_WRITE : 0;
+    const ids = inFlight.add(bufs, lens, offset, count, writable ? BUF_WRITABLE : BUF_READABLE);
     let idx = this.#availIdx;
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
-      const len = lens[offset + i];
-      const id = inFlight.add(buf, len, state);
+      const id = ids[i];
       const w = id << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
-      d32[w + 2] = len;
+      d32[w + 2] = lens[offset + i];
       d16[(id << 3) + 6] = flags;
       d16[(id << 3) + 7] = 0;
       avail[2 + (idx & mask)] = id; // §2.7.13.2
@@ -287,19 +286,15 @@ export class SplitDriverQueue implements DriverQueue {
     }
     if (ready > max) ready = max;
     const used32 = this.#used32, mask = this.#mask;
-    for (let n = 0; n < ready; n++) {
-      const e = (last & mask) << 1;
-      const id = used32[e + 1];
-      const len = inFlight.usedLen(id, used32[e + 2]);
-      if (len < 0) {
-        this.#lastUsed = last;
-        throw inFlight.usedError(this.name, `used ring entry ${last & mask}`, id, used32[e + 2], n);
-      }
-      bufs[n] = inFlight.release(id);
-      lens[n] = len;
-      last = (last + 1) & 0xffff;
-    }
+    // Used ring entries are {id u32, len u32} at words 1 + 2i and 2 + 2i of used32.
+    const taken = inFlight.takeUsed(used32, last & mask, 2, 1, 0xffffffff, 2, ready, bufs, lens);
+    last = (last + taken) & 0xffff;
     this.#lastUsed = last;
+    if (taken < ready) {
+      const e = (last & mask) << 1;
+      const where = `used ring entry ${last & mask}`;
+      throw inFlight.usedError(this.name, where, used32[e + 1], used32[e + 2], taken);
+    }
     if (this.#eventIdx && this.#interrupts) {
       // §2.7.7: interrupt when the next entry is used. seq_cst store, so the next dequeue's
       // used.idx load cannot move before it (no lost interrupt).
@@ -476,7 +471,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
       this.#shadowAvail = idx;
     }
-    checkChainRoom(chain, size, this.name);
+    if (chain.len.length < size) throw chainRoomError(chain, size, this.name);
     const slot = last & this.#mask;
     const head = this.#avail[2 + slot];
     if (head >= size) {
@@ -502,9 +497,9 @@ export class SplitDeviceQueue implements DeviceQueue {
         segs = readIndirect(INDIRECT_TABLE, chain, segs, memory, this.name, size, i, lo, hi, len);
         break;
       }
-      if (!addSegment(chain, segs, memory, lo, hi, len, flags)) {
-        this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
-      }
+      const r = memory.translate(lo | 0, hi, len | 0);
+      if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
+      setSegment(chain, segs, r, memory.offset, len, flags);
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       const next = d16[(i << 3) + 7];
