@@ -13,6 +13,10 @@
  * Fields are little-endian as virtio 1.x requires; typed arrays use the host order, so this runs
  * on little-endian hosts (x86-64, arm64).
  *
+ * Only what the layout's spec says is written here; the descriptor flags and the indirect-table
+ * walk (`descriptor.ts`), the driver's buffers in flight (`in_flight.ts`) and the size and area
+ * checks (`ring_area.ts`) are shared with the other layout.
+ *
  * @module
  */
 

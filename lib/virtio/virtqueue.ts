@@ -11,6 +11,14 @@
  * Buffers are named by small integers (buffer numbers of a {@linkcode BufferTable}), never by
  * objects, so a burst moves through preallocated typed arrays without allocating.
  *
+ * This file holds what both layouts and their users share: the {@linkcode DriverQueue} and
+ * {@linkcode DeviceQueue} interfaces, {@linkcode VirtqueueError}, {@linkcode DescriptorChain},
+ * {@linkcode needEvent} (§2.7.10) and {@linkcode LocalMemory}. Beside it: `split_ring.ts` and
+ * `packed_ring.ts` (each layout, driver and device side), `descriptor.ts` (the descriptor
+ * format, its flags and the indirect-table walk, §2.7.5 / §2.8.13), `in_flight.ts` (the
+ * driver's buffers in flight and its checks on used entries) and `ring_area.ts` (queue sizes
+ * and the areas' size and alignment).
+ *
  * @module
  */
 
