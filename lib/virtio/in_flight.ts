@@ -13,7 +13,7 @@
  * ```
  *
  * Ids come from a stack of free ids, except under VIRTIO_F_IN_ORDER (§2.8.20) where they are
- * the ring slots ({@linkcode InFlight.addInOrder}) and the stack is not read. The data path
+ * the ring slots (`slot` of {@linkcode InFlight.add}) and the stack is not read. The data path
  * works a burst at a time ({@linkcode InFlight.add}, {@linkcode InFlight.takeUsed}), so the
  * per-buffer loops run over locals; the in-order dequeue checks one batch at a time
  * ({@linkcode InFlight.keepsRules}).
@@ -60,7 +60,7 @@ export class InFlight {
   readonly #state: Uint8Array;
   /** Free ids, top at `#numFree - 1`. */
   readonly #freeIds: Uint16Array;
-  /** The ids the last add or addInOrder took, in order. */
+  /** The ids the last add took, in order. */
   readonly #ids: Uint16Array;
   #numFree: number;
 
@@ -101,15 +101,20 @@ export class InFlight {
 
   /**
    * Puts `count` buffers in flight: `bufs[offset + i]` posted with `lens[offset + i]` bytes, in
-   * `state` (BUF_READABLE or BUF_WRITABLE), each under a free id. Returns the ids in `[0, count)`
-   * of an array the table reuses. The caller checks {@linkcode numFree} first.
+   * `state` (BUF_READABLE or BUF_WRITABLE), each under a free id, or under VIRTIO_F_IN_ORDER
+   * (§2.8.20, `slot` given) under the ring slots from `slot` on, wrapping at `size`; a table
+   * serves one mode or the other, not both. Returns the ids in `[0, count)` of an array the table
+   * reuses. The caller checks {@linkcode numFree} first.
    *
    * @example
    * ```ts
-   * import { BUF_WRITABLE, InFlight } from "./in_flight.ts";
+   * import { BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
    * const t = new InFlight(4);
    * const ids = t.add(new Uint32Array([7, 9]), new Uint32Array([2048, 2048]), 0, 2, BUF_WRITABLE);
    * console.assert(ids[0] === 0 && ids[1] === 1 && t.numFree === 2);
+   * const inOrder = new InFlight(4);
+   * const slots = inOrder.add(new Uint32Array([7, 9]), new Uint32Array([60, 60]), 0, 2, BUF_READABLE, 3);
+   * console.assert(slots[0] === 3 && slots[1] === 0);
    * ```
    */
   add(
@@ -118,52 +123,24 @@ export class InFlight {
     offset: number,
     count: number,
     state: number,
+    slot = -1,
   ): Uint16Array {
-    const buf = this.#buf, posted = this.#posted, states = this.#state;
+    const size = this.size, buf = this.#buf, posted = this.#posted, states = this.#state;
     const freeIds = this.#freeIds, ids = this.#ids;
+    const inOrder = slot >= 0;
     let top = this.#numFree;
     for (let i = 0; i < count; i++) {
-      const id = freeIds[--top];
+      let id = slot;
+      if (inOrder) {
+        if (++slot === size) slot = 0;
+      } else id = freeIds[top - 1];
+      top--;
       buf[id] = bufs[offset + i];
       posted[id] = lens[offset + i];
       states[id] = state;
       ids[i] = id;
     }
     this.#numFree = top;
-    return ids;
-  }
-
-  /**
-   * {@linkcode add} under VIRTIO_F_IN_ORDER (§2.8.20): the ids are the ring slots from `slot` on,
-   * wrapping at `size`. A table serves either `add` or `addInOrder`, not both.
-   *
-   * @example
-   * ```ts
-   * import { BUF_READABLE, InFlight } from "./in_flight.ts";
-   * const t = new InFlight(4);
-   * const ids = t.addInOrder(3, new Uint32Array([7, 9]), new Uint32Array([60, 60]), 0, 2, BUF_READABLE);
-   * console.assert(ids[0] === 3 && ids[1] === 0);
-   * ```
-   */
-  addInOrder(
-    slot: number,
-    bufs: Uint32Array,
-    lens: Uint32Array,
-    offset: number,
-    count: number,
-    state: number,
-  ): Uint16Array {
-    const size = this.size, buf = this.#buf, posted = this.#posted, states = this.#state;
-    const ids = this.#ids;
-    let id = slot;
-    for (let i = 0; i < count; i++) {
-      buf[id] = bufs[offset + i];
-      posted[id] = lens[offset + i];
-      states[id] = state;
-      ids[i] = id;
-      if (++id === size) id = 0;
-    }
-    this.#numFree -= count;
     return ids;
   }
 

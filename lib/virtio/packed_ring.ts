@@ -275,9 +275,7 @@ export class PackedDriverQueue implements DriverQueue {
     let pos = this.#availPos;
     let wrap = this.#availWrap;
     // In order, the id is the slot: buffers are used in the order they were made available.
-    const ids = this.#inOrder
-      ? inFlight.addInOrder(pos, bufs, lens, offset, count, state)
-      : inFlight.add(bufs, lens, offset, count, state);
+    const ids = inFlight.add(bufs, lens, offset, count, state, this.#inOrder ? pos : -1);
     const first = pos;
     let firstFlags = 0;
     for (let i = 0; i < count; i++) {
