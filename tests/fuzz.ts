@@ -163,7 +163,7 @@ function driverCase(seed: number): void {
     }
   } catch (e) {
     if (!(e instanceof VirtqueueError)) throw e;
-    note(e.taken);
+    note(e.dequeued);
   }
   note(driver.takeInFlight(out));
   for (let b = 0; b < n; b++) if (!seen[b]) throw new Error(`buffer ${b} was lost`);

@@ -11,10 +11,12 @@ import {
   BUF_SIZE,
   bufOf,
   cycle,
+  dequeueError,
   fullRing,
   highAddressRoundTrip,
   hostilePop,
   INDIRECT,
+  keepsTakenOnError,
   laps,
   len100,
   makeRing,
@@ -118,11 +120,11 @@ Deno.test("packed round trip: exact buffers and lengths, fresh base", () => {
   const r = ring(8);
   assertEquals(r.driver.base, 1 << 15);
   assertEquals(r.device.base, 1 << 15);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
   const bufs = new Uint32Array([3, 5, 11]);
   const lens = new Uint32Array([100, 1500, 64]);
   assertEquals(r.driver.enqueue(bufs, lens, 0, 3, false), 3);
-  assertEquals(r.driver.free, 5);
+  assertEquals(r.driver.numFree, 5);
   const got: number[][] = [];
   while (r.device.pop(r.chain)) {
     got.push([r.chain.id, bufOf(r), r.chain.len[0], r.chain.writable[0]]);
@@ -137,7 +139,7 @@ Deno.test("packed round trip: exact buffers and lengths, fresh base", () => {
   assertEquals(r.driver.dequeue(outB.subarray(2), outL.subarray(2), 8), 1);
   assertEquals([...outB.subarray(0, 3)], [3, 5, 11]);
   assertEquals([...outL.subarray(0, 3)], [0, 0, 0]);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
   assertEquals(r.driver.base, 3 | 1 << 15);
 });
 
@@ -176,7 +178,7 @@ Deno.test("packed largest ring (32768) round trip", () => {
   laps(r, 64, [32]);
 });
 
-Deno.test("packed full ring: enqueue returns fewer, free reaches 0", () => {
+Deno.test("packed full ring: enqueue returns fewer, numFree reaches 0", () => {
   fullRing(ring(5));
 });
 
@@ -220,6 +222,11 @@ Deno.test("packed driver rejects a used id not in flight", () => {
 
 Deno.test("packed driver rejects a used len beyond the posted buffer", () => {
   rejectsUsedLenBeyondBuffer(twoInFlight(ring(8)));
+});
+
+Deno.test("packed driver: a bad used entry keeps the buffers taken before it", () => {
+  keepsTakenOnError(ring(8));
+  keepsTakenOnError(ring(8, { inOrder: true }));
 });
 
 /** Writes an available descriptor at `slot` as a (hostile) driver would, wrap counter 1. */
@@ -478,7 +485,7 @@ Deno.test("packed in-order: one used descriptor returns the whole batch, across 
     const got = r.driver.dequeue(bufs, lens, size);
     assertStrictEquals(got, n, `round ${round}`);
     for (let i = 0; i < n; i++) assertStrictEquals(bufs[i], (next + i) % r.nbufs);
-    assertStrictEquals(r.driver.free, size);
+    assertStrictEquals(r.driver.numFree, size);
     next += n;
     slot += n;
     if (slot >= size) slot -= size, wrap ^= 1;
@@ -527,4 +534,16 @@ Deno.test("packed in-order: rejects ids beyond the buffers in flight and skipped
     VirtqueueError,
     "in-order batch ending at 1 skips receive buffer 0, whose length is unknown",
   );
+});
+
+Deno.test("packed in-order: a bad batch keeps the buffers taken before it", () => {
+  const r = ring(8, { inOrder: true });
+  const out = new Uint32Array(8), outL = new Uint32Array(8);
+  r.driver.enqueue(new Uint32Array([3, 4, 5]), new Uint32Array(3).fill(60), 0, 3, false);
+  writeUsedBatch(r, 0, 1, 1); // buffers 3 and 4
+  writeUsedBatch(r, 2, 7, 1); // the next batch names a slot past the buffers in flight
+  const e = dequeueError(r, out, outL, "used descriptor 2: in-order id 7 does not name a buffer");
+  assertEquals(e.dequeued, 2);
+  assertEquals([...out.subarray(0, 2)], [3, 4]);
+  assertEquals(r.driver.numFree, 7);
 });

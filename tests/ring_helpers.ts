@@ -32,10 +32,12 @@ export const BASE = 0x10000000;
 export const BUF_SIZE = 2048;
 /** Room after the buffers for hand-made indirect tables. */
 export const SCRATCH = 4096;
-/** Descriptor flags (§2.7.5, §2.8.6). */
-export const NEXT = 1;
-export const WRITE = 2;
-export const INDIRECT = 4;
+/** Descriptor flags (§2.7.5, §2.8.13), as short names for the tests. */
+export {
+  DESC_F_INDIRECT as INDIRECT,
+  DESC_F_NEXT as NEXT,
+  DESC_F_WRITE as WRITE,
+} from "../lib/virtio/descriptor.ts";
 
 /** Options of the driver queue constructors, as {@linkcode makeRing} passes them. */
 export interface TestDriverOptions {
@@ -213,7 +215,7 @@ export function laps(r: TestRing, total: number, bursts: number[]): void {
       assertStrictEquals(outL[k], usedLen(expected));
       free.push(outB[k]);
     }
-    assertEquals(r.driver.free, r.size);
+    assertEquals(r.driver.numFree, r.size);
     assertEquals(r.driver.base, r.device.base);
     sent += want;
     round++;
@@ -234,7 +236,7 @@ export function pipelined(r: TestRing, total: number): void {
   const outB = new Uint32Array(r.size), outL = new Uint32Array(r.size);
   let enqueued = 0, done = 0, round = 0;
   while (done < total) {
-    const want = Math.min(1 + (round * 7) % 40, r.driver.free, total - enqueued);
+    const want = Math.min(1 + (round * 7) % 40, r.driver.numFree, total - enqueued);
     for (let i = 0; i < want; i++) {
       bufs[i] = free.pop()!;
       lens[i] = BUF_SIZE;
@@ -263,7 +265,7 @@ export function pipelined(r: TestRing, total: number): void {
     round++;
     assert(round < 100 * total, "no progress");
   }
-  assertEquals(r.driver.free, r.size);
+  assertEquals(r.driver.numFree, r.size);
 }
 
 /** Buffer 2 of a ring whose memory starts at 0x7f12_3450_0000 round-trips with both halves. */
@@ -288,7 +290,7 @@ export function fullRing(r: TestRing): void {
   const bufs = new Uint32Array([0, 1, 2, 3, 4, 5, 6, 7]);
   const lens = new Uint32Array(8).fill(100);
   assertEquals(r.driver.enqueue(bufs, lens, 0, 8, true), size);
-  assertEquals(r.driver.free, 0);
+  assertEquals(r.driver.numFree, 0);
   assertEquals(r.driver.enqueue(bufs, lens, size, 8 - size, true), 0);
   let popped = 0;
   while (r.device.pop(r.chain)) {
@@ -328,7 +330,7 @@ export function outOfOrderCompletion(r: TestRing): void {
   assertEquals(r.driver.dequeue(outB, outL, 8), 4);
   assertEquals([...outB.subarray(0, 4)], [13, 7, 11, 6]);
   assertEquals([...outL.subarray(0, 4)], [303, 305, 301, 304]);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
 }
 
 /** Puts two writable buffers (100 bytes) of a fresh ring in flight; the device pops both. */
@@ -349,6 +351,47 @@ export function rejectsUsedLenBeyondBuffer(r: TestRing): void {
     VirtqueueError,
     "id 1 len 101 exceeds the 100 bytes the buffer holds",
   );
+}
+
+/**
+ * Three writable buffers (100 bytes) of a fresh ring come back, the last one with a length
+ * beyond its buffer: dequeue throws, and the buffers it took before the bad entry are in
+ * `bufs` / `lens`, counted by the error's `dequeued`; the queue stays at the bad entry.
+ */
+export function keepsTakenOnError(r: TestRing): void {
+  r.driver.enqueue(new Uint32Array([4, 5, 6]), new Uint32Array(3).fill(100), 0, 3, true);
+  const ids: number[] = [];
+  while (r.device.pop(r.chain)) ids.push(r.chain.id);
+  assertEquals(ids.length, 3);
+  r.device.pushUsed(ids[0], 10);
+  r.device.pushUsed(ids[1], 20);
+  r.device.pushUsed(ids[2], 101);
+  r.device.publishUsed();
+  const outB = new Uint32Array(8), outL = new Uint32Array(8);
+  const e = dequeueError(r, outB, outL, `id ${ids[2]} len 101 exceeds the 100 bytes`);
+  assertEquals(e.dequeued, 2);
+  assertEquals([...outB.subarray(0, 2)], [4, 5]);
+  assertEquals([...outL.subarray(0, 2)], [10, 20]);
+  assertEquals(r.driver.numFree, r.size - 1, "the bad entry's buffer stays in flight");
+  assertEquals(dequeueError(r, outB, outL, "len 101").dequeued, 0, "read again, nothing taken");
+}
+
+/** The {@linkcode VirtqueueError} `r.driver.dequeue` throws; its message contains `includes`. */
+export function dequeueError(
+  r: TestRing,
+  bufs: Uint32Array,
+  lens: Uint32Array,
+  includes: string,
+): VirtqueueError {
+  let err: unknown;
+  try {
+    r.driver.dequeue(bufs, lens, bufs.length);
+  } catch (e) {
+    err = e;
+  }
+  assert(err instanceof VirtqueueError, `expected VirtqueueError, got ${err}`);
+  assert(err.message.includes(includes), `"${err.message}" does not contain "${includes}"`);
+  return err;
 }
 
 /** `setup` writes into `r` as a hostile driver would; the device's next pop throws `message`. */

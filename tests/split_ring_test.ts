@@ -11,6 +11,7 @@ import {
   highAddressRoundTrip,
   hostilePop,
   INDIRECT,
+  keepsTakenOnError,
   laps,
   len100,
   makeRing,
@@ -128,7 +129,7 @@ Deno.test("split round trip: exact buffers and lengths", () => {
   const lens = new Uint32Array([100, 1500, 64]);
   assertEquals(r.driver.enqueue(bufs, lens, 0, 3, false), 3);
   assertEquals(r.avail[1], 3, "avail.idx published");
-  assertEquals(r.driver.free, 5);
+  assertEquals(r.driver.numFree, 5);
   const got: number[][] = [];
   while (r.device.pop(r.chain)) {
     got.push([r.chain.id, bufOf(r), r.chain.len[0], r.chain.writable[0]]);
@@ -144,7 +145,7 @@ Deno.test("split round trip: exact buffers and lengths", () => {
   assertEquals(r.driver.dequeue(outB.subarray(2), outL.subarray(2), 8), 1);
   assertEquals([...outB.subarray(0, 3)], [3, 5, 11]);
   assertEquals([...outL.subarray(0, 3)], [0, 0, 0]);
-  assertEquals(r.driver.free, 8);
+  assertEquals(r.driver.numFree, 8);
 });
 
 Deno.test("split buffer addresses above 4 GiB use both halves", () => {
@@ -173,7 +174,7 @@ Deno.test("split largest ring (32768) round trip", () => {
   laps(ring(32768, { nbufs: 64 }), 64, [32]);
 });
 
-Deno.test("split full ring: enqueue returns fewer, free reaches 0", () => {
+Deno.test("split full ring: enqueue returns fewer, numFree reaches 0", () => {
   fullRing(ring(4));
 });
 
@@ -216,6 +217,10 @@ Deno.test("split driver rejects a used id not in flight", () => {
 
 Deno.test("split driver rejects a used len beyond the posted buffer", () => {
   rejectsUsedLenBeyondBuffer(twoInFlight(ring(8)));
+});
+
+Deno.test("split driver: a bad used entry keeps the buffers taken before it", () => {
+  keepsTakenOnError(ring(8));
 });
 
 Deno.test("split driver rejects a used idx beyond what is in flight", () => {

@@ -24,13 +24,12 @@ import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
 import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
-import { VirtqueueError } from "../virtio/virtqueue.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import { createDriverQueue, RING_ALIGN, ringBytes } from "./driver_queue.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
-import type { DriverQueue } from "../virtio/virtqueue.ts";
+import { type DriverQueue, VirtqueueError } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
 import { isVhostNetPath, VhostNetFrontend } from "../vhost_net/frontend.ts";
 
@@ -559,7 +558,8 @@ export class VirtioNet extends EventTarget {
    * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
    * `pool.dataOffset(bufs[i])`. Returns how many were queued; the port owns those buffers now
    * and frees them when the device is done. The rest stay the caller's.
-   * One publish and at most one kick per call; no allocation.
+   * One publish and at most one kick per call; no allocation. When the device broke a ring rule
+   * it throws {@linkcode VirtqueueError}, after freeing the buffers it had back.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
@@ -570,8 +570,8 @@ export class VirtioNet extends EventTarget {
     // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
     // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
     // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.free < n || q.free < this.#refillThreshold) this.#reclaimTx(q);
-    const free = q.free;
+    if (q.numFree < n || q.numFree < this.#refillThreshold) this.#reclaimTx(q);
+    const free = q.numFree;
     const count = n < free ? n : free;
     if (count === 0) return 0;
     const lensWithHdr = this.#scratchLens;
@@ -614,7 +614,8 @@ export class VirtioNet extends EventTarget {
   /**
    * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
    * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
-   * ring in the same call; at most one kick.
+   * ring in the same call; at most one kick. When the device broke a ring rule it throws
+   * {@linkcode VirtqueueError}, after freeing to `pool` the frames taken before the bad entry.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
@@ -643,7 +644,7 @@ export class VirtioNet extends EventTarget {
     this.stats.rxPackets += got;
     this.stats.rxBytes += bytes;
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
-    if (q.free >= this.#refillThreshold) this.#refill(queue, true);
+    if (q.numFree >= this.#refillThreshold) this.#refill(queue, true);
     return got;
   }
 
@@ -705,7 +706,7 @@ export class VirtioNet extends EventTarget {
   #checkStall(now: number): void {
     const sent = this.stats.txPackets;
     let full = false;
-    for (const q of this.#tx) if (q.free === 0) full = true;
+    for (const q of this.#tx) if (q.numFree === 0) full = true;
     if (sent !== this.#lastTxPackets || !full) {
       this.#lastTxPackets = sent;
       this.#stallSince = -1;
@@ -747,12 +748,12 @@ export class VirtioNet extends EventTarget {
 
   /**
    * The device broke a ring rule while `queue` was dequeued into `bufs`: the buffers that call
-   * had taken (`e.taken`, still the port's) and every buffer in flight return to the pool, the
+   * had taken (`e.dequeued`, still the port's) and every buffer in flight return to the pool, the
    * device is told FAILED and its rings are stopped. Returns the error to throw.
    */
   #fail(queue: string, e: unknown, bufs: Uint32Array): Error {
     if (!(e instanceof VirtqueueError)) return e as Error;
-    if (e.taken > 0) this.pool.reclaim(bufs, 0, e.taken);
+    if (e.dequeued > 0) this.pool.reclaim(bufs, 0, e.dequeued);
     const error = new DeviceFailedError(queue, e);
     this.#failure = error;
     const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, FAILED } = DeviceStatus;
@@ -781,7 +782,7 @@ export class VirtioNet extends EventTarget {
 
   #refill(queue: number, kick: boolean): void {
     const q = this.#rx[queue];
-    const want = q.free;
+    const want = q.numFree;
     if (want === 0) return;
     const k = this.pool.takeForPort(this.#scratchBufs, 0, want);
     if (k < want) this.stats.rxNoBuffers++;
@@ -808,7 +809,7 @@ export class VirtioNet extends EventTarget {
     for (;;) {
       if (this.#down) return 0; // the device is gone: its buffers are back in the pool
       this.#reclaimTx(q);
-      const inFlight = q.size - q.free;
+      const inFlight = q.size - q.numFree;
       if (inFlight === 0) return 0;
       const now = performance.now();
       if (now > deadline) return inFlight;

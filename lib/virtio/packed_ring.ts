@@ -13,29 +13,44 @@
  * Fields are little-endian as virtio 1.x requires; typed arrays use the host order, so this runs
  * on little-endian hosts (x86-64, arm64).
  *
+ * Only what the layout's spec says is written here; the descriptor flags and the indirect-table
+ * walk (`descriptor.ts`), the driver's buffers in flight (`in_flight.ts`) and the size and area
+ * checks (`ring_area.ts`) are shared with the other layout.
+ *
  * @module
  */
 
 import {
-  type AddressTranslator,
-  type BufferTable,
+  chainRoomError,
+  DESC_BYTES,
+  DESC_F_INDIRECT,
+  DESC_F_NEXT,
+  DESC_F_WRITE,
+  type IndirectFormat,
+  outsideMemoryRule,
+  readIndirect,
+  setSegment,
+} from "./descriptor.ts";
+import { BUF_FREE, BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
+import {
+  alignUp,
+  AREA_ALIGN,
+  checkQueueSize,
   checkRingAddress,
   checkRingArea,
+} from "./ring_area.ts";
+import {
+  type AddressTranslator,
+  type BufferTable,
   type DescriptorChain,
   type DeviceQueue,
   type DriverQueue,
   needEvent,
-  outsideMemoryRule,
   type QueueAddresses,
-  readLe32,
   type RingLayout,
-  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
-const DESC_F_NEXT = 1;
-const DESC_F_WRITE = 2;
-const DESC_F_INDIRECT = 4;
 const DESC_F_AVAIL = 1 << 7;
 const DESC_F_USED = 1 << 15;
 const AVAIL_USED = DESC_F_AVAIL | DESC_F_USED;
@@ -44,10 +59,16 @@ const EVENT_FLAG_ENABLE = 0;
 const EVENT_FLAG_DISABLE = 1;
 const EVENT_FLAG_DESC = 2;
 
-const MAX_SIZE = 32768;
-const DESC_BYTES = 16;
-/** Areas start on cache lines so the driver's and the device's writes do not share one. */
-const AREA_ALIGN = 64;
+/**
+ * Packed indirect tables (§2.8.7): flags at byte 14, every entry used in order (NEXT and id
+ * ignored).
+ */
+const INDIRECT_TABLE: IndirectFormat = {
+  flagsAt: 14,
+  linked: false,
+  lengthSection: "§2.8.7",
+  nestedSection: "§2.8.19",
+};
 
 /**
  * Sizes and offsets of a packed ring of `size` descriptors placed in one block: descriptor ring
@@ -62,7 +83,7 @@ const AREA_ALIGN = 64;
  * ```
  */
 export function packedRingLayout(size: number): RingLayout {
-  checkSize(size);
+  checkQueueSize(size, true);
   const descSize = size * DESC_BYTES;
   const driverOffset = alignUp(descSize, AREA_ALIGN);
   const deviceOffset = driverOffset + AREA_ALIGN;
@@ -124,8 +145,8 @@ export interface PackedDriverOptions {
 }
 
 /**
- * The driver side of a packed ring. Every buffer is one descriptor; buffer ids come from a free
- * stack and name the buffer in flight (`idToBuf`).
+ * The driver side of a packed ring. Every buffer is one descriptor; buffer ids come from the free
+ * ids of its {@linkcode InFlight} table (under VIRTIO_F_IN_ORDER the id is the ring slot).
  */
 export class PackedDriverQueue implements DriverQueue {
   /** Queue size (descriptors in the ring). */
@@ -148,12 +169,8 @@ export class PackedDriverQueue implements DriverQueue {
   /** In-order: the length the device wrote for that last buffer. */
   #batchLen = 0;
 
-  readonly #freeIds: Uint16Array;
-  #freeTop: number;
-  readonly #idToBuf: Uint32Array;
-  readonly #postedLen: Uint32Array;
-  /** 0 = free, 1 = in flight device-readable, 2 = in flight device-writable. */
-  readonly #state: Uint8Array;
+  /** Buffers in flight by buffer id. */
+  readonly #inFlight: InFlight;
 
   #availPos: number;
   #availWrap: number;
@@ -190,7 +207,7 @@ export class PackedDriverQueue implements DriverQueue {
    *   },
    * );
    * console.assert(q.enqueue(new Uint32Array([0]), new Uint32Array([60]), 0, 1, false) === 1);
-   * console.assert(q.free === 7 && q.base === (1 | 1 << 15));
+   * console.assert(q.numFree === 7 && q.base === (1 | 1 << 15));
    * ```
    */
   constructor(
@@ -201,43 +218,25 @@ export class PackedDriverQueue implements DriverQueue {
     name: string,
     options: PackedDriverOptions,
   ) {
-    checkSize(size, name);
+    const { buffers, addresses } = options;
+    const views = packedViews(desc, driver, device, size, name, addresses);
     this.size = size;
     this.name = name;
-    const { buffers, addresses } = options;
-    checkRingAddress(name, "descriptor ring", addresses.desc, 16);
-    checkRingAddress(name, "driver event suppression area", addresses.driver, 4);
-    checkRingAddress(name, "device event suppression area", addresses.device, 4);
     this.addresses = addresses;
-    checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
-    checkRingArea(name, "driver event suppression area", driver, 4, 4);
-    checkRingArea(name, "device event suppression area", device, 4, 4);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#driverEvent = new Uint32Array(driver.buffer, driver.byteOffset, 1);
-    this.#deviceEvent = new Uint32Array(device.buffer, device.byteOffset, 1);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#driverEvent = views.driverEvent;
+    this.#deviceEvent = views.deviceEvent;
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
     this.#inOrder = options.inOrder ?? false;
 
-    const base = options.base ?? 1 << 15;
-    const index = base & 0x7fff;
-    if (index >= size || base >>> 16 !== 0) {
-      throw new VirtqueueError(
-        name,
-        `base 0x${base.toString(16)} is not a position in a ring of ${size}`,
-      );
-    }
-    this.#availPos = this.#usedPos = index;
+    const base = checkPackedBase(name, "base", options.base ?? 1 << 15, size);
+    this.#availPos = this.#usedPos = base & 0x7fff;
     this.#availWrap = this.#usedWrap = base >>> 15;
 
-    this.#freeIds = new Uint16Array(size);
-    for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // id 0 on top
-    this.#freeTop = size;
-    this.#idToBuf = new Uint32Array(size);
-    this.#postedLen = new Uint32Array(size);
-    this.#state = new Uint8Array(size);
+    this.#inFlight = new InFlight(size); // id 0 first
 
     // A fresh ring: no descriptor is available or used in either wrap (§2.8.1), both event
     // suppression structures at ENABLE.
@@ -247,8 +246,8 @@ export class PackedDriverQueue implements DriverQueue {
   }
 
   /** Buffers that may still be enqueued. */
-  get free(): number {
-    return this.#freeTop;
+  get numFree(): number {
+    return this.#inFlight.numFree;
   }
 
   /** Next avail position, vhost SET_VRING_BASE encoding: bits 0-14 index, bit 15 wrap counter. */
@@ -272,34 +271,27 @@ export class PackedDriverQueue implements DriverQueue {
     n: number,
     writable: boolean,
   ): number {
-    const count = n < this.#freeTop ? n : this.#freeTop;
+    const inFlight = this.#inFlight;
+    const count = n < inFlight.numFree ? n : inFlight.numFree;
     if (count <= 0) return 0;
     const size = this.size;
     const d32 = this.#desc32, d16 = this.#desc16;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
-    const kind = writable ? 2 : 1;
+    const state = writable ? BUF_WRITABLE : BUF_READABLE;
     const writeFlag = writable ? DESC_F_WRITE : 0;
-    const inOrder = this.#inOrder;
-    let top = this.#freeTop;
     let pos = this.#availPos;
     let wrap = this.#availWrap;
+    // In order, the id is the slot: buffers are used in the order they were made available.
+    const ids = inFlight.add(bufs, lens, offset, count, state, this.#inOrder ? pos : -1);
     const first = pos;
     let firstFlags = 0;
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
-      const len = lens[offset + i];
-      // In order, the id is the slot: buffers are used in the order they were made available.
-      const id = inOrder ? pos : freeIds[top - 1];
-      top--;
-      idToBuf[id] = buf;
-      postedLen[id] = len;
-      state[id] = kind;
+      const id = ids[i];
       const w = pos << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
-      d32[w + 2] = len;
+      d32[w + 2] = lens[offset + i];
       d16[(pos << 3) + 6] = id;
       // §2.8.1: available = AVAIL bit equal to the driver's wrap counter, USED bit its inverse.
       const flags = writeFlag | (wrap ? DESC_F_AVAIL : DESC_F_USED);
@@ -315,7 +307,6 @@ export class PackedDriverQueue implements DriverQueue {
     // §2.8.21.2: the driver makes the first descriptor available last; the release store orders
     // every descriptor written above before the device can see it.
     Atomics.store(d16, (first << 3) + 7, firstFlags);
-    this.#freeTop = top;
     this.#availPos = pos;
     this.#availWrap = wrap;
     this.#added += count;
@@ -333,15 +324,17 @@ export class PackedDriverQueue implements DriverQueue {
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     if (this.#inOrder) return this.#dequeueInOrder(bufs, lens, max);
     const size = this.size;
-    let top = this.#freeTop;
-    if (top === size) return 0; // nothing in flight: no slot to look at
+    const inFlight = this.#inFlight;
     const d32 = this.#desc32, d16 = this.#desc16;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
-    let pos = this.#usedPos;
-    let wrap = this.#usedWrap;
+    const start = this.#usedPos, startWrap = this.#usedWrap;
+    let pos = start;
+    let wrap = startWrap;
+    // At most one used descriptor per buffer in flight (none in flight: no slot to look at).
+    const outstanding = size - inFlight.numFree;
+    const limit = max < outstanding ? max : outstanding;
     let n = 0;
-    while (n < max && top !== size) {
+    let polarity = -1; // flags of a slot with the wrong wrap polarity, if the scan met one
+    while (n < limit) {
       // §2.8.1: used = AVAIL and USED both equal the driver's used wrap counter. The acquire load
       // orders the id/len reads after the device's flags store.
       const flags = Atomics.load(d16, (pos << 3) + 7);
@@ -349,62 +342,54 @@ export class PackedDriverQueue implements DriverQueue {
         // Not used yet: the slot must still read as we made it available (§2.8.1); anything
         // else is a used descriptor written with the wrong wrap polarity.
         if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-          throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
+          polarity = flags;
         }
         break;
       }
-      const id = d16[(pos << 3) + 6];
-      if (id >= size) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used descriptor ${pos}: id ${id} is out of range (queue size ${size})`,
-          n,
-        );
-      }
-      const kind = state[id];
-      if (kind === 0) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used descriptor ${pos}: id ${id} is not in flight (returned twice or never made available)`,
-          n,
-        );
-      }
-      let len = 0;
-      if (kind === 2) {
-        len = d32[(pos << 2) + 2];
-        if (len > postedLen[id]) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
-              postedLen[id]
-            } bytes the buffer holds`,
-            n,
-          );
-        }
-      }
-      bufs[n] = idToBuf[id];
-      lens[n] = len; // device-readable buffers: the device wrote nothing (§2.8.4)
       n++;
-      state[id] = 0;
-      freeIds[top++] = id;
       // One descriptor per buffer, so the next used slot is the next one (§2.8.6).
       if (++pos === size) {
         pos = 0;
         wrap ^= 1;
       }
     }
-    return this.#endDequeue(pos, wrap, top, n);
+    // Descriptors are 4 words: len at word 2, id in the low half of word 3 (§2.8.13).
+    const taken = inFlight.takeUsed(d32, start, 4, 3, 0xffff, 2, n, bufs, lens);
+    if (taken < n) {
+      // Stay at the bad descriptor.
+      pos = start + taken;
+      wrap = startWrap;
+      if (pos >= size) pos -= size, wrap ^= 1;
+      this.#usedPos = pos, this.#usedWrap = wrap;
+      const where = `used descriptor ${pos}`;
+      const id = d16[(pos << 3) + 6], len = d32[(pos << 2) + 2];
+      throw inFlight.usedError(this.name, where, id, len, taken);
+    }
+    if (polarity >= 0) {
+      this.#endDequeue(pos, wrap, n); // the n good ones are the caller's (VirtqueueError.dequeued)
+      throw new VirtqueueError(this.name, wrongPolarity(pos, polarity, wrap), n);
+    }
+    return this.#endDequeue(pos, wrap, n);
   }
 
-  /** Saves the used position and free count after a dequeue; re-arms DESC interrupts. */
-  #endDequeue(pos: number, wrap: number, top: number, n: number): number {
+  /**
+   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
+   * count. The ring is dead afterwards (a broken or departed device).
+   *
+   * @example
+   * ```ts ignore
+   * pool.reclaim(out, 0, queue.takeInFlight(out));
+   * ```
+   */
+  takeInFlight(out: Uint32Array): number {
+    this.#batchEnd = -1;
+    return this.#inFlight.takeAll(out);
+  }
+
+  /** Saves the used position after a dequeue; re-arms DESC interrupts. */
+  #endDequeue(pos: number, wrap: number, n: number): number {
     this.#usedPos = pos;
     this.#usedWrap = wrap;
-    this.#freeTop = top;
     if (n !== 0 && this.#interruptDesc) {
       // §2.8.10: ask for the next used slot; seq_cst store, so a following dequeue's flag load
       // cannot move before it (no lost interrupt).
@@ -419,63 +404,55 @@ export class PackedDriverQueue implements DriverQueue {
    */
   #dequeueInOrder(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     const size = this.size;
-    let top = this.#freeTop;
+    const inFlight = this.#inFlight;
     const d32 = this.#desc32, d16 = this.#desc16;
-    const idToBuf = this.#idToBuf, state = this.#state;
     let pos = this.#usedPos;
     let wrap = this.#usedWrap;
     let end = this.#batchEnd;
     let n = 0;
-    while (n < max && top !== size) {
+    while (n < max && inFlight.numFree !== size) {
       if (end < 0) {
         // §2.8.1 used test, acquire load: id/len are read after the device's flags store.
         const flags = Atomics.load(d16, (pos << 3) + 7);
         if ((flags & AVAIL_USED) !== (wrap ? AVAIL_USED : 0)) {
           // Still available as we wrote it (§2.8.1), or used with the wrong wrap polarity.
           if ((flags & AVAIL_USED) !== (wrap ? DESC_F_AVAIL : DESC_F_USED)) {
-            this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+            this.#usedPos = pos, this.#usedWrap = wrap, this.#batchEnd = -1;
             throw new VirtqueueError(this.name, wrongPolarity(pos, flags, wrap), n);
           }
           break;
         }
         const id = d16[(pos << 3) + 6];
         const count = id >= pos ? id - pos + 1 : id + size - pos + 1;
-        if (id >= size || count > size - top || state[id] === 0) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
+        const outstanding = size - inFlight.numFree;
+        if (id >= size || count > outstanding || inFlight.stateOf(id) === BUF_FREE) {
+          this.#usedPos = pos, this.#usedWrap = wrap;
           throw new VirtqueueError(
             this.name,
             `used descriptor ${pos}: in-order id ${id} does not name a buffer in flight ` +
-              `(${size - top} in flight from slot ${pos}, queue size ${size})`,
+              `(${outstanding} in flight from slot ${pos}, queue size ${size})`,
             n,
           );
         }
-        const len = state[id] === 2 ? d32[(pos << 2) + 2] : 0;
-        if (len > this.#postedLen[id]) {
-          this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used descriptor ${pos}: id ${id} len ${len} exceeds the ${
-              this.#postedLen[id]
-            } bytes the buffer holds`,
-            n,
-          );
+        const len = d32[(pos << 2) + 2];
+        if (!inFlight.keepsRules(id, len)) {
+          this.#usedPos = pos, this.#usedWrap = wrap;
+          throw inFlight.usedError(this.name, `used descriptor ${pos}`, id, len, n);
         }
         end = id;
-        this.#batchLen = len;
+        this.#batchLen = inFlight.reportedLen(id, len);
       }
-      if (pos !== end && state[pos] === 2) {
-        this.#usedPos = pos, this.#usedWrap = wrap, this.#freeTop = top, this.#batchEnd = -1;
+      if (pos !== end && inFlight.stateOf(pos) === BUF_WRITABLE) {
+        this.#usedPos = pos, this.#usedWrap = wrap, this.#batchEnd = -1;
         throw new VirtqueueError(
           this.name,
           `in-order batch ending at ${end} skips receive buffer ${pos}, whose length is unknown`,
           n,
         );
       }
-      bufs[n] = idToBuf[pos];
+      bufs[n] = inFlight.release(pos);
       lens[n] = pos === end ? this.#batchLen : 0;
       n++;
-      state[pos] = 0;
-      top++;
       if (pos === end) end = -1;
       if (++pos === size) {
         pos = 0;
@@ -483,22 +460,7 @@ export class PackedDriverQueue implements DriverQueue {
       }
     }
     this.#batchEnd = end;
-    return this.#endDequeue(pos, wrap, top, n);
-  }
-
-  /**
-   * Every buffer in flight into `out` (at least `size` long), forgotten by the ring; returns the
-   * count. The ring is dead afterwards (a broken or departed device).
-   *
-   * @example
-   * ```ts ignore
-   * pool.reclaim(out, 0, queue.takeInFlight(out));
-   * ```
-   */
-  takeInFlight(out: Uint32Array): number {
-    this.#freeTop = 0; // nothing may be enqueued again
-    this.#batchEnd = -1;
-    return takeInFlightIds(this.#state, this.#idToBuf, out);
+    return this.#endDequeue(pos, wrap, n);
   }
 
   /**
@@ -619,16 +581,13 @@ export class PackedDeviceQueue implements DeviceQueue {
     name: string,
     options: PackedDeviceOptions,
   ) {
-    checkSize(size, name);
+    const views = packedViews(desc, driver, device, size, name);
     this.size = size;
     this.name = name;
-    checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
-    checkRingArea(name, "driver event suppression area", driver, 4, 4);
-    checkRingArea(name, "device event suppression area", device, 4, 4);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#driverEvent = new Uint32Array(driver.buffer, driver.byteOffset, 1);
-    this.#deviceEvent = new Uint32Array(device.buffer, device.byteOffset, 1);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#driverEvent = views.driverEvent;
+    this.#deviceEvent = views.deviceEvent;
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
     this.#chainDescs = new Uint16Array(size);
@@ -636,15 +595,10 @@ export class PackedDeviceQueue implements DeviceQueue {
     // counter, 16-30 used index, 31 used wrap counter. A frontend that sends only the low half
     // (DPDK's) means used = avail: nothing in flight.
     const raw = options.base ?? 1 << 15;
-    const avail = raw & 0xffff;
-    const used = raw >>> 16 === 0 ? avail : raw >>> 16;
-    if ((avail & 0x7fff) >= size || (used & 0x7fff) >= size || raw > 0xffff_ffff || raw < 0) {
-      throw new VirtqueueError(
-        name,
-        `vring base 0x${raw.toString(16)} is not a position in a ring of ${size}` +
-          " (bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap)",
-      );
-    }
+    const avail = checkPackedBase(name, "vring base", raw & 0xffff, size, raw);
+    const used = raw >>> 16 === 0
+      ? avail
+      : checkPackedBase(name, "vring base", raw >>> 16, size, raw);
     this.#availPos = avail & 0x7fff;
     this.#availWrap = avail >>> 15;
     this.#usedPos = used & 0x7fff;
@@ -688,11 +642,7 @@ export class PackedDeviceQueue implements DeviceQueue {
       if (this.#notifyDesc) this.#arm(pos | wrap << 15);
       return false;
     }
-    if (chain.len.length < size) {
-      throw new RangeError(
-        `virtqueue ${this.name}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
-      );
-    }
+    if (chain.len.length < size) throw chainRoomError(chain, size, this.name);
     const head = pos;
     let descs = 0;
     let segs = 0;
@@ -711,15 +661,23 @@ export class PackedDeviceQueue implements DeviceQueue {
         if ((flags & DESC_F_NEXT) !== 0) {
           this.#fail(`descriptor ${slot}: INDIRECT and NEXT are both set (§2.8.19)`);
         }
-        segs = this.#indirect(chain, segs, slot, lo, hi, len);
+        segs = readIndirect(
+          INDIRECT_TABLE,
+          chain,
+          segs,
+          memory,
+          this.name,
+          size,
+          slot,
+          lo,
+          hi,
+          len,
+        );
         break;
       }
       const r = memory.translate(lo | 0, hi, len | 0);
       if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
-      chain.region[segs] = r;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = len;
-      chain.writable[segs] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      setSegment(chain, segs, r, memory.offset, len, flags);
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       if (descs === size) {
@@ -848,71 +806,72 @@ export class PackedDeviceQueue implements DeviceQueue {
     Atomics.store(this.#deviceEvent, 0, EVENT_FLAG_DESC << 16 | offWrap);
   }
 
-  /** Reads the indirect table of descriptor `slot` into `chain` from segment `segs` on. */
-  #indirect(
-    chain: DescriptorChain,
-    segs: number,
-    slot: number,
-    lo: number,
-    hi: number,
-    len: number,
-  ): number {
-    if (len === 0 || len % DESC_BYTES !== 0) {
-      this.#fail(
-        `descriptor ${slot}: indirect table length ${len} is not a non-zero multiple of 16 (§2.8.7)`,
-      );
-    }
-    const entries = len / DESC_BYTES;
-    if (segs + entries > this.size) {
-      this.#fail(
-        `descriptor ${slot}: chain with an indirect table of ${entries} descriptors is longer ` +
-          `than the queue size ${this.size}`,
-      );
-    }
-    const memory = this.#memory;
-    const r = memory.translate(lo | 0, hi, len | 0);
-    if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${slot}`, lo, hi, len));
-    const table = memory.bytes(r);
-    const start = memory.offset;
-    // §2.8.7: the table's descriptors are used in order; WRITE is their only valid flag (NEXT and
-    // id are ignored), and an indirect descriptor inside a table is refused.
-    for (let k = 0; k < entries; k++) {
-      const o = start + k * DESC_BYTES;
-      const elo = readLe32(table, o), ehi = readLe32(table, o + 4), elen = readLe32(table, o + 8);
-      const eflags = table[o + 14] | table[o + 15] << 8;
-      if ((eflags & DESC_F_INDIRECT) !== 0) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${slot}: nested indirect table (§2.8.19)`,
-        );
-      }
-      const er = memory.translate(elo | 0, ehi, elen | 0);
-      if (er < 0) {
-        this.#fail(
-          outsideMemoryRule(`indirect descriptor ${k} of descriptor ${slot}`, elo, ehi, elen),
-        );
-      }
-      chain.region[segs] = er;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = elen;
-      chain.writable[segs] = (eflags & DESC_F_WRITE) !== 0 ? 1 : 0;
-      segs++;
-    }
-    return segs;
-  }
-
   #fail(rule: string): never {
     throw new VirtqueueError(this.name, rule);
   }
 }
 
-/** Sizes 1..32768, any value (§2.8). A queue's size may come from the peer: VirtqueueError. */
-function checkSize(size: number, queue?: string): void {
-  if (Number.isInteger(size) && size >= 1 && size <= MAX_SIZE) return;
-  const rule = `packed ring size ${size} must be an integer from 1 to 32768`;
-  if (queue === undefined) throw new RangeError(rule);
-  throw new VirtqueueError(queue, rule);
+/** Typed views of a packed ring's three areas, as both sides read and write them. */
+interface PackedViews {
+  /** addr lo [4i], addr hi [4i+1], len [4i+2]. */
+  desc32: Uint32Array;
+  /** id [8i+6], flags [8i+7]. */
+  desc16: Uint16Array;
+  /** Driver event suppression: off_wrap | flags << 16, written by the driver. */
+  driverEvent: Uint32Array;
+  /** Device event suppression: off_wrap | flags << 16, written by the device. */
+  deviceEvent: Uint32Array;
 }
 
-function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
+/**
+ * Checks the queue size, the areas' addresses when given (the driver side hands them to the
+ * backend) and their memory (§2.8.10.1: descriptor ring 16-byte aligned, event suppression
+ * areas 4 bytes, 4-byte aligned), then lays the views over the areas.
+ */
+function packedViews(
+  desc: Uint8Array,
+  driver: Uint8Array,
+  device: Uint8Array,
+  size: number,
+  name: string,
+  addresses?: QueueAddresses,
+): PackedViews {
+  checkQueueSize(size, true, name);
+  if (addresses !== undefined) {
+    checkRingAddress(name, "descriptor ring", addresses.desc, 16);
+    checkRingAddress(name, "driver event suppression area", addresses.driver, 4);
+    checkRingAddress(name, "device event suppression area", addresses.device, 4);
+  }
+  checkRingArea(name, "descriptor ring", desc, size * DESC_BYTES, 16);
+  checkRingArea(name, "driver event suppression area", driver, 4, 4);
+  checkRingArea(name, "device event suppression area", device, 4, 4);
+  return {
+    desc32: new Uint32Array(desc.buffer, desc.byteOffset, size * 4),
+    desc16: new Uint16Array(desc.buffer, desc.byteOffset, size * 8),
+    driverEvent: new Uint32Array(driver.buffer, driver.byteOffset, 1),
+    deviceEvent: new Uint32Array(device.buffer, device.byteOffset, 1),
+  };
+}
+
+/**
+ * A packed ring position (vhost SET_VRING_BASE) is a slot of the ring in bits 0-14 and the wrap
+ * counter in bit 15; `raw` is the whole value it came from, for the message (default `base`).
+ */
+function checkPackedBase(
+  name: string,
+  what: string,
+  base: number,
+  size: number,
+  raw = base,
+): number {
+  if ((base & 0x7fff) >= size || base >>> 16 !== 0 || raw < 0 || raw > 0xffff_ffff) {
+    throw new VirtqueueError(
+      name,
+      `${what} 0x${raw.toString(16)} is not a position in a ring of ${size}` +
+        (raw === base
+          ? " (bits 0-14 index, bit 15 wrap counter)"
+          : " (bits 0-14 avail index, 15 avail wrap counter, 16-30 used index, 31 used wrap)"),
+    );
+  }
+  return base;
 }

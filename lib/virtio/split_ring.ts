@@ -13,36 +13,57 @@
  * Fields are little-endian as virtio 1.x requires; typed arrays use the host order, so this runs
  * on little-endian hosts (x86-64, arm64).
  *
+ * Only what the layout's spec says is written here; the descriptor flags and the indirect-table
+ * walk (`descriptor.ts`), the driver's buffers in flight (`in_flight.ts`) and the size and area
+ * checks (`ring_area.ts`) are shared with the other layout.
+ *
  * @module
  */
 
 import {
-  type AddressTranslator,
-  type BufferTable,
+  chainRoomError,
+  DESC_BYTES,
+  DESC_F_INDIRECT,
+  DESC_F_NEXT,
+  DESC_F_WRITE,
+  type IndirectFormat,
+  outsideMemoryRule,
+  readIndirect,
+  setSegment,
+} from "./descriptor.ts";
+import { BUF_READABLE, BUF_WRITABLE, InFlight } from "./in_flight.ts";
+import {
+  alignUp,
+  AREA_ALIGN,
+  checkQueueSize,
   checkRingAddress,
   checkRingArea,
+} from "./ring_area.ts";
+import {
+  type AddressTranslator,
+  type BufferTable,
   type DescriptorChain,
   type DeviceQueue,
   type DriverQueue,
   needEvent,
-  outsideMemoryRule,
   type QueueAddresses,
-  readLe32,
   type RingLayout,
-  takeInFlightIds,
   VirtqueueError,
 } from "./virtqueue.ts";
 
-const DESC_F_NEXT = 1;
-const DESC_F_WRITE = 2;
-const DESC_F_INDIRECT = 4;
 const AVAIL_F_NO_INTERRUPT = 1;
 const USED_F_NO_NOTIFY = 1;
 
-const MAX_SIZE = 32768;
-const DESC_BYTES = 16;
-/** Areas start on cache lines so the driver's and the device's writes do not share one. */
-const AREA_ALIGN = 64;
+/**
+ * Split indirect tables (§2.7.5.3): flags at byte 12, a chain of their own from entry 0 linked
+ * by `next`.
+ */
+const INDIRECT_TABLE: IndirectFormat = {
+  flagsAt: 12,
+  linked: true,
+  lengthSection: "§2.7.5.3",
+  nestedSection: "§2.7.5.3.1",
+};
 
 /**
  * Sizes and offsets of a split ring of `size` entries placed in one block: descriptor table
@@ -58,7 +79,7 @@ const AREA_ALIGN = 64;
  * ```
  */
 export function splitRingLayout(size: number): RingLayout {
-  checkSize(size);
+  checkQueueSize(size, false);
   const descSize = size * DESC_BYTES;
   const driverOffset = alignUp(descSize, AREA_ALIGN);
   const driverSize = 6 + 2 * size;
@@ -89,7 +110,7 @@ export interface SplitDriverOptions {
 
 /**
  * The driver side of a split ring. Every buffer is one descriptor; the descriptor index is the
- * buffer id, taken from a free stack.
+ * buffer id, taken from the free ids of its {@linkcode InFlight} table.
  */
 export class SplitDriverQueue implements DriverQueue {
   /** Queue size (a power of two). */
@@ -109,12 +130,8 @@ export class SplitDriverQueue implements DriverQueue {
   readonly #eventIdx: boolean;
   readonly #mask: number;
 
-  readonly #freeIds: Uint16Array;
-  #freeTop: number;
-  readonly #idToBuf: Uint32Array;
-  readonly #postedLen: Uint32Array;
-  /** 0 = free, 1 = in flight device-readable, 2 = in flight device-writable. */
-  readonly #state: Uint8Array;
+  /** Buffers in flight by id (= descriptor index). */
+  readonly #inFlight: InFlight;
 
   /** Next avail index (16-bit, free running). */
   #availIdx: number;
@@ -150,7 +167,7 @@ export class SplitDriverQueue implements DriverQueue {
    *   },
    * );
    * console.assert(q.enqueue(new Uint32Array([0]), new Uint32Array([60]), 0, 1, false) === 1);
-   * console.assert(q.free === 7 && q.base === 1);
+   * console.assert(q.numFree === 7 && q.base === 1);
    * ```
    */
   constructor(
@@ -161,37 +178,25 @@ export class SplitDriverQueue implements DriverQueue {
     name: string,
     options: SplitDriverOptions,
   ) {
-    checkSize(size, name);
+    const { buffers, addresses } = options;
+    const views = splitViews(desc, driver, device, size, name, addresses);
     this.size = size;
     this.name = name;
     this.#mask = size - 1;
-    const { buffers, addresses } = options;
-    checkRingAddress(name, "descriptor table", addresses.desc, 16);
-    checkRingAddress(name, "available ring", addresses.driver, 2);
-    checkRingAddress(name, "used ring", addresses.device, 4);
     this.addresses = addresses;
-    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
-    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
-    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#avail = views.avail;
+    this.#used16 = views.used16;
+    this.#used32 = views.used32;
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
 
-    const base = options.base ?? 0;
-    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
-      throw new VirtqueueError(name, `base ${base} is not a 16-bit avail index`);
-    }
+    const base = checkSplitBase(name, "base", options.base ?? 0);
     this.#availIdx = this.#notifiedIdx = this.#lastUsed = base;
 
-    this.#freeIds = new Uint16Array(size);
-    for (let i = 0; i < size; i++) this.#freeIds[i] = size - 1 - i; // descriptor 0 on top
-    this.#freeTop = size;
-    this.#idToBuf = new Uint32Array(size);
-    this.#postedLen = new Uint32Array(size);
-    this.#state = new Uint8Array(size);
+    this.#inFlight = new InFlight(size); // descriptor 0 first
 
     // A fresh ring at `base`: nothing available, nothing used, notifications on (§2.7.6, §2.7.8).
     this.#desc32.fill(0);
@@ -205,8 +210,8 @@ export class SplitDriverQueue implements DriverQueue {
   }
 
   /** Buffers that may still be enqueued. */
-  get free(): number {
-    return this.#freeTop;
+  get numFree(): number {
+    return this.#inFlight.numFree;
   }
 
   /** Next avail index (vhost SET_VRING_BASE). */
@@ -230,28 +235,22 @@ export class SplitDriverQueue implements DriverQueue {
     n: number,
     writable: boolean,
   ): number {
-    const count = n < this.#freeTop ? n : this.#freeTop;
+    const inFlight = this.#inFlight;
+    const count = n < inFlight.numFree ? n : inFlight.numFree;
     if (count <= 0) return 0;
     const d32 = this.#desc32, d16 = this.#desc16, avail = this.#avail;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
     const mask = this.#mask;
-    const kind = writable ? 2 : 1;
     const flags = writable ? DESC_F_WRITE : 0;
-    let top = this.#freeTop;
+    const ids = inFlight.add(bufs, lens, offset, count, writable ? BUF_WRITABLE : BUF_READABLE);
     let idx = this.#availIdx;
     for (let i = 0; i < count; i++) {
       const buf = bufs[offset + i];
-      const len = lens[offset + i];
-      const id = freeIds[--top];
-      idToBuf[id] = buf;
-      postedLen[id] = len;
-      state[id] = kind;
+      const id = ids[i];
       const w = id << 2;
       d32[w] = addrLo[buf];
       d32[w + 1] = addrHi[buf];
-      d32[w + 2] = len;
+      d32[w + 2] = lens[offset + i];
       d16[(id << 3) + 6] = flags;
       d16[(id << 3) + 7] = 0;
       avail[2 + (idx & mask)] = id; // §2.7.13.2
@@ -260,7 +259,6 @@ export class SplitDriverQueue implements DriverQueue {
     // §2.7.13.3: descriptors and ring entries are written before idx; the release store orders
     // them before the device can see the new index.
     Atomics.store(avail, 1, idx);
-    this.#freeTop = top;
     this.#availIdx = idx;
     return count;
   }
@@ -275,69 +273,32 @@ export class SplitDriverQueue implements DriverQueue {
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     const size = this.size;
-    let top = this.#freeTop;
-    if (top === size) return 0; // nothing in flight
+    const inFlight = this.#inFlight;
+    const outstanding = size - inFlight.numFree;
+    if (outstanding === 0) return 0;
     let last = this.#lastUsed;
     // §2.7.14: read used.idx before the entries it covers (acquire).
     const usedIdx = Atomics.load(this.#used16, 1);
     let ready = (usedIdx - last) & 0xffff;
     if (ready === 0) return 0;
-    if (ready > size - top) {
+    if (ready > outstanding) {
       throw new VirtqueueError(
         this.name,
-        `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${
-          size - top
-        } buffers are in flight (index jump beyond the ring)`,
-        0,
+        `used idx ${usedIdx} is ${ready} entries past ${last}, but only ${outstanding} buffers ` +
+          "are in flight (index jump beyond the ring)",
       );
     }
     if (ready > max) ready = max;
     const used32 = this.#used32, mask = this.#mask;
-    const freeIds = this.#freeIds, idToBuf = this.#idToBuf;
-    const postedLen = this.#postedLen, state = this.#state;
-    for (let n = 0; n < ready; n++) {
-      const e = (last & mask) << 1;
-      const id = used32[e + 1];
-      if (id >= size) {
-        this.#lastUsed = last, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used ring entry ${last & mask}: id ${id} is out of range (queue size ${size})`,
-          n,
-        );
-      }
-      const kind = state[id];
-      if (kind === 0) {
-        this.#lastUsed = last, this.#freeTop = top;
-        throw new VirtqueueError(
-          this.name,
-          `used ring entry ${last & mask}: id ${id} is not in flight ` +
-            "(returned twice or never made available)",
-          n,
-        );
-      }
-      let len = 0;
-      if (kind === 2) {
-        len = used32[e + 2];
-        if (len > postedLen[id]) {
-          this.#lastUsed = last, this.#freeTop = top;
-          throw new VirtqueueError(
-            this.name,
-            `used ring entry ${last & mask}: id ${id} len ${len} exceeds the ${
-              postedLen[id]
-            } bytes the buffer holds`,
-            n,
-          );
-        }
-      }
-      bufs[n] = idToBuf[id];
-      lens[n] = len; // device-readable buffers: the device wrote nothing
-      state[id] = 0;
-      freeIds[top++] = id;
-      last = (last + 1) & 0xffff;
-    }
+    // Used ring entries are {id u32, len u32} at words 1 + 2i and 2 + 2i of used32.
+    const taken = inFlight.takeUsed(used32, last & mask, 2, 1, 0xffffffff, 2, ready, bufs, lens);
+    last = (last + taken) & 0xffff;
     this.#lastUsed = last;
-    this.#freeTop = top;
+    if (taken < ready) {
+      const e = (last & mask) << 1;
+      const where = `used ring entry ${last & mask}`;
+      throw inFlight.usedError(this.name, where, used32[e + 1], used32[e + 2], taken);
+    }
     if (this.#eventIdx && this.#interrupts) {
       // §2.7.7: interrupt when the next entry is used. seq_cst store, so the next dequeue's
       // used.idx load cannot move before it (no lost interrupt).
@@ -356,8 +317,7 @@ export class SplitDriverQueue implements DriverQueue {
    * ```
    */
   takeInFlight(out: Uint32Array): number {
-    this.#freeTop = 0; // nothing may be enqueued again
-    return takeInFlightIds(this.#state, this.#idToBuf, out);
+    return this.#inFlight.takeAll(out);
   }
 
   /**
@@ -376,10 +336,8 @@ export class SplitDriverQueue implements DriverQueue {
     if (newIdx === oldIdx) return false;
     // Full barrier between publishing avail.idx and reading the device's suppression state
     // (§2.7.13.4): enqueue's Atomics.store is sequentially consistent, so these loads stay after.
-    if (this.#eventIdx) {
-      return needEvent(Atomics.load(this.#used16, 2 + 4 * this.size), newIdx, oldIdx);
-    }
-    return (Atomics.load(this.#used16, 0) & USED_F_NO_NOTIFY) === 0;
+    const eventAt = 2 + 4 * this.size; // avail_event
+    return wantsEvent(this.#used16, USED_F_NO_NOTIFY, eventAt, this.#eventIdx, newIdx, oldIdx);
   }
 
   /**
@@ -481,22 +439,18 @@ export class SplitDeviceQueue implements DeviceQueue {
     name: string,
     options: SplitDeviceOptions,
   ) {
-    checkSize(size, name);
+    const views = splitViews(desc, driver, device, size, name);
     this.size = size;
     this.name = name;
     this.#mask = size - 1;
-    checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
-    this.#desc32 = new Uint32Array(desc.buffer, desc.byteOffset, size * 4);
-    this.#desc16 = new Uint16Array(desc.buffer, desc.byteOffset, size * 8);
-    this.#avail = area16(name, "available ring", driver, 6 + 2 * size, 2);
-    this.#used16 = area16(name, "used ring", device, 6 + 8 * size, 4);
-    this.#used32 = new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size);
+    this.#desc32 = views.desc32;
+    this.#desc16 = views.desc16;
+    this.#avail = views.avail;
+    this.#used16 = views.used16;
+    this.#used32 = views.used32;
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
-    const base = options.base ?? 0;
-    if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
-      throw new VirtqueueError(name, `vring base ${base} is not a 16-bit avail index`);
-    }
+    const base = checkSplitBase(name, "vring base", options.base ?? 0);
     this.#lastAvail = this.#shadowAvail = base;
     this.#usedIdx = this.#publishedIdx = this.#signalledIdx = base;
   }
@@ -539,11 +493,7 @@ export class SplitDeviceQueue implements DeviceQueue {
       }
       this.#shadowAvail = idx;
     }
-    if (chain.len.length < size) {
-      throw new RangeError(
-        `virtqueue ${this.name}: DescriptorChain holds ${chain.len.length} segments, the queue needs ${size}`,
-      );
-    }
+    if (chain.len.length < size) throw chainRoomError(chain, size, this.name);
     const slot = last & this.#mask;
     const head = this.#avail[2 + slot];
     if (head >= size) {
@@ -566,15 +516,12 @@ export class SplitDeviceQueue implements DeviceQueue {
         if ((flags & DESC_F_NEXT) !== 0) {
           this.#fail(`descriptor ${i}: INDIRECT and NEXT are both set (§2.7.5.3.1)`);
         }
-        segs = this.#indirect(chain, segs, i, lo, hi, len);
+        segs = readIndirect(INDIRECT_TABLE, chain, segs, memory, this.name, size, i, lo, hi, len);
         break;
       }
       const r = memory.translate(lo | 0, hi, len | 0);
       if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${i}`, lo, hi, len));
-      chain.region[segs] = r;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = len;
-      chain.writable[segs] = (flags & DESC_F_WRITE) !== 0 ? 1 : 0;
+      setSegment(chain, segs, r, memory.offset, len, flags);
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       const next = d16[(i << 3) + 7];
@@ -640,8 +587,8 @@ export class SplitDeviceQueue implements DeviceQueue {
     if (newIdx === oldIdx) return false;
     // Full barrier between publishing used.idx and reading the driver's suppression state:
     // publishUsed's Atomics.store is sequentially consistent, so these loads stay after it.
-    if (this.#eventIdx) return needEvent(Atomics.load(this.#avail, 2 + this.size), newIdx, oldIdx);
-    return (Atomics.load(this.#avail, 0) & AVAIL_F_NO_INTERRUPT) === 0;
+    const eventAt = 2 + this.size; // used_event
+    return wantsEvent(this.#avail, AVAIL_F_NO_INTERRUPT, eventAt, this.#eventIdx, newIdx, oldIdx);
   }
 
   /**
@@ -677,94 +624,79 @@ export class SplitDeviceQueue implements DeviceQueue {
     Atomics.store(this.#used16, 2 + 4 * this.size, event);
   }
 
-  /** Reads the indirect table of descriptor `desc` into `chain` from segment `segs` on. */
-  #indirect(
-    chain: DescriptorChain,
-    segs: number,
-    desc: number,
-    lo: number,
-    hi: number,
-    len: number,
-  ): number {
-    if (len === 0 || len % DESC_BYTES !== 0) {
-      this.#fail(
-        `descriptor ${desc}: indirect table length ${len} is not a non-zero multiple of 16 ` +
-          "(§2.7.5.3)",
-      );
-    }
-    const entries = len / DESC_BYTES;
-    const memory = this.#memory;
-    const r = memory.translate(lo | 0, hi, len | 0);
-    if (r < 0) this.#fail(outsideMemoryRule(`indirect table of descriptor ${desc}`, lo, hi, len));
-    const table = memory.bytes(r);
-    const start = memory.offset;
-    // §2.7.5.3.2: the WRITE flag of the descriptor naming the table is ignored; the table is a
-    // chain of its own, starting at entry 0, linked by next.
-    let k = 0;
-    for (let walked = 1;; walked++) {
-      if (walked > entries || segs === this.size) {
-        this.#fail(
-          `indirect table of descriptor ${desc}: chain is longer than the table (${entries}) or ` +
-            `the queue size (${this.size}) (a loop?)`,
-        );
-      }
-      const o = start + k * DESC_BYTES;
-      const elo = readLe32(table, o), ehi = readLe32(table, o + 4), elen = readLe32(table, o + 8);
-      const eflags = table[o + 12] | table[o + 13] << 8;
-      if ((eflags & DESC_F_INDIRECT) !== 0) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${desc}: nested indirect table (§2.7.5.3.1)`,
-        );
-      }
-      const er = memory.translate(elo | 0, ehi, elen | 0);
-      if (er < 0) {
-        this.#fail(
-          outsideMemoryRule(`indirect descriptor ${k} of descriptor ${desc}`, elo, ehi, elen),
-        );
-      }
-      chain.region[segs] = er;
-      chain.offset[segs] = memory.offset;
-      chain.len[segs] = elen;
-      chain.writable[segs] = (eflags & DESC_F_WRITE) !== 0 ? 1 : 0;
-      segs++;
-      if ((eflags & DESC_F_NEXT) === 0) break;
-      const next = table[o + 14] | table[o + 15] << 8;
-      if (next >= entries) {
-        this.#fail(
-          `indirect descriptor ${k} of descriptor ${desc}: next ${next} is outside the table ` +
-            `of ${entries}`,
-        );
-      }
-      k = next;
-    }
-    return segs;
-  }
-
   #fail(rule: string): never {
     throw new VirtqueueError(this.name, rule);
   }
 }
 
-/** Powers of two up to 32768 (§2.7). A queue's size may come from the peer: VirtqueueError. */
-function checkSize(size: number, queue?: string): void {
-  if (Number.isInteger(size) && size >= 1 && size <= MAX_SIZE && (size & (size - 1)) === 0) return;
-  const rule = `split ring size ${size} must be a power of two up to 32768`;
-  if (queue === undefined) throw new RangeError(rule);
-  throw new VirtqueueError(queue, rule);
+/**
+ * Event suppression, the same rule for both sides (§2.7.7, §2.7.10): does the peer whose ring
+ * is `ring` want a notification now that this side's index moved from `oldIdx` to `newIdx`?
+ * With event index: when its event index (at `ring[eventAt]`) lies in between; without: unless
+ * it set `noFlag` in its flags (`ring[0]`: the used ring's NO_NOTIFY, the available ring's
+ * NO_INTERRUPT).
+ */
+function wantsEvent(
+  ring: Uint16Array,
+  noFlag: number,
+  eventAt: number,
+  eventIdx: boolean,
+  newIdx: number,
+  oldIdx: number,
+): boolean {
+  if (eventIdx) return needEvent(Atomics.load(ring, eventAt), newIdx, oldIdx);
+  return (Atomics.load(ring, 0) & noFlag) === 0;
 }
 
-function alignUp(n: number, align: number): number {
-  return Math.ceil(n / align) * align;
+/** Typed views of a split ring's three areas, as both sides read and write them. */
+interface SplitViews {
+  /** addr lo [4i], addr hi [4i+1], len [4i+2]. */
+  desc32: Uint32Array;
+  /** flags [8i+6], next [8i+7]. */
+  desc16: Uint16Array;
+  /** flags [0], idx [1], ring [2+i], used_event [2+size]. */
+  avail: Uint16Array;
+  /** flags [0], idx [1], avail_event [2+4*size]. */
+  used16: Uint16Array;
+  /** id [1+2i], len [2+2i]. */
+  used32: Uint32Array;
 }
 
-/** A Uint16Array over `bytes[0..need)` after checking its size and alignment. */
-function area16(
+/**
+ * Checks the queue size, the areas' addresses when given (the driver side hands them to the
+ * backend) and their memory (§2.7: descriptor table 16-byte aligned, available ring 2, used
+ * ring 4), then lays the views over the areas.
+ */
+function splitViews(
+  desc: Uint8Array,
+  driver: Uint8Array,
+  device: Uint8Array,
+  size: number,
   name: string,
-  what: string,
-  bytes: Uint8Array,
-  need: number,
-  align: number,
-): Uint16Array {
-  checkRingArea(name, what, bytes, need, align);
-  return new Uint16Array(bytes.buffer, bytes.byteOffset, need >>> 1);
+  addresses?: QueueAddresses,
+): SplitViews {
+  checkQueueSize(size, false, name);
+  if (addresses !== undefined) {
+    checkRingAddress(name, "descriptor table", addresses.desc, 16);
+    checkRingAddress(name, "available ring", addresses.driver, 2);
+    checkRingAddress(name, "used ring", addresses.device, 4);
+  }
+  checkRingArea(name, "descriptor table", desc, size * DESC_BYTES, 16);
+  checkRingArea(name, "available ring", driver, 6 + 2 * size, 2);
+  checkRingArea(name, "used ring", device, 6 + 8 * size, 4);
+  return {
+    desc32: new Uint32Array(desc.buffer, desc.byteOffset, size * 4),
+    desc16: new Uint16Array(desc.buffer, desc.byteOffset, size * 8),
+    avail: new Uint16Array(driver.buffer, driver.byteOffset, 3 + size),
+    used16: new Uint16Array(device.buffer, device.byteOffset, 3 + 4 * size),
+    used32: new Uint32Array(device.buffer, device.byteOffset, 1 + 2 * size),
+  };
+}
+
+/** A split ring's start position (vhost SET_VRING_BASE) is a 16-bit avail index (§2.7.6). */
+function checkSplitBase(name: string, what: string, base: number): number {
+  if (!Number.isInteger(base) || base < 0 || base > 0xffff) {
+    throw new VirtqueueError(name, `${what} ${base} is not a 16-bit avail index`);
+  }
+  return base;
 }

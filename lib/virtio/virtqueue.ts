@@ -11,6 +11,14 @@
  * Buffers are named by small integers (buffer numbers of a {@linkcode BufferTable}), never by
  * objects, so a burst moves through preallocated typed arrays without allocating.
  *
+ * This file holds what both layouts and their users share: the {@linkcode DriverQueue} and
+ * {@linkcode DeviceQueue} interfaces, {@linkcode VirtqueueError}, {@linkcode DescriptorChain},
+ * {@linkcode needEvent} (§2.7.10) and {@linkcode LocalMemory}. Beside it: `split_ring.ts` and
+ * `packed_ring.ts` (each layout, driver and device side), `descriptor.ts` (the descriptor
+ * format, its flags and the indirect-table walk, §2.7.5 / §2.8.13), `in_flight.ts` (the
+ * driver's buffers in flight and its checks on used entries) and `ring_area.ts` (queue sizes
+ * and the areas' size and alignment).
+ *
  * @module
  */
 
@@ -46,8 +54,11 @@ export interface DriverQueue {
   readonly name: string;
   /** Areas to hand to the backend. */
   readonly addresses: QueueAddresses;
-  /** Buffers the driver may still enqueue before the queue is full. */
-  readonly free: number;
+  /**
+   * Buffers the driver may still enqueue before the queue is full (Linux's vring `num_free`);
+   * `size - numFree` buffers are in flight.
+   */
+  readonly numFree: number;
   /**
    * Makes `n` buffers available to the device in one publish: `bufs[offset + i]` with
    * `lens[offset + i]` bytes; `writable` marks them device-writable (receive queues).
@@ -62,9 +73,15 @@ export interface DriverQueue {
   ): number;
   /**
    * Takes up to `max` used buffers: their numbers into `bufs[0..]` and the bytes the device wrote
-   * into `lens[0..]`. Returns the count. Throws {@linkcode VirtqueueError} when the device returns
-   * an id that is out of range or not in flight; its `taken` says how many entries of `bufs`
-   * this call had already filled (those buffers left the ring: the caller owns them).
+   * into `lens[0..]` (0 for device-readable buffers). Returns the count.
+   *
+   * Throws {@linkcode VirtqueueError} when the device broke a rule: a used id out of range or not
+   * in flight, a length above what was posted, more entries than buffers in flight. Buffers the
+   * call took before the bad entry are not lost: the error's
+   * {@linkcode VirtqueueError.dequeued} says how many are in `bufs` / `lens`, and they are the
+   * caller's as if returned. The queue stays at the bad entry, so a later call reads it again
+   * (and throws again, `dequeued` 0, unless the device rewrote it): the ring is broken until the
+   * device is reset.
    */
   dequeue(bufs: Uint32Array, lens: Uint32Array, max: number): number;
   /**
@@ -91,23 +108,30 @@ export interface DriverQueue {
 /** Error raised when a peer breaks a virtqueue rule; the message names the rule. */
 export class VirtqueueError extends Error {
   /**
+   * Thrown by {@linkcode DriverQueue.dequeue}: how many buffers the call had taken before it
+   * reached the entry that broke the rule. They are in `bufs[0..dequeued)` / `lens[0..dequeued)`
+   * and are the caller's, as if the call had returned `dequeued`. 0 for every other error.
+   */
+  readonly dequeued: number;
+
+  /**
    * Creates the error; the message reads `virtqueue <queue>: <rule>`.
    *
+   * @param queue queue name.
+   * @param rule the rule broken.
+   * @param dequeued see {@linkcode VirtqueueError.dequeued} (default 0).
    * @example
    * ```ts
    * import { VirtqueueError } from "./virtqueue.ts";
    * const e = new VirtqueueError("rx", "used id 70000 is out of range (queue size 256)");
-   * console.assert(e.message.startsWith("virtqueue rx:"));
+   * console.assert(e.message.startsWith("virtqueue rx:") && e.dequeued === 0);
    * ```
    */
-  constructor(queue: string, rule: string, taken = 0) {
+  constructor(queue: string, rule: string, dequeued = 0) {
     super(`virtqueue ${queue}: ${rule}`);
     this.name = "VirtqueueError";
-    this.taken = taken;
+    this.dequeued = dequeued;
   }
-
-  /** Entries of the `bufs` given to `dequeue` that were filled before the rule was broken. */
-  readonly taken: number;
 }
 
 /**
@@ -298,117 +322,4 @@ export class LocalMemory implements AddressTranslator {
   bytes(_r: number): Uint8Array {
     return this.#bytes;
   }
-}
-
-/**
- * Checks that a ring area's memory is large enough and aligned as the spec requires (checked on
- * `bytes.byteOffset`, which also lets typed-array views be laid over it). Shared by the ring
- * layouts' constructors.
- *
- * @param queue queue name for the error.
- * @param what the area, e.g. `"used ring"`.
- * @param bytes the area's memory.
- * @param need bytes the area must hold.
- * @param align alignment in bytes.
- * @throws {VirtqueueError} when the area is too small or misaligned.
- * @example
- * ```ts
- * import { checkRingArea, VirtqueueError } from "./virtqueue.ts";
- * checkRingArea("rx0", "used ring", new Uint8Array(64), 38, 4); // fine
- * try {
- *   checkRingArea("rx0", "used ring", new Uint8Array(64).subarray(2), 38, 4);
- * } catch (e) {
- *   console.assert(e instanceof VirtqueueError);
- * }
- * ```
- */
-export function checkRingArea(
-  queue: string,
-  what: string,
-  bytes: Uint8Array,
-  need: number,
-  align: number,
-): void {
-  if (bytes.byteLength < need) {
-    throw new VirtqueueError(queue, `${what} has ${bytes.byteLength} bytes, needs ${need}`);
-  }
-  if (bytes.byteOffset % align !== 0) {
-    throw new VirtqueueError(
-      queue,
-      `${what} starts at byte ${bytes.byteOffset} of its buffer, not on a ${align}-byte boundary`,
-    );
-  }
-}
-
-/**
- * Checks that a ring area's address (as handed to the backend) is `align`-byte aligned.
- *
- * @throws {VirtqueueError} when it is not.
- * @example
- * ```ts
- * import { checkRingAddress } from "./virtqueue.ts";
- * checkRingAddress("tx0", "descriptor table", 0x10000000, 16); // fine
- * ```
- */
-export function checkRingAddress(queue: string, what: string, addr: number, align: number): void {
-  if (!Number.isSafeInteger(addr) || addr < 0 || addr % align !== 0) {
-    throw new VirtqueueError(
-      queue,
-      `${what} address 0x${addr.toString(16)} is not ${align}-byte aligned`,
-    );
-  }
-}
-
-/**
- * The rule broken by a descriptor whose buffer is not inside the memory table.
- *
- * @example
- * ```ts
- * import { outsideMemoryRule } from "./virtqueue.ts";
- * console.assert(
- *   outsideMemoryRule("descriptor 3", 0x1000, 1, 64) ===
- *     "descriptor 3: address 0x100001000 len 64 is outside the memory table",
- * );
- * ```
- */
-export function outsideMemoryRule(what: string, lo: number, hi: number, len: number): string {
-  const addr = hi === 0 ? lo.toString(16) : hi.toString(16) + lo.toString(16).padStart(8, "0");
-  return `${what}: address 0x${addr} len ${len} is outside the memory table`;
-}
-
-/**
- * Reads a little-endian u32 at any byte offset (indirect tables need not be 4-byte aligned in
- * the region's view).
- *
- * @example
- * ```ts
- * import { readLe32 } from "./virtqueue.ts";
- * console.assert(readLe32(new Uint8Array([0, 0x78, 0x56, 0x34, 0x12]), 1) === 0x12345678);
- * ```
- */
-export function readLe32(bytes: Uint8Array, offset: number): number {
-  return (bytes[offset] | bytes[offset + 1] << 8 | bytes[offset + 2] << 16 |
-    bytes[offset + 3] << 24) >>> 0;
-}
-
-/**
- * The body of `takeInFlight` for both layouts: writes `idToBuf[id]` for every id whose `state`
- * is not 0 (free) into `out`, marks them free and returns the count.
- *
- * @example
- * ```ts
- * import { takeInFlightIds } from "./virtqueue.ts";
- * const out = new Uint32Array(4);
- * const n = takeInFlightIds(Uint8Array.of(0, 1, 2, 0), Uint32Array.of(9, 8, 7, 6), out);
- * console.assert(n === 2 && out[0] === 8 && out[1] === 7);
- * ```
- */
-export function takeInFlightIds(state: Uint8Array, idToBuf: Uint32Array, out: Uint32Array): number {
-  let n = 0;
-  for (let id = 0; id < state.length; id++) {
-    if (state[id] === 0) continue;
-    state[id] = 0;
-    out[n++] = idToBuf[id];
-  }
-  return n;
 }
