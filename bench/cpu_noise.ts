@@ -1,8 +1,9 @@
 /**
  * What the machine did besides our run: per-CPU time from `/proc/stat` sampled before and after
  * each run, so every sample carries the share of time the hypervisor stole from each vCPU and the
- * share other processes took. A run whose steal or foreign load is high is not comparable to one
- * whose isn't; the bench prints both next to each figure.
+ * share other processes took, and the mean number of runnable threads during the run. A run whose
+ * steal or foreign load is high is not comparable to one whose isn't; the bench prints both next
+ * to each figure.
  *
  * ```
  *   /proc/stat "cpuN user nice system idle iowait irq softirq steal" ── before ─┐
@@ -67,6 +68,30 @@ export function cpuShares(before: CpuSnapshot, after: CpuSnapshot): Record<strin
 /** Largest steal share of any CPU in `shares` (0 when none). */
 export function maxSteal(shares: Record<string, CpuShare>): number {
   return Math.max(0, ...Object.values(shares).map((s) => s.steal));
+}
+
+/**
+ * Samples the kernel's count of runnable threads (`procs_running` in `/proc/stat`) every
+ * `everyMs` until stopped; `stop()` returns the mean (NaN when unreadable). A run's own two
+ * busy-pollers count 2 and the sampling thread, running while it reads, 1: anything above 3 is
+ * other work competing for the two CPUs.
+ */
+export function runnableSampler(everyMs = 100): { stop(): number } {
+  const seen: number[] = [];
+  const sample = () => {
+    try {
+      const m = /procs_running (\d+)/.exec(Deno.readTextFileSync("/proc/stat"));
+      if (m !== null) seen.push(Number(m[1]));
+    } catch { /* no /proc */ }
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      return seen.length === 0 ? NaN : round3(seen.reduce((a, b) => a + b, 0) / seen.length);
+    },
+  };
 }
 
 function round3(x: number): number {

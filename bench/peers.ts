@@ -17,10 +17,12 @@
 
 import { Testpmd, type TestpmdOptions } from "../tests/testpmd.ts";
 
-/** The CPU a run's driver side (virtio-user: pktgen, sink, testpmd net_virtio_user) runs on. */
-export const DRIVER_CPU = 0;
-/** The CPU a run's device side (vhost-user: device.ts, testpmd net_vhost) runs on. */
-export const DEVICE_CPU = 1;
+/**
+ * CPUs the two sides run on: the driver side (virtio-user: pktgen, sink, testpmd
+ * net_virtio_user) and the device side (vhost-user: device.ts, testpmd net_vhost). Settable for
+ * placement experiments (`--cpus 1,0` swaps them).
+ */
+export const cpus = { driver: 0, device: 1 };
 
 /** What every run takes. */
 export interface RunConfig {
@@ -79,7 +81,7 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
-/** A testpmd virtio-user port (the driver side) on `cfg.sock`, on {@linkcode DRIVER_CPU}. */
+/** A testpmd virtio-user port (the driver side) on `cfg.sock`, on `cpus.driver`. */
 export function cVirtioUser(
   cfg: RunConfig,
   mode: "txonly" | "rxonly",
@@ -90,7 +92,7 @@ export function cVirtioUser(
     vdev: `net_virtio_user0,path=${path},queues=1,packed_vq=${cfg.packed ? 1 : 0},` +
       `queue_size=${cfg.queueSize}`,
     forwardMode: mode,
-    cpu: DRIVER_CPU,
+    cpu: cpus.driver,
     txpkts: cfg.size,
     txd: cfg.queueSize,
     rxd: cfg.queueSize,
@@ -103,7 +105,7 @@ export function cVirtioUser(
   return Testpmd.start(opts);
 }
 
-/** A testpmd vhost port (the device side) listening on `cfg.sock`, on {@linkcode DEVICE_CPU}. */
+/** A testpmd vhost port (the device side) listening on `cfg.sock`, on `cpus.device`. */
 export function cVhost(
   cfg: RunConfig,
   mode: "txonly" | "rxonly" | "io",
@@ -114,7 +116,7 @@ export function cVhost(
   const opts: TestpmdOptions = {
     vdev: `net_vhost0,iface=${cfg.sock},queues=1`,
     forwardMode: mode,
-    cpu: DEVICE_CPU,
+    cpu: cpus.device,
     txpkts: cfg.size,
     extraEalArgs: extra,
     removeFiles: extraPorts,
@@ -183,7 +185,7 @@ export async function tsDriverTx(cfg: RunConfig): Promise<Counted> {
   await using rx = await cVhost(cfg, "rxonly", false);
   await rx.startForwarding();
   const flows = cfg.flows > 0 ? ["--flows", String(cfg.flows)] : [];
-  const out = await example("pktgen", DRIVER_CPU, [
+  const out = await example("pktgen", cpus.driver, [
     ...driverArgs(cfg),
     ...["--size", String(cfg.size), ...flows, "--quiet"],
   ]).output();
@@ -217,7 +219,7 @@ async function drained(rx: Testpmd, sent: number): Promise<void> {
 export async function tsDriverRx(cfg: RunConfig): Promise<Counted> {
   await using tx = await cVhost(cfg, "txonly", false);
   await tx.startForwarding();
-  const out = await example("sink", DRIVER_CPU, [...driverArgs(cfg), "--quiet"]).output();
+  const out = await example("sink", cpus.driver, [...driverArgs(cfg), "--quiet"]).output();
   const r = report(out.stdout);
   return { packets: r.rx_packets, seconds: r.seconds };
 }
@@ -236,12 +238,12 @@ export async function cDriverRx(cfg: RunConfig, measureRx = true): Promise<Count
 
 // ── device RX / TX: examples/device.ts against testpmd net_vhost ────────────────────────────
 
-/** device.ts listening on `cfg.sock` in `mode`, pinned to {@linkcode DEVICE_CPU}. */
+/** device.ts listening on `cfg.sock` in `mode`, pinned to `cpus.device`. */
 function tsDevice(cfg: RunConfig, mode: string): Deno.ChildProcess {
   const args = ["--path", cfg.sock, "--mode", mode, "--json", "--quiet"];
   if (mode === "source") args.push("--size", String(cfg.size));
   if (cfg.burst !== undefined) args.push("--burst", String(cfg.burst));
-  return example("device", DEVICE_CPU, args).spawn();
+  return example("device", cpus.device, args).spawn();
 }
 
 /** device.ts sink fed by testpmd virtio-user txonly: the device's count over tx's window. */
@@ -285,8 +287,8 @@ export async function tsDeviceTx(cfg: RunConfig): Promise<Counted> {
 
 /**
  * testpmd io between net_vhost0 (`cfg.sock`) and net_vhost1 (`${cfg.sock}.b`) on
- * {@linkcode DEVICE_CPU}; a virtio-user txonly feeds port 0 and a virtio-user rxonly drains port
- * 1, both on {@linkcode DRIVER_CPU}: the drain's count over the feeder's window.
+ * `cpus.device`; a virtio-user txonly feeds port 0 and a virtio-user rxonly drains port
+ * 1, both on `cpus.driver`: the drain's count over the feeder's window.
  */
 export async function cForward(cfg: RunConfig): Promise<Counted> {
   const b = `${cfg.sock}.b`;
@@ -301,7 +303,7 @@ export async function cForward(cfg: RunConfig): Promise<Counted> {
  */
 export async function tsForward(cfg: RunConfig): Promise<Counted> {
   const b = `${cfg.sock}.b`;
-  const device = example("device", DEVICE_CPU, [
+  const device = example("device", cpus.device, [
     ...["--path", cfg.sock, "--peer-path", b, "--mode", "forward", "--json", "--quiet"],
   ]).spawn();
   try {
@@ -337,7 +339,7 @@ async function feedAndDrain(cfg: RunConfig, drainPath: string): Promise<Counted>
 export async function tsLatency(cfg: RunConfig, mpps: number): Promise<Counted> {
   await using io = await cVhost(cfg, "io", false);
   await io.startForwarding();
-  const out = await example("pktgen", DRIVER_CPU, [
+  const out = await example("pktgen", cpus.driver, [
     ...driverArgs(cfg),
     ...["--size", String(cfg.size), "--latency", "--rate", String(mpps), "--quiet"],
   ]).output();

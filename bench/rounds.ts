@@ -12,11 +12,11 @@
  * @module
  */
 
-import { cpuShares, cpuSnapshot, maxSteal } from "./cpu_noise.ts";
+import { cpuShares, cpuSnapshot, maxSteal, runnableSampler } from "./cpu_noise.ts";
 import { missing } from "./features.ts";
 import type { Pair } from "./matrix.ts";
 import type { RunConfig } from "./peers.ts";
-import { mean, roundRatio, runOrder, type Spread, spread } from "./stats.ts";
+import { roundRatio, runOrder, type Spread, spread } from "./stats.ts";
 
 /** One run of one side. */
 export interface RunSample {
@@ -38,6 +38,8 @@ export interface RunSample {
   steal: number;
   /** One-minute load average when the run started. */
   load: number;
+  /** Mean runnable threads during the run (ours count 3; see {@linkcode NOISY_RUNNABLE}). */
+  runnable: number;
   /** Other figures the run reported (latency rows). */
   extra?: Record<string, number>;
   /** Why the run failed. */
@@ -124,17 +126,21 @@ export async function runRounds(
 async function runOnce(p: Pair, side: "ts" | "c", round: number, cfg: RunConfig) {
   const load = loadAverage();
   const before = cpuSnapshot();
+  const sampler = runnableSampler();
   const base = { id: p.id, round, side, load };
   try {
     const r = await (side === "ts" ? p.ts : p.c!)(cfg);
+    const runnable = sampler.stop();
     const steal = maxSteal(cpuShares(before, cpuSnapshot()));
     const mpps = r.packets / r.seconds / 1e6;
     const gbps = (r.packets * cfg.size * 8) / r.seconds / 1e9;
-    return { ...base, mpps, gbps, packets: r.packets, seconds: r.seconds, steal, extra: r.extra };
+    const extra = r.extra;
+    return { ...base, mpps, gbps, packets: r.packets, seconds: r.seconds, steal, runnable, extra };
   } catch (e) {
+    const runnable = sampler.stop();
     const steal = maxSteal(cpuShares(before, cpuSnapshot()));
     const error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
-    return { ...base, mpps: NaN, gbps: NaN, packets: 0, seconds: 0, steal, error };
+    return { ...base, mpps: NaN, gbps: NaN, packets: 0, seconds: 0, steal, runnable, error };
   } finally {
     await Deno.remove(cfg.sock).catch(() => {});
     await Deno.remove(`${cfg.sock}.b`).catch(() => {});
@@ -182,7 +188,25 @@ function loadAverage(): number {
   }
 }
 
-/** Mean steal share over a set of samples (for the summary line). */
-export function meanSteal(samples: RunSample[]): number {
-  return mean(samples.map((s) => s.steal));
+/**
+ * Mean runnable threads above which a run shared its CPUs with other work: a run's two pollers
+ * and the sampler itself (which is running while it reads) count 3; forwarding runs three pollers.
+ */
+export const NOISY_RUNNABLE = 3.5;
+
+/**
+ * Whether a run shared the machine: other threads runnable beside its two pollers, or a vCPU
+ * losing more than 2 % of its time to the hypervisor.
+ */
+export function noisy(s: RunSample): boolean {
+  return s.runnable > NOISY_RUNNABLE || s.steal > 0.02;
+}
+
+/** "N of M runs were noisy", for captions; empty when none were. */
+export function noiseNote(samples: RunSample[]): string {
+  const n = samples.filter(noisy).length;
+  if (n === 0) return "";
+  return ` ${n} of ${samples.length} runs shared the CPUs with other work (mean runnable threads ` +
+    `up to ${Math.max(...samples.map((s) => s.runnable)).toFixed(1)}, steal up to ` +
+    `${(100 * Math.max(...samples.map((s) => s.steal))).toFixed(0)} %): compare ratios, not rates.`;
 }

@@ -13,11 +13,26 @@
 import type { PairResult } from "./rounds.ts";
 
 const FONT = `font-family="sans-serif" font-size="12"`;
+const TITLE_FONT = `font-family="sans-serif" font-size="14"`;
 const TS_COLOR = "#3178c6";
 const C_COLOR = "#a8503c";
 
 function esc(s: string): string {
   return s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+}
+
+/** A title wrapped onto lines of at most `width` characters, from y = 20. */
+function title(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + word.length + 1 > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  lines.push(line);
+  return lines.map((l, i) => `<text x="10" y="${20 + i * 18}" ${TITLE_FONT}>${esc(l)}</text>`);
 }
 
 function svg(width: number, height: number, body: string[]): string {
@@ -34,12 +49,12 @@ function svg(width: number, height: number, body: string[]): string {
  * Deno.writeTextFileSync("matrix.svg", ratioChart(results, "64 B and 1518 B, 7 rounds"));
  * ```
  */
-export function ratioChart(results: PairResult[], title: string): string {
-  const rowH = 22, labelW = 260, plotW = 420, top = 40;
+export function ratioChart(results: PairResult[], caption: string): string {
+  const rowH = 22, labelW = 260, plotW = 420, top = 60;
   const finite = results.flatMap((r) => [r.ratio.max, r.ratio.median]).filter(Number.isFinite);
   const xMax = Math.max(1.5, Math.ceil(Math.max(0, ...finite) * 4) / 4);
   const x = (v: number) => labelW + (v / xMax) * plotW;
-  const body = [`<text x="10" y="20" ${FONT} font-size="14">${esc(title)}</text>`];
+  const body = title(caption, 90);
   results.forEach((r, i) => {
     const y = top + i * rowH;
     body.push(
@@ -88,9 +103,10 @@ export function ratioChart(results: PairResult[], title: string): string {
 function panel(
   ox: number,
   oy: number,
-  title: string,
+  name: string,
   points: { x: number; ts: number; c: number }[],
   unit: string,
+  na: string,
 ): string[] {
   const w = 300, h = 180;
   const xs = points.map((p) => Math.log2(p.x));
@@ -100,13 +116,23 @@ function panel(
   const px = (v: number) => ox + ((Math.log2(v) - x0) / (x1 - x0)) * w;
   const py = (v: number) => oy + h - (v / yMax) * h;
   const out = [
-    `<text x="${ox}" y="${oy - 8}" ${FONT}>${esc(title)} (${unit})</text>`,
+    `<text x="${ox}" y="${oy - 8}" ${FONT}>${esc(name)} (${unit})</text>`,
     `<rect x="${ox}" y="${oy}" width="${w}" height="${h}" fill="none" stroke="#999"/>`,
-    `<text x="${ox - 4}" y="${oy + 10}" ${FONT} text-anchor="end">${yMax.toPrecision(3)}</text>`,
     `<text x="${ox - 4}" y="${oy + h}" ${FONT} text-anchor="end">0</text>`,
   ];
+  if (ys.length > 0) {
+    out.push(
+      `<text x="${ox - 4}" y="${oy + 10}" ${FONT} text-anchor="end">${yMax.toPrecision(3)}</text>`,
+    );
+  }
+  let lastLabel = -Infinity;
   for (const p of points) {
+    if (px(p.x) - lastLabel < 32) continue; // labels would overlap
+    lastLabel = px(p.x);
     out.push(`<text x="${px(p.x)}" y="${oy + h + 14}" ${FONT} text-anchor="middle">${p.x}</text>`);
+  }
+  if (ys.length === 0) {
+    out.push(`<text x="${ox + 8}" y="${oy + h / 2}" ${FONT} fill="#888">n/a: ${esc(na)}</text>`);
   }
   for (const [key, color] of [["ts", TS_COLOR], ["c", C_COLOR]] as const) {
     const pts = points.filter((p) => Number.isFinite(p[key]));
@@ -127,7 +153,7 @@ function panel(
  * The sweep: for each (job, axis) a row of two panels, Mpps and Gbps (medians) against the
  * swept value; points where a side is n/a are left out.
  */
-export function sweepChart(results: PairResult[], title: string): string {
+export function sweepChart(results: PairResult[], caption: string): string {
   const groups = new Map<string, PairResult[]>();
   for (const r of results) {
     if (r.axis === undefined) continue;
@@ -135,16 +161,17 @@ export function sweepChart(results: PairResult[], title: string): string {
     groups.set(key, [...(groups.get(key) ?? []), r]);
   }
   const body = [
-    `<text x="10" y="20" ${FONT} font-size="14">${esc(title)}</text>`,
-    `<text x="10" y="38" ${FONT} fill="${TS_COLOR}">● TypeScript</text>`,
-    `<text x="110" y="38" ${FONT} fill="${C_COLOR}">● DPDK C</text>`,
+    ...title(caption, 95),
+    `<text x="10" y="56" ${FONT} fill="${TS_COLOR}">● TypeScript</text>`,
+    `<text x="110" y="56" ${FONT} fill="${C_COLOR}">● DPDK C</text>`,
   ];
   let row = 0;
   for (const [key, rs] of groups) {
-    const oy = 70 + row++ * 230;
+    const oy = 90 + row++ * 230;
     const mpps = rs.map((r) => ({ x: r.axis!.value, ts: r.ts.median, c: r.c.median }));
     const gbps = rs.map((r) => ({ x: r.axis!.value, ts: r.gbps.ts, c: r.gbps.c }));
-    body.push(...panel(60, oy, key, mpps, "Mpps"), ...panel(430, oy, key, gbps, "Gbps"));
+    const na = rs.find((r) => r.tsNa !== undefined)?.tsNa ?? "no data";
+    body.push(...panel(60, oy, key, mpps, "Mpps", na), ...panel(430, oy, key, gbps, "Gbps", na));
   }
-  return svg(760, 70 + row * 230 + 10, body);
+  return svg(760, 90 + row * 230 + 10, body);
 }

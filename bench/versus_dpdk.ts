@@ -56,7 +56,8 @@
 import { parseArgs } from "node:util";
 import { testpmdPath } from "../tests/peers.ts";
 import { type Job, matrix, type Pair } from "./matrix.ts";
-import { type PairResult, runRounds, type RunSample } from "./rounds.ts";
+import { noiseNote, noisy, type PairResult, runRounds, type RunSample } from "./rounds.ts";
+import { cpus } from "./peers.ts";
 import { sweep } from "./sweep.ts";
 import { ratioChart, sweepChart } from "./svg.ts";
 import { markdownTable, textTable } from "./tables.ts";
@@ -73,6 +74,7 @@ const args = parseArgs({
     only: { type: "string" },
     sweep: { type: "boolean", default: false },
     lcores: { type: "string" },
+    cpus: { type: "string", default: "0,1" },
     json: { type: "boolean", default: false },
     markdown: { type: "boolean", default: false },
     svg: { type: "string" },
@@ -86,7 +88,7 @@ if (args.help) {
   console.log(
     "usage: versus_dpdk.ts [--rounds N] [--duration S] [--order abba|ab] [--sizes 64,1518]\n" +
       "  [--rings packed,split] [--queue-size N] [--flows N] [--only JOB,...] [--sweep]\n" +
-      "  [--lcores L] [--json] [--markdown] [--svg FILE] [--from FILE.json]\n" +
+      "  [--lcores L] [--cpus DRIVER,DEVICE] [--json] [--markdown] [--svg FILE] [--from FILE.json]\n" +
       "jobs: driver-tx driver-tx-flows driver-rx device-rx device-tx forward latency",
   );
   Deno.exit(0);
@@ -104,6 +106,7 @@ async function run(): Promise<Output> {
     console.error("dpdk-testpmd not found; install: sudo apt-get install dpdk-dev");
     Deno.exit(1);
   }
+  [cpus.driver, cpus.device] = args.cpus.split(",").map(Number);
   const rounds = Number(args.rounds), seconds = Number(args.duration);
   const order = args.order === "ab" ? "ab" : "abba";
   const rings = args.rings.split(",") as ("packed" | "split")[];
@@ -141,7 +144,7 @@ async function run(): Promise<Output> {
                 `(${s.packets} in ${s.seconds.toFixed(3)} s) steal ${
                   (s.steal * 100).toFixed(0)
                 }% ` +
-                `load ${s.load}`),
+                `runnable ${s.runnable.toFixed(1)} load ${s.load}${noisy(s) ? " NOISY" : ""}`),
         ),
     });
     const options = {
@@ -164,7 +167,7 @@ const out: Output = args.from !== undefined
   : await run();
 const o = out.options;
 const caption = `${o.rounds} rounds of ${o.seconds} s per run, ${o.order} order, one core each ` +
-  `side; Mpps medians over all runs, ratio from each round's own runs.`;
+  `side; Mpps medians over all runs, ratio from each round's own runs.` + noiseNote(out.samples);
 if (args.svg !== undefined) {
   const chart = o.sweep ? sweepChart(out.results, caption) : ratioChart(out.results, caption);
   await Deno.writeTextFile(args.svg, chart);
