@@ -21,34 +21,50 @@
  *
  * ## Why runs of the same pair vary here
  *
- * On the shared 2-core KVM guest the same pair ranged 17–60 Mpps between runs. Small experiments
- * (1–2 s runs, 2–3 rounds, while other engineers' tests loaded the machine):
+ * Quiet, this 2-core KVM guest gave the same pair 17–60 Mpps from run to run. What small
+ * experiments found (1-second runs, 3 rounds, `driver-tx/packed/64`, taken while other
+ * engineers' CPU-heavy tests shared the guest; every run records `steal` and `runnable`):
  *
- * - Steal time, read from `/proc/stat` around every run (the `steal` column of each sample), was
- *   the dominant factor: runs taken while another guest or process wanted the host CPUs show
- *   steal of 5–40 % on a vCPU, and the rate falls with it. Both sides busy-poll, so a vCPU that is
- *   descheduled stalls the ring for the other side too: steal hurts a pair more than either
- *   program alone. Every sample records its steal share and the 1-minute load average, so a
- *   reader can drop or flag noisy rounds instead of guessing.
- * - Foreign load inside the guest: with other processes runnable (load average above 2 on 2
- *   CPUs), the pinned pollers share their CPU with them and rates halve; `taskset` pins our
- *   processes but cannot keep others off those CPUs.
- * - vCPU placement: the guest sees 2 vCPUs with one thread per core and one shared L3
- *   (`lscpu`); which host cores they land on is not visible from inside and can change between
- *   runs, which is one reason the same pair moves by 2× from run to run on an otherwise idle
- *   guest. Pairing TS and C inside a round is what makes the ratio hold while absolute figures
- *   drift.
- * - Pinning testpmd's main lcore and forwarding lcore to the same CPU (`--lcores 0@N,1@N`, the
- *   default here) versus main on the other CPU (`--lcores 0@M,1@N`) made no difference beyond
- *   the noise: the main lcore sleeps in the command line.
- * - The ring's shared cache lines: the pair's rate depends on the two vCPUs exchanging
- *   descriptor-ring lines; both sides sit on different cores by design (one core each), so this
- *   cost is the same for TS and C and shows as the common drift.
- * - Start/stop timing: testpmd windows are measured between command midpoints (`Window` in
- *   `peers.ts`); a command round trip is a few ms, under 1 % of a 1-second run.
- * - Ring size: 256 vs 1024 descriptors changed the level but not the spread (see `--sweep`).
+ * - Other work inside the guest, not the hypervisor. `/proc/stat` steal stayed at 0–4 % on both
+ *   vCPUs in every run, while the mean count of runnable threads (`procs_running`; a run's own
+ *   pollers and the sampler make 3) was 11–19, with a load average of 5–13. The pinned pollers
+ *   then get a fraction of their CPU each, and rates fell 10–50× below the quiet figures.
+ * - A pair pays the product of two CPU shares. Frames move only while both sides are on-CPU at
+ *   once (a 256-descriptor ring fills or drains in microseconds), so the same pair ranged 2–7×
+ *   within one 3-round session (DPDK's C txonly: 0.40–2.68 Mpps), more than either program's
+ *   CPU share varies, and the per-run rate did not follow the sampled runnable count (correlation
+ *   −0.5 to +0.8 across sessions): what counts is when the scheduler co-runs the two, not the
+ *   mean load. Under such load even the paired per-round ratio spread 0.5–2.5.
+ * - vCPU placement and the cache lines the two sides share. `cacheline_pingpong.ts` (two threads
+ *   bouncing one line between the CPUs) measured a best round trip of 225 ns, so at most ~110 ns
+ *   one way (the best of 200 rounds still includes some preemption): in the range of cores on
+ *   different L3 slices of an EPYC host, where cores sharing an L3 take a few tens of ns. Every descriptor handoff pays that transfer, and the host may place and move
+ *   the two vCPUs differently from one run to the next (the guest cannot see or pin it; it shows
+ *   one flat socket), so the cost of each handoff can change several-fold between runs. That is
+ *   the likely cause of 17–60 Mpps on an otherwise idle guest. Inferred, not shown: the guest was
+ *   never idle during these experiments; run the ping-pong before and after a bench session.
+ * - Which CPU each side gets (`--cpus 1,0` against `0,1`): no asymmetry beyond the noise (C side
+ *   0.27–1.79 against 0.22–2.68 Mpps).
+ * - testpmd's main lcore with its forwarding lcore on one CPU (`--lcores 0@0,1@0`, the default)
+ *   or on the other (`--lcores 0@1,1@0`): no difference beyond the noise (C side 0.53–2.54
+ *   Mpps); the main lcore sleeps in its command line.
+ * - Ring size: 1024 descriptors instead of 256 left the spread as wide (C side max/min 6.2
+ *   against 6.7).
+ * - Start/stop timing: testpmd windows run between the midpoints of its `start` and `stop`
+ *   commands (`Window` in `peers.ts`); 1-second runs measured 1.00–1.10 s windows under load, so
+ *   counts and windows stay consistent; the examples time themselves.
+ * - CPU frequency: the guest sees a constant TSC and no cpufreq; host frequency is invisible.
  *
- * So: compare ratios from paired rounds, run at least 7 rounds, and look at the steal column.
+ * Hence: rounds are round-major (a noisy minute hits one round of many rows, not all rounds of
+ * one row), ABBA within a round, ratios per round, and every run flagged NOISY when other
+ * threads were runnable or steal exceeded 2 %. Final figures want a quiet machine: no NOISY runs.
+ *
+ * Known gap: testpmd io between two net_vhost ports (the C forwarding row) passes only ~5–25
+ * kframes/s to port 1 here; port 1's TX refuses the rest, whether the drain is testpmd or sink.ts,
+ * on either CPU, with 16 Ki or 128 Ki mbufs, 256 or 1024 descriptors, in io and in mac mode. The
+ * same port 1 takes 0.6 Mpps under the same load when testpmd generates the frames (txonly), so
+ * it fails only for frames dequeued from the other vhost port. Not diagnosed further; until it
+ * is, that row's C figure is not a baseline.
  *
  * @module
  */
