@@ -15,7 +15,7 @@
  * @module
  */
 
-import { Testpmd, type TestpmdOptions } from "../tests/testpmd.ts";
+import { type ForwardStats, Testpmd, type TestpmdOptions } from "../tests/testpmd.ts";
 
 /**
  * CPUs the two sides run on: the driver side (virtio-user: pktgen, sink, testpmd
@@ -54,27 +54,22 @@ export interface Counted {
   extra?: Record<string, number>;
 }
 
-/** A window measured from the midpoints of the two commands that open and close it. */
-export class Window {
-  #t0 = 0;
-  #t1 = 0;
-  /** Runs `start` and notes the midpoint of its round trip as the window's start. */
-  async open(start: () => Promise<unknown>): Promise<void> {
-    const a = performance.now();
-    await start();
-    this.#t0 = (a + performance.now()) / 2;
-  }
-  /** Runs `stop` and notes its midpoint as the window's end; returns what `stop` returned. */
-  async close<T>(stop: () => Promise<T>): Promise<T> {
-    const a = performance.now();
-    const r = await stop();
-    this.#t1 = (a + performance.now()) / 2;
-    return r;
-  }
-  /** Seconds between the two midpoints. */
-  get seconds(): number {
-    return (this.#t1 - this.#t0) / 1000;
-  }
+/**
+ * Runs testpmd `tp` forwarding for `seconds`: its counts, and the window between the midpoints of
+ * its `start` and `stop` commands (each a round trip over its stdin).
+ */
+export async function forwardFor(
+  tp: Testpmd,
+  seconds: number,
+): Promise<{ stats: ForwardStats; seconds: number }> {
+  const a = performance.now();
+  await tp.startForwarding();
+  const t0 = (a + performance.now()) / 2;
+  await sleep(seconds * 1000);
+  const b = performance.now();
+  const stats = await tp.stopForwarding();
+  const t1 = (b + performance.now()) / 2;
+  return { stats, seconds: (t1 - t0) / 1000 };
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -199,12 +194,9 @@ export async function cDriverTx(cfg: RunConfig, measureTx = true): Promise<Count
   await using rx = await cVhost(cfg, "rxonly", !measureTx);
   await rx.startForwarding();
   await using tx = await cVirtioUser(cfg, "txonly", cfg.sock, measureTx);
-  const w = new Window();
-  await w.open(() => tx.startForwarding());
-  await sleep(cfg.seconds * 1000);
-  const sent = (await w.close(() => tx.stopForwarding())).txPackets;
-  await drained(rx, sent);
-  return { packets: (await rx.stopForwarding()).rxPackets, seconds: w.seconds };
+  const run = await forwardFor(tx, cfg.seconds);
+  await drained(rx, run.stats.txPackets);
+  return { packets: (await rx.stopForwarding()).rxPackets, seconds: run.seconds };
 }
 
 /** Waits (at most 1 s) until testpmd `rx` has received `sent` packets on port 0. */
@@ -229,11 +221,8 @@ export async function cDriverRx(cfg: RunConfig, measureRx = true): Promise<Count
   await using tx = await cVhost(cfg, "txonly", !measureRx);
   await tx.startForwarding();
   await using rx = await cVirtioUser(cfg, "rxonly", cfg.sock, measureRx);
-  const w = new Window();
-  await w.open(() => rx.startForwarding());
-  await sleep(cfg.seconds * 1000);
-  const got = await w.close(() => rx.stopForwarding());
-  return { packets: got.rxPackets, seconds: w.seconds };
+  const run = await forwardFor(rx, cfg.seconds);
+  return { packets: run.stats.rxPackets, seconds: run.seconds };
 }
 
 // ── device RX / TX: examples/device.ts against testpmd net_vhost ────────────────────────────
@@ -249,21 +238,16 @@ function tsDevice(cfg: RunConfig, mode: string): Deno.ChildProcess {
 /** device.ts sink fed by testpmd virtio-user txonly: the device's count over tx's window. */
 export async function tsDeviceRx(cfg: RunConfig): Promise<Counted> {
   const device = tsDevice(cfg, "sink");
-  const w = new Window();
+  let seconds = 0;
   try {
     await waitForSocket(cfg.sock);
     await using tx = await cVirtioUser(cfg, "txonly", cfg.sock, false);
-    await w.open(() => tx.startForwarding());
-    await sleep(cfg.seconds * 1000);
-    await w.close(() => tx.stopForwarding());
+    seconds = (await forwardFor(tx, cfg.seconds)).seconds;
     await sleep(100); // the device drains the ring; tx's exit then ends the session
   } finally {
     device.kill("SIGINT");
   }
-  return {
-    packets: report((await device.output()).stdout).from_driver_packets,
-    seconds: w.seconds,
-  };
+  return { packets: report((await device.output()).stdout).from_driver_packets, seconds };
 }
 
 /** device.ts source drained by testpmd virtio-user rxonly: rxonly's count over its window. */
@@ -272,11 +256,8 @@ export async function tsDeviceTx(cfg: RunConfig): Promise<Counted> {
   try {
     await waitForSocket(cfg.sock);
     await using rx = await cVirtioUser(cfg, "rxonly", cfg.sock, false);
-    const w = new Window();
-    await w.open(() => rx.startForwarding());
-    await sleep(cfg.seconds * 1000);
-    const got = await w.close(() => rx.stopForwarding());
-    return { packets: got.rxPackets, seconds: w.seconds };
+    const run = await forwardFor(rx, cfg.seconds);
+    return { packets: run.stats.rxPackets, seconds: run.seconds };
   } finally {
     device.kill("SIGINT");
     await device.output();
@@ -321,12 +302,9 @@ async function feedAndDrain(cfg: RunConfig, drainPath: string): Promise<Counted>
   await using rx = await cVirtioUser(unmeasured, "rxonly", drainPath, false);
   await rx.startForwarding();
   await using tx = await cVirtioUser(unmeasured, "txonly", cfg.sock, false);
-  const w = new Window();
-  await w.open(() => tx.startForwarding());
-  await sleep(cfg.seconds * 1000);
-  await w.close(() => tx.stopForwarding());
+  const { seconds } = await forwardFor(tx, cfg.seconds);
   await sleep(100);
-  return { packets: (await rx.stopForwarding()).rxPackets, seconds: w.seconds };
+  return { packets: (await rx.stopForwarding()).rxPackets, seconds };
 }
 
 // ── latency: pktgen's latency mode through testpmd io ───────────────────────────────────────

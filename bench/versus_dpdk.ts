@@ -32,26 +32,31 @@
  * - A pair pays the product of two CPU shares. Frames move only while both sides are on-CPU at
  *   once (a 256-descriptor ring fills or drains in microseconds), so the same pair ranged 2–7×
  *   within one 3-round session (DPDK's C txonly: 0.40–2.68 Mpps), more than either program's
- *   CPU share varies, and the per-run rate did not follow the sampled runnable count (correlation
- *   −0.5 to +0.8 across sessions): what counts is when the scheduler co-runs the two, not the
- *   mean load. Under such load even the paired per-round ratio spread 0.5–2.5.
+ *   CPU share varies. When the load changed during a session the rate followed it (correlation
+ *   of Mpps with the runnable count −0.65 to −0.95; pktgen 0.24 Mpps at 10 runnable threads, 6.2
+ *   at 5); when it stayed high the correlation was anywhere from −0.5 to +0.8: then what counts
+ *   is when the scheduler co-runs the two, not the mean load. Under such load the paired
+ *   per-round ratio still spread 0.5–2.5, but its median stayed near 1.0–1.5 for this row while
+ *   single rates moved 3–26×.
  * - vCPU placement and the cache lines the two sides share. `cacheline_pingpong.ts` (two threads
- *   bouncing one line between the CPUs) measured a best round trip of 225 ns, so at most ~110 ns
- *   one way (the best of 200 rounds still includes some preemption): in the range of cores on
- *   different L3 slices of an EPYC host, where cores sharing an L3 take a few tens of ns. Every descriptor handoff pays that transfer, and the host may place and move
+ *   bouncing one line between the CPUs) measured a best round trip of 136 ns (median 192 ns) in a
+ *   quieter minute and 225 ns under full load: ~70 ns one way, an upper bound since the best
+ *   round still includes some preemption. On an EPYC host, cores sharing an L3 exchange a line in
+ *   a few tens of ns and cores on different L3 slices in about 100 ns. Every descriptor handoff pays that transfer, and the host may place and move
  *   the two vCPUs differently from one run to the next (the guest cannot see or pin it; it shows
- *   one flat socket), so the cost of each handoff can change several-fold between runs. That is
+ *   one flat socket), so the cost of each handoff can change severalfold between runs. That is
  *   the likely cause of 17–60 Mpps on an otherwise idle guest. Inferred, not shown: the guest was
- *   never idle during these experiments; run the ping-pong before and after a bench session.
+ *   never idle during these experiments; run the ping-pong before and after a bench session and
+ *   compare its best figure.
  * - Which CPU each side gets (`--cpus 1,0` against `0,1`): no asymmetry beyond the noise (C side
- *   0.27–1.79 against 0.22–2.68 Mpps).
+ *   0.27–3.17 against 0.22–2.68 Mpps over two sessions each).
  * - testpmd's main lcore with its forwarding lcore on one CPU (`--lcores 0@0,1@0`, the default)
  *   or on the other (`--lcores 0@1,1@0`): no difference beyond the noise (C side 0.53–2.54
  *   Mpps); the main lcore sleeps in its command line.
  * - Ring size: 1024 descriptors instead of 256 left the spread as wide (C side max/min 6.2
  *   against 6.7).
  * - Start/stop timing: testpmd windows run between the midpoints of its `start` and `stop`
- *   commands (`Window` in `peers.ts`); 1-second runs measured 1.00–1.10 s windows under load, so
+ *   commands (`forwardFor` in `peers.ts`); 1-second runs measured 1.00–1.10 s windows under load, so
  *   counts and windows stay consistent; the examples time themselves.
  * - CPU frequency: the guest sees a constant TSC and no cpufreq; host frequency is invisible.
  *
