@@ -88,6 +88,8 @@ export interface RoundOptions {
   lcores?: string;
   /** Called after every run (progress lines). */
   onSample?: (s: RunSample, p: Pair) => void;
+  /** Called once before the first run with the number of runs planned. */
+  onPlan?: (runs: number) => void;
 }
 
 /** Runs every row for `opts.rounds` rounds; returns all samples and a summary per row. */
@@ -101,6 +103,14 @@ export async function runRounds(
     if (why !== null) tsNa.set(p.id, why.startsWith("needs") ? why : `needs ${why}`);
   }
   const runnable = pairs.filter((p) => !tsNa.has(p.id) || (p.cAlone && p.c !== null));
+  const perRound = runnable.reduce(
+    (sum, p) =>
+      sum +
+      runOrder(opts.order, 0).filter((side) => side === "ts" ? !tsNa.has(p.id) : p.c !== null)
+        .length,
+    0,
+  );
+  opts.onPlan?.(perRound * opts.rounds);
   const samples: RunSample[] = [];
   let n = 0;
   for (let round = 0; round < opts.rounds; round++) {

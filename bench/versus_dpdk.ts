@@ -156,6 +156,11 @@ async function run(): Promise<Output> {
       order,
       dir,
       lcores: args.lcores,
+      onPlan: (runs) =>
+        console.error(
+          `${pairs.length} rows, ${runs} runs of ${seconds} s: about ` +
+            `${Math.ceil((runs * (seconds + 4)) / 60)} min (each run also starts its peers)`,
+        ),
       onSample: (s) =>
         console.error(
           `r${s.round} ${s.id.padEnd(28)} ${s.side.padEnd(2)} ` +
