@@ -1,8 +1,8 @@
 /**
  * The sweep (`--sweep`): one parameter varied at a time, the others at their defaults (64 B,
- * burst 32, 256 descriptors), for the driver (pktgen.ts vs testpmd virtio-user txonly, into
- * testpmd vhost rxonly) and the device (device.ts sink vs testpmd vhost rxonly, fed by testpmd
- * virtio-user txonly).
+ * burst 32, 256 descriptors), for each job of the matrix's first four (driver TX and RX, device
+ * RX and TX) against its C twin. By default only driver TX (pktgen.ts vs testpmd virtio-user
+ * txonly) and device RX (device.ts sink vs testpmd vhost rxonly) run; `--only` picks others.
  *
  * ```
  *   frame size  64 .. 9000 B   (above the example's --size limit: n/a until mergeable buffers)
@@ -23,12 +23,15 @@ export const SWEEP_BURSTS = [1, 4, 8, 16, 32, 64, 128];
 /** Queue sizes swept. */
 export const SWEEP_QUEUES = [64, 128, 256, 512, 1024];
 
-/** The sweep's rows for ring layout `packed`. */
+/** Jobs the sweep covers when `--only` names none. */
+export const SWEEP_DEFAULT_JOBS = ["driver-tx", "device-rx"];
+
+/** The sweep's rows for ring layout `packed`, every job (filter with `--only`). */
 export async function sweep(packed: boolean): Promise<Pair[]> {
   const out: Pair[] = [];
   const base = { packed, size: 64, queueSize: 256, flows: 0 };
-  for (const job of ["driver-tx", "device-rx"] as const) {
-    const limit = await maxFrameSize(job === "driver-tx" ? "pktgen" : "device");
+  for (const job of ["driver-tx", "driver-rx", "device-rx", "device-tx"] as const) {
+    const limit = await maxFrameSize(job.startsWith("driver") ? "pktgen" : "device");
     for (const size of SWEEP_SIZES) {
       const p = pair(job, { ...base, size }, "/size");
       p.axis = { name: "size", value: size };
@@ -38,7 +41,7 @@ export async function sweep(packed: boolean): Promise<Pair[]> {
     for (const burst of SWEEP_BURSTS) {
       const p = pair(job, { ...base, burst }, `/burst${burst}`);
       p.axis = { name: "burst", value: burst };
-      if (job === "device-rx") p.needs = [FEATURES.deviceBurst];
+      if (job.startsWith("device")) p.needs = [FEATURES.deviceBurst];
       out.push(p);
     }
     for (const queueSize of SWEEP_QUEUES) {

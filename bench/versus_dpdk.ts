@@ -79,7 +79,7 @@ import { testpmdPath } from "../tests/peers.ts";
 import { type Job, matrix, type Pair } from "./matrix.ts";
 import { noiseNote, noisy, type PairResult, runRounds, type RunSample } from "./rounds.ts";
 import { cpus } from "./peers.ts";
-import { sweep } from "./sweep.ts";
+import { sweep, SWEEP_DEFAULT_JOBS } from "./sweep.ts";
 import { ratioChart, sweepChart } from "./svg.ts";
 import { markdownTable, textTable } from "./tables.ts";
 
@@ -143,8 +143,9 @@ async function run(): Promise<Output> {
       flows: Number(args.flows),
     });
   }
-  if (args.only !== undefined) {
-    const jobs = new Set(args.only.split(",") as Job[]);
+  const only = args.only ?? (args.sweep ? SWEEP_DEFAULT_JOBS.join(",") : undefined);
+  if (only !== undefined) {
+    const jobs = new Set(only.split(",") as Job[]);
     pairs = pairs.filter((p) => jobs.has(p.job));
   }
   const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
