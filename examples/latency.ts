@@ -41,6 +41,56 @@ export interface LatencySummary {
 }
 
 /**
+ * Counts distinct, reordered and duplicated sequence numbers, tracked modulo `window` (a power
+ * of two): the receive side of any numbered stream. Allocates nothing per number.
+ *
+ * @example
+ * ```ts
+ * import { SequenceTracker } from "./latency.ts";
+ * const t = new SequenceTracker(1024);
+ * for (const seq of [0, 2, 1, 2]) t.record(seq);
+ * console.assert(t.received === 3 && t.reordered === 1 && t.duplicated === 1);
+ * ```
+ */
+export class SequenceTracker {
+  /** Distinct numbers seen. */
+  received = 0;
+  /** Numbers that arrived after a higher one. */
+  reordered = 0;
+  /** Numbers seen again. */
+  duplicated = 0;
+  /** Highest number seen, -1 before the first. */
+  highest = -1;
+  readonly #seen: Uint8Array;
+  readonly #mask: number;
+
+  /** Tracks the last `window` numbers (a power of two). */
+  constructor(window: number) {
+    this.#seen = new Uint8Array(window);
+    this.#mask = window - 1;
+  }
+
+  /** Forgets `seq` (its slot is reused by a new number). */
+  clear(seq: number): void {
+    this.#seen[seq & this.#mask] = 0;
+  }
+
+  /** Records `seq`; returns false for a duplicate. */
+  record(seq: number): boolean {
+    const slot = seq & this.#mask;
+    if (this.#seen[slot] !== 0) {
+      this.duplicated++;
+      return false;
+    }
+    this.#seen[slot] = 1;
+    this.received++;
+    if (seq < this.highest) this.reordered++;
+    else this.highest = seq;
+    return true;
+  }
+}
+
+/**
  * Stamps probes into outgoing frames and measures those that come back.
  *
  * @example
@@ -54,27 +104,19 @@ export interface LatencySummary {
 export class LatencyProbes {
   /** Probes stamped so far (the next sequence number). */
   sent = 0;
-  /** Distinct probes received. */
-  received = 0;
-  /** Probes that arrived after a higher sequence number. */
-  reordered = 0;
-  /** Probes received again. */
-  duplicated = 0;
+  /** Received sequence numbers. */
+  readonly sequence: SequenceTracker;
   /** Probe frames received whose sequence number was never sent. */
   bogus = 0;
   /** The histogram, in nanoseconds. */
   readonly histogram: hdr.Histogram;
   readonly #template: PacketTemplate;
-  readonly #seen: Uint8Array;
-  readonly #mask: number;
   readonly #t0: number;
-  #highest = -1;
 
   /** Probes of `template`'s frames; sequence numbers are tracked modulo `window` (2^k). */
   constructor(template: PacketTemplate, window: number, t0Ms: number) {
     this.#template = template;
-    this.#seen = new Uint8Array(window);
-    this.#mask = window - 1;
+    this.sequence = new SequenceTracker(window);
     this.#t0 = t0Ms;
     this.histogram = hdr.build({
       lowestDiscernibleValue: 1,
@@ -88,7 +130,7 @@ export class LatencyProbes {
     const t = this.#template, at = t.payload;
     const ns = Math.round((nowMs - this.#t0) * 1e6);
     const seq = this.sent++;
-    this.#seen[seq & this.#mask] = 0;
+    this.sequence.clear(seq);
     t.patch32(bytes, offset, at, PROBE_MAGIC);
     t.patch32(bytes, offset, at + 4, seq);
     t.patch32(bytes, offset, at + 8, Math.floor(ns / 4294967296));
@@ -116,15 +158,7 @@ export class LatencyProbes {
       this.bogus++;
       return true;
     }
-    const slot = seq & this.#mask;
-    if (this.#seen[slot] !== 0) {
-      this.duplicated++;
-      return true;
-    }
-    this.#seen[slot] = 1;
-    this.received++;
-    if (seq < this.#highest) this.reordered++;
-    else this.#highest = seq;
+    if (!this.sequence.record(seq)) return true;
     const sentNs = read32(bytes, at + 8) * 4294967296 + read32(bytes, at + 12);
     const latency = Math.round((nowMs - this.#t0) * 1e6) - sentNs;
     this.histogram.recordValue(latency > 0 ? latency : 0);
@@ -137,12 +171,13 @@ export class LatencyProbes {
     const us = (ns: number) => Number((ns / 1000).toFixed(3));
     const has = h.totalCount > 0;
     const pct = (p: number) => (has ? us(h.getValueAtPercentile(p)) : 0);
+    const q = this.sequence;
     return {
       sent: this.sent,
-      received: this.received,
-      lost: this.sent - this.received,
-      reordered: this.reordered,
-      duplicated: this.duplicated,
+      received: q.received,
+      lost: this.sent - q.received,
+      reordered: q.reordered,
+      duplicated: q.duplicated,
       latency_us: {
         min: has ? us(h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : h.minNonZeroValue) : 0,
         p50: pct(50),

@@ -1,0 +1,108 @@
+/**
+ * echo: sends every received frame back where it came from, optionally swapping the MAC
+ * addresses (a reflector for pktgen's `--latency`, or for testpmd txonly).
+ *
+ * ```
+ *   vhost-user port ──rxBurst──► [swap dst/src MAC] ──txBurst (same buffers)──► same port
+ * ```
+ *
+ * @module
+ */
+
+import { swapMacs } from "../lib/packet/ethernet.ts";
+import { parseArgs } from "node:util";
+import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import { EventLoop, SIGNAL_EXIT } from "./event_loop.ts";
+
+const USAGE = `usage: echo.ts --path SOCK [--mac-swap] [--count N | --duration S] [--json]
+
+Reflects every frame received on a vhost-user port back to it (the buffers are sent as they
+came, no copy).
+
+  --path SOCK        vhost-user socket of the device (required)
+  --mac-swap         swap destination and source MAC addresses
+  --split            split rings instead of packed rings
+  --count N          stop after receiving exactly N frames
+  --duration S       stop after S seconds (default: until SIGINT/SIGTERM)
+  --burst N          frames per burst (default 32)
+  --queue-size N     descriptors per ring (default 256)
+  --hugepages MODE   auto | yes | no (default auto)
+  --json             print one final JSON line
+  --quiet            no per-second lines on stderr
+
+Exit status: 0 done, 1 peer failure, 2 bad option, 130 SIGINT, 143 SIGTERM.`;
+
+const opts = parseCli(
+  USAGE,
+  () =>
+    parseArgs({
+      options: { ...commonOptions, "mac-swap": { type: "boolean", default: false } },
+      strict: true,
+    }).values,
+);
+if (opts.path === undefined) {
+  console.error("echo: --path is required (the port to reflect frames on)");
+  Deno.exit(2);
+}
+const count = intOption("count", opts.count, 0);
+const duration = intOption("duration", opts.duration, 0);
+const burst = intOption("burst", opts.burst, 32);
+const macSwap = opts["mac-swap"];
+let port;
+try {
+  port = await openPort(opts, null);
+} catch (e) {
+  console.error(`echo: ${(e as Error).message}`);
+  Deno.exit(1);
+}
+const { pool, stats } = port;
+const bufs = new Uint32Array(burst);
+const lens = new Uint32Array(burst);
+let dropped = 0; // received frames the transmit ring had no room for
+const meter = new RunMeter(
+  stats,
+  count,
+  duration > 0 ? duration : count > 0 ? 0 : 1e9,
+  !opts.quiet && !opts.json,
+);
+const loop = new EventLoop();
+let endedBy = "count";
+let failure: string | null = null;
+try {
+  outer: for (;;) {
+    const sliceEnd = performance.now() + 10;
+    while (performance.now() < sliceEnd) {
+      for (let k = 0; k < 64; k++) {
+        if (meter.done(stats.rxPackets)) {
+          endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
+          break outer;
+        }
+        const n = port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets)));
+        if (n === 0) continue;
+        if (macSwap) { for (let i = 0; i < n; i++) swapMacs(pool.bytes, pool.dataOffset(bufs[i])); }
+        const sent = port.txBurst(bufs, lens, n);
+        if (sent < n) {
+          pool.free(bufs, sent, n - sent);
+          dropped += n - sent;
+        }
+      }
+    }
+    await loop.turn();
+    if (loop.signal !== "") {
+      endedBy = loop.signal;
+      break;
+    }
+  }
+  port.txDrain(1000);
+} catch (e) {
+  failure = (e as Error).message;
+  endedBy = "error";
+}
+loop.close();
+meter.report(opts.json, { tx_dropped: dropped, ended_by: endedBy });
+port.close();
+if (failure !== null) {
+  console.error(`echo: ${failure}`);
+  Deno.exit(1);
+}
+if (loop.signal !== "") Deno.exit(SIGNAL_EXIT[loop.signal]);
