@@ -378,8 +378,8 @@ let lastSend = start;
 try {
   outer: for (;;) {
     const sliceEnd = performance.now() + 10;
-    for (;;) {
-      const now = performance.now();
+    let now = 0;
+    while ((now = performance.now()) < sliceEnd) {
       if (stats.txPackets >= limit) break outer;
       if (now >= deadline) {
         endedBy = "duration";
@@ -405,9 +405,7 @@ try {
         if (sent > 0) lastSend = now;
       }
       if (receiving) receive();
-      if (now >= sliceEnd) break;
     }
-    const now = performance.now();
     meter.tick(now, receiving ? stats.txPackets - stats.rxPackets : 0, errors());
     await loop.turn();
     if (loop.signal !== "") {

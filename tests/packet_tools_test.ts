@@ -1,0 +1,241 @@
+/**
+ * The packet tools with real peers, exact counts and bytes, no timing assertions:
+ *
+ * ```
+ *   sink --capture ◄── built-in source               tshark: frame count, fields, checksums Good
+ *   pktgen --pcap ──► built-in sink (hook)            every frame of the file, byte-identical
+ *   pktgen --pcap ──► testpmd rxonly                  RX-packets and RX-bytes of the file
+ *   pktgen --flows --vlan ──► testpmd io ──► sink --capture ──► tshark: flows, VLAN, Good
+ *   pktgen --latency ──► testpmd io ──► back          no loss; histogram count == probes sent
+ * ```
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { DeviceThread } from "../lib/device/device_thread.ts";
+import { PcapWriter, readPcap } from "../lib/packet/pcap.ts";
+import { PacketTemplate } from "../lib/packet/template.ts";
+import { runBounded } from "./helpers.ts";
+import { buildSamples } from "./packet_samples.ts";
+import { requireTestpmd, requireTshark } from "./peers.ts";
+import { Testpmd } from "./testpmd.ts";
+import { CHECKSUM_STATUS, tsharkFields } from "./tshark.ts";
+
+const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
+const RUN_TIMEOUT_MS = 60_000;
+const noTshark = requireTshark();
+const noTestpmd = requireTestpmd(1);
+
+interface Run {
+  code: number;
+  stderr: string;
+  report: Record<string, unknown>;
+}
+
+/** `deno run -A examples/<name>.ts ...args`; its last stdout line parsed as JSON. */
+async function example(name: string, args: string[]): Promise<Run> {
+  const run = await runBounded(Deno.execPath(), ["run", "-A", `examples/${name}.ts`, ...args], {
+    cwd: ROOT,
+    timeoutMs: RUN_TIMEOUT_MS,
+  });
+  const what = `examples/${name}.ts ${args.join(" ")}`;
+  if (run.timedOut) throw new Error(`${what} did not finish\nstderr:\n${run.stderr}`);
+  const last = run.stdout.trim().split("\n").at(-1) ?? "";
+  try {
+    return { code: run.code, stderr: run.stderr, report: JSON.parse(last) };
+  } catch {
+    throw new Error(`${what} exited ${run.code} without JSON\n${run.stdout}\n${run.stderr}`);
+  }
+}
+
+async function withDir(body: (dir: string) => Promise<void>): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "packet-tools-" });
+  try {
+    await body(dir);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+/** A capture of varied frames: the samples, then template frames of many sizes. */
+function writeReplayFile(path: string): Uint8Array[] {
+  const frames = buildSamples().map((s) => s.frame);
+  const t = new PacketTemplate({ vlan: 5 });
+  for (let k = 0; k < 200; k++) {
+    const size = 60 + ((k * 37) % 1455);
+    const f = new Uint8Array(t.maxSize);
+    t.write(f, 0, size);
+    t.patch16(f, 0, t.fieldOffset("src-port"), k);
+    frames.push(f.slice(0, size));
+  }
+  using w = PcapWriter.create(path);
+  frames.forEach((f, i) => w.write(f, 0, f.length, 1_700_000_000, i * 1000));
+  return frames;
+}
+
+Deno.test({
+  name: "sink --capture <- built-in source: tshark reads every frame, checksums Good",
+  ignore: noTshark,
+  async fn() {
+    await withDir(async (dir) => {
+      const file = `${dir}/sink.pcap`;
+      const run = await example("sink", ["--count", "500", "--check", "--capture", file, "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.report.rx_packets, 500);
+      assert.equal(run.report.captured, 500);
+      assert.equal(run.report.bad_ip_checksum, 0);
+      assert.equal(run.report.bad_l4_checksum, 0);
+      assert.equal(readPcap(Deno.readFileSync(file)).count, 500);
+      const fields = ["frame.len", "ip.src", "ip.dst", "udp.srcport", "ip.checksum.status"];
+      const rows = await tsharkFields(file, fields);
+      assert.equal(rows.length, 500);
+      for (const r of rows) assert.deepEqual(r, ["64", "198.18.0.1", "198.18.0.2", "9", "1"]);
+    });
+  },
+});
+
+Deno.test("pktgen --pcap -> built-in device: the file's frames, in order, byte-identical", async () => {
+  await withDir(async (dir) => {
+    const file = `${dir}/replay.pcap`;
+    const frames = writeReplayFile(file);
+    await using device = await DeviceThread.start({
+      mode: "sink",
+      hook: new URL("./fixtures/frames_hook.ts", import.meta.url).href,
+    });
+    const run = await example("pktgen", [
+      ...["--path", device.path, "--pcap", file, "--loops", "2", "--json", "--rate", "50k"],
+    ]);
+    assert.equal(run.code, 0, run.stderr);
+    assert.equal(run.report.tx_packets, 2 * frames.length);
+    const { hookResult, errors } = await device.stop();
+    assert.deepEqual(errors, []);
+    const seen = hookResult as Uint8Array[];
+    assert.equal(seen.length, 2 * frames.length, "frames the device saw");
+    seen.forEach((f, i) => assert.deepEqual(f, frames[i % frames.length], `frame ${i}`));
+  });
+});
+
+Deno.test({
+  name: "pktgen --pcap -> testpmd rxonly: RX-packets and RX-bytes are the file's",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const file = `${dir}/replay.pcap`;
+      const frames = writeReplayFile(file);
+      const sock = `${dir}/vhost.sock`;
+      await using tp = await Testpmd.start({
+        vdev: `net_vhost0,iface=${sock},queues=1`,
+        forwardMode: "rxonly",
+      });
+      await tp.waitForSocket(sock);
+      await tp.startForwarding();
+      const run = await example("pktgen", ["--path", sock, "--pcap", file, "--json"]);
+      assert.equal(run.code, 0, run.stderr);
+      const port = await tp.stats(0);
+      await tp.stopForwarding();
+      assert.equal(port.rxPackets, frames.length, "testpmd RX-packets");
+      assert.equal(port.rxBytes, frames.reduce((a, f) => a + f.length, 0), "testpmd RX-bytes");
+    });
+  },
+});
+
+Deno.test({
+  name: "pktgen --flows --vlan -> testpmd io -> sink --capture: tshark sees every flow, Good",
+  ignore: noTestpmd || noTshark,
+  async fn() {
+    await withDir(async (dir) => {
+      const a = `${dir}/a.sock`, b = `${dir}/b.sock`, file = `${dir}/flows.pcap`;
+      const N = 64;
+      await using tp = await Testpmd.start({
+        vdev: `net_vhost0,iface=${a},queues=1`,
+        extraEalArgs: ["--vdev", `net_vhost1,iface=${b},queues=1`],
+        removeFiles: [b],
+        forwardMode: "io",
+      });
+      await tp.waitForSocket(a);
+      await tp.waitForSocket(b);
+      const sink = example("sink", [
+        "--path",
+        b,
+        "--count",
+        String(N),
+        "--capture",
+        file,
+        "--check",
+        "--json",
+      ]);
+      let finished = false;
+      sink.finally(() => finished = true).catch(() => {});
+      const deadline = Date.now() + RUN_TIMEOUT_MS;
+      while (!finished && Date.now() < deadline && !(await tp.linkUp(1))) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await tp.startForwarding();
+      const gen = await example("pktgen", [
+        ...["--path", a, "--count", String(N), "--flows", "4", "--flow-field", "src-ip,dst-port"],
+        ...["--vlan", "100", "--size", "60-124", "--rate", "20k", "--json"],
+      ]);
+      assert.equal(gen.code, 0, gen.stderr);
+      const got = await sink;
+      assert.equal(got.code, 0, got.stderr);
+      assert.equal(got.report.rx_packets, N);
+      assert.equal(got.report.bad_l4_checksum, 0);
+      const fields = [
+        "frame.len",
+        "vlan.id",
+        "ip.src",
+        "udp.dstport",
+        ...CHECKSUM_STATUS.slice(0, 2),
+      ];
+      const rows = await tsharkFields(file, fields);
+      assert.equal(rows.length, N, "tshark frame count");
+      rows.forEach((r, k) => {
+        assert.deepEqual(
+          r,
+          [String(60 + (k % 65)), "100", `198.18.0.${1 + (k % 4)}`, String(9 + (k % 4)), "1", "1"],
+          `frame ${k}`,
+        );
+      });
+    });
+  },
+});
+
+Deno.test({
+  name: "pktgen --latency -> testpmd io: no probe lost, histogram count == probes sent",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const sock = `${dir}/vhost.sock`, csv = `${dir}/latency.csv`, svg = `${dir}/latency.svg`;
+      await using tp = await Testpmd.start({
+        vdev: `net_vhost0,iface=${sock},queues=1`,
+        forwardMode: "io",
+      });
+      await tp.waitForSocket(sock);
+      await tp.startForwarding();
+      const run = await example("pktgen", [
+        ...["--path", sock, "--latency", "--count", "3000", "--rate", "5k"],
+        ...["--latency-rate", "1000", "--queue-size", "1024", "--histogram", csv, "--plot", svg],
+        "--json",
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      const counts = await tp.stopForwarding();
+      const r = run.report;
+      console.log(`  latency: ${JSON.stringify(r.latency_us)}, probes ${r.probes_sent}`);
+      assert.equal(r.tx_packets, 3000);
+      assert.equal(counts.rxPackets, 3000, "testpmd received every frame");
+      assert.equal(counts.txDropped, 0, "testpmd sent every frame back");
+      assert.equal(r.rx_packets, 3000, "pktgen received every frame back");
+      assert.ok((r.probes_sent as number) > 0);
+      assert.equal(r.probes_received, r.probes_sent);
+      assert.equal(r.lost, 0);
+      assert.equal(r.duplicated, 0);
+      assert.equal(r.reordered, 0);
+      const rows = Deno.readTextFileSync(csv).trim().split("\n").slice(1);
+      const total = rows.reduce((a, l) => a + Number(l.split(",")[1]), 0);
+      assert.equal(total, r.probes_sent, "histogram count");
+      assert.equal((r.latency_us as Record<string, number>).count, r.probes_sent);
+      assert.match(Deno.readTextFileSync(svg), /^<svg[\s\S]*<\/svg>\n$/);
+    });
+  },
+});
