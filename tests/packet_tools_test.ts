@@ -239,3 +239,108 @@ Deno.test({
     });
   },
 });
+
+Deno.test("l2fwd.ts between two built-in devices: every frame of the source reaches the sink", async () => {
+  await using source = await DeviceThread.start({ mode: "source", count: 5000, frameSize: 128 });
+  await using sinkDevice = await DeviceThread.start({ mode: "sink" });
+  const run = await example("l2fwd", [
+    ...["--port0", source.path, "--port1", sinkDevice.path, "--count", "5000", "--json"],
+  ]);
+  assert.equal(run.code, 0, run.stderr);
+  assert.equal(run.report.forwarded_0_to_1, 5000);
+  assert.equal(run.report.dropped_0_to_1, 0);
+  const { stats } = await sinkDevice.stop();
+  assert.equal(stats.rxPackets, 5000);
+  assert.equal(stats.rxBytes, 5000 * 128);
+});
+
+Deno.test({
+  name: "pktgen --latency -> testpmd io -> echo.ts --mac-swap -> back: every probe returns",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const a = `${dir}/a.sock`, b = `${dir}/b.sock`;
+      await using tp = await Testpmd.start({
+        vdev: `net_vhost0,iface=${a},queues=1`,
+        extraEalArgs: ["--vdev", `net_vhost1,iface=${b},queues=1`],
+        removeFiles: [b],
+        forwardMode: "io",
+      });
+      await tp.waitForSocket(a);
+      await tp.waitForSocket(b);
+      const echo = example("echo", ["--path", b, "--count", "2000", "--mac-swap", "--json"]);
+      let finished = false;
+      echo.finally(() => finished = true).catch(() => {});
+      const deadline = Date.now() + RUN_TIMEOUT_MS;
+      while (!finished && Date.now() < deadline && !(await tp.linkUp(1))) {
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await tp.startForwarding();
+      const gen = await example("pktgen", [
+        ...["--path", a, "--latency", "--count", "2000", "--rate", "5k", "--queue-size", "1024"],
+        "--json",
+      ]);
+      const back = await echo;
+      assert.equal(gen.code, 0, gen.stderr);
+      assert.equal(back.code, 0, back.stderr);
+      assert.equal(back.report.rx_packets, 2000);
+      assert.equal(back.report.tx_packets, 2000);
+      assert.equal(gen.report.rx_packets, 2000);
+      assert.equal(gen.report.lost, 0);
+      assert.equal(gen.report.probes_received, gen.report.probes_sent);
+    });
+  },
+});
+
+Deno.test("examples: a bad option or a missing peer is one line and a meaningful exit code", async () => {
+  const cases: [string, string[], number, RegExp][] = [
+    ["pktgen", ["--rate", "fast"], 2, /^pktgen: bad rate "fast"/],
+    ["pktgen", ["--imix", "60:x"], 2, /^pktgen: --imix: expected SIZE:WEIGHT/],
+    ["pktgen", ["--path", "/nonexistent/x.sock", "--count", "1"], 1, /^pktgen: connect/],
+    ["sink", ["--path", "/nonexistent/x.sock", "--count", "1"], 1, /^sink: connect/],
+    ["echo", [], 2, /^echo: --path is required/],
+    ["l2fwd", ["--port0", "/nonexistent/a.sock", "--port1", "/x"], 1, /^l2fwd: connect/],
+  ];
+  for (const [name, args, code, message] of cases) {
+    const run = await runBounded(Deno.execPath(), ["run", "-A", `examples/${name}.ts`, ...args], {
+      cwd: ROOT,
+      timeoutMs: RUN_TIMEOUT_MS,
+    });
+    assert.equal(run.code, code, `${name} ${args.join(" ")}: exit code; stderr:\n${run.stderr}`);
+    const lines = run.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `${name} ${args.join(" ")}: one line, got:\n${run.stderr}`);
+    assert.match(lines[0], message);
+  }
+});
+
+for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
+  Deno.test(`pktgen stops on ${signal} with its summary and exit ${code}`, async () => {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "examples/pktgen.ts", "--rate", "10k", "--duration", "120"],
+      cwd: ROOT,
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const timer = setTimeout(() => child.kill("SIGKILL"), RUN_TIMEOUT_MS);
+    try {
+      // The first per-second line comes once the signal listeners are installed.
+      const reader = child.stderr.pipeThrough(new TextDecoderStream()).getReader();
+      let err = "";
+      while (!/\d s {2}tx /.test(err)) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        err += value;
+      }
+      child.kill(signal);
+      reader.releaseLock();
+      const out = await new Response(child.stdout).text();
+      const status = await child.status;
+      assert.equal(status.code, code, `exit code; stderr so far:\n${err}`);
+      assert.match(out, new RegExp(`^total: tx \\d+ packets.*ended by ${signal}$`, "m"));
+    } finally {
+      clearTimeout(timer);
+      await child.stderr.cancel().catch(() => {});
+    }
+  });
+}
