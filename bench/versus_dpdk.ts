@@ -12,9 +12,16 @@
  *   testpmd virtio-user txonly (CPU 0) ─► device.ts sink | testpmd net_vhost0 rxonly (CPU 1)
  * ```
  *
+ * Flows: the same driver pair, but every frame written per packet: pktgen `--flows` (a source IP
+ * per frame, IPv4 and UDP checksums updated incrementally) vs testpmd txonly
+ * `--txonly-multi-flow` (a source IP per frame, headers rewritten):
+ * ```
+ *   pktgen.ts --flows 65536 | testpmd virtio-user txonly-multi-flow ─► testpmd net_vhost0 rxonly
+ * ```
+ *
  * Rates are the receiver's exact counts over the sender's active time. Run:
  * `deno run -A bench/versus_dpdk.ts [--duration 5] [--rounds 3] [--size 64] [--queue-size 256]
- * [--only drivers|devices]`
+ * [--only drivers|devices|flows]`
  *
  * @module
  */
@@ -44,8 +51,11 @@ if (testpmdPath() === null) {
 }
 
 interface Sample {
-  /** "drivers" (who sends, into DPDK vhost) or "devices" (who receives, from DPDK virtio-user). */
-  kind: "drivers" | "devices";
+  /**
+   * "drivers" (who sends, into DPDK vhost), "devices" (who receives, from DPDK virtio-user) or
+   * "flows" (who sends, writing a flow's fields into every frame).
+   */
+  kind: "drivers" | "devices" | "flows";
   /** "TypeScript" or "DPDK C". */
   who: string;
   ring: string;
@@ -70,12 +80,16 @@ async function vhostReceiver(): Promise<Testpmd> {
 }
 
 /** DPDK's C virtio-user PMD sending (txonly) for `seconds` on CPU 0: frames sent, seconds active. */
-async function cSender(packed: boolean): Promise<{ sent: number; active: number }> {
+async function cSender(
+  packed: boolean,
+  multiFlow = false,
+): Promise<{ sent: number; active: number }> {
   await using tx = await Testpmd.start({
     vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
       `queue_size=${queueSize}`,
     forwardMode: "txonly",
     txpkts: size,
+    txonlyMultiFlow: multiFlow,
     cpu: 0,
   });
   const t0 = performance.now();
@@ -119,22 +133,33 @@ function sample(
   };
 }
 
-/** Drivers: this stack's pktgen or DPDK's virtio-user, sending into DPDK's vhost PMD. */
-async function measure(sender: "ts" | "c", packed: boolean): Promise<Sample> {
+/**
+ * Drivers: this stack's pktgen or DPDK's virtio-user, sending into DPDK's vhost PMD; with
+ * `flows`, both write a flow (source IP) into every frame.
+ */
+async function measure(sender: "ts" | "c", packed: boolean, flows = false): Promise<Sample> {
   await using rx = await vhostReceiver();
   let run: { sent: number; active: number };
   if (sender === "ts") {
     const out = await example("pktgen", 0, [
       ...["--path", sock, "--duration", String(seconds), "--size", String(size)],
       ...["--queue-size", String(queueSize), "--json", ...(packed ? [] : ["--split"])],
+      ...(flows ? ["--flows", "65536", "--flow-field", "src-ip"] : []),
     ]).output();
     const r = report(out.stdout);
     run = { sent: r.tx_packets, active: r.seconds };
   } else {
-    run = await cSender(packed);
+    run = await cSender(packed, flows);
   }
   const received = (await rx.stopForwarding()).rxPackets;
-  return sample("drivers", sender === "ts", packed, received, run.sent, run.active);
+  return sample(
+    flows ? "flows" : "drivers",
+    sender === "ts",
+    packed,
+    received,
+    run.sent,
+    run.active,
+  );
 }
 
 /** Devices: DPDK's virtio-user sending into this stack's device (sink) or DPDK's vhost PMD. */
@@ -161,15 +186,15 @@ async function measureDevice(receiver: "ts" | "c", packed: boolean): Promise<Sam
   return sample("devices", true, packed, received, run.sent, run.active);
 }
 
-const kinds = args.only === undefined ? ["drivers", "devices"] : [args.only];
+const kinds = args.only === undefined ? ["drivers", "devices", "flows"] : [args.only];
 try {
   for (const kind of kinds) {
     for (const packed of [true, false]) {
       for (let r = 0; r < rounds; r++) {
         for (const who of ["ts", "c"] as const) {
-          const s = kind === "drivers"
-            ? await measure(who, packed)
-            : await measureDevice(who, packed);
+          const s = kind === "devices"
+            ? await measureDevice(who, packed)
+            : await measure(who, packed, kind === "flows");
           samples.push(s);
           console.error(
             `${s.kind.padEnd(8)} ${s.ring.padEnd(6)} ${s.who.padEnd(10)} ` +
@@ -188,8 +213,9 @@ console.log(
   `\n${size}-byte frames, ${seconds} s per run, ${rounds} rounds, queue size ${queueSize}`,
 );
 console.log(
-  "drivers: who sends into DPDK vhost rxonly; devices: who receives DPDK virtio-user txonly",
+  "drivers: who sends into DPDK vhost rxonly; devices: who receives DPDK virtio-user txonly;",
 );
+console.log("flows: who sends, a source IP written into every frame (--flows / multi-flow)");
 console.log("          ring    TypeScript  DPDK C   TS/C   (median Mpps)");
 const summary: Record<string, unknown>[] = [];
 for (const kind of kinds) {

@@ -105,6 +105,7 @@ export class PacketTemplate {
   readonly #ipEnd: number;
   readonly #pseudoStart: number;
   readonly #pseudoEnd: number;
+  readonly #head: Uint8Array;
 
   /** Builds the prototype; throws a `RangeError` for an impossible size or VLAN ID. */
   constructor(options: TemplateOptions) {
@@ -158,6 +159,7 @@ export class PacketTemplate {
     const sp = options.srcPort ?? 9, dp = options.dstPort ?? 9;
     if (udp) writeUdp(f, this.l3, this.l4, sp, dp, l4Length);
     else writeTcp(f, this.l3, this.l4, sp, dp, 1, 1, TcpFlag.ACK, 65535, l4Length);
+    this.#head = f.subarray(0, size);
   }
 
   /**
@@ -165,7 +167,8 @@ export class PacketTemplate {
    * step); the length fields and checksums are set for `size`.
    */
   write(bytes: Uint8Array, offset: number, size: number): void {
-    bytes.set(this.frame.subarray(0, Math.max(size, this.baseSize)), offset);
+    bytes.set(this.#head, offset);
+    if (size > this.baseSize) bytes.fill(0, offset + this.baseSize, offset + size);
     this.setSize(bytes, offset, size);
   }
 
