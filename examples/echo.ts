@@ -12,7 +12,7 @@
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
-import { EventLoop, SIGNAL_EXIT } from "./event_loop.ts";
+import { EventLoop, exitForRun } from "./event_loop.ts";
 
 const USAGE = `usage: echo.ts --path SOCK [--mac-swap] [--count N | --duration S] [--json]
 
@@ -69,30 +69,22 @@ const loop = new EventLoop();
 let endedBy = "count";
 let failure: string | null = null;
 try {
-  outer: for (;;) {
-    const sliceEnd = performance.now() + 10;
-    while (performance.now() < sliceEnd) {
-      for (let k = 0; k < 64; k++) {
-        if (meter.done(stats.rxPackets)) {
-          endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
-          break outer;
-        }
-        const n = port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets)));
-        if (n === 0) continue;
-        if (macSwap) { for (let i = 0; i < n; i++) swapMacs(pool.bytes, pool.dataOffset(bufs[i])); }
-        const sent = port.txBurst(bufs, lens, n);
-        if (sent < n) {
-          pool.free(bufs, sent, n - sent);
-          dropped += n - sent;
-        }
-      }
+  const signal = await loop.run(() => {
+    if (meter.done(stats.rxPackets)) {
+      endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
+      return true;
     }
-    await loop.turn();
-    if (loop.signal !== "") {
-      endedBy = loop.signal;
-      break;
+    const n = port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets)));
+    if (n === 0) return false;
+    if (macSwap) { for (let i = 0; i < n; i++) swapMacs(pool.bytes, pool.dataOffset(bufs[i])); }
+    const sent = port.txBurst(bufs, lens, n);
+    if (sent < n) {
+      pool.free(bufs, sent, n - sent);
+      dropped += n - sent;
     }
-  }
+    return false;
+  });
+  if (signal !== "") endedBy = signal;
   port.txDrain(1000);
 } catch (e) {
   failure = (e as Error).message;
@@ -101,8 +93,4 @@ try {
 loop.close();
 meter.report(opts.json, { tx_dropped: dropped, ended_by: endedBy });
 port.close();
-if (failure !== null) {
-  console.error(`echo: ${failure}`);
-  Deno.exit(1);
-}
-if (loop.signal !== "") Deno.exit(SIGNAL_EXIT[loop.signal]);
+exitForRun("echo", failure, loop.signal);

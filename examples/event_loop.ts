@@ -14,6 +14,18 @@
 export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
 /**
+ * Ends an example after its summary: exit 1 with one line `program: failure` when the run
+ * failed, 128 + the signal's number when one stopped it; otherwise returns.
+ */
+export function exitForRun(program: string, failure: string | null, signal: string): void {
+  if (failure !== null) {
+    console.error(`${program}: ${failure}`);
+    Deno.exit(1);
+  }
+  if (signal !== "") Deno.exit(SIGNAL_EXIT[signal]);
+}
+
+/**
  * Yields event-loop turns and records SIGINT / SIGTERM. `close()` removes the listeners.
  *
  * @example
@@ -44,6 +56,23 @@ export class EventLoop {
       this.#wake = resolve;
       this.#channel.port1.postMessage(null);
     });
+  }
+
+  /**
+   * Calls `burst()` (one burst of work; true when the run is over) until it ends the run or a
+   * signal arrives, in slices of `sliceMs` with one event-loop turn and `everySlice()` between
+   * them. Returns "" when `burst` ended the run, else the signal's name; errors propagate.
+   */
+  async run(burst: () => boolean, everySlice?: () => void, sliceMs = 10): Promise<string> {
+    for (;;) {
+      const end = performance.now() + sliceMs;
+      do {
+        for (let k = 0; k < 16; k++) if (burst()) return "";
+      } while (performance.now() < end);
+      everySlice?.();
+      await this.turn();
+      if (this.signal !== "") return this.signal;
+    }
   }
 
   /** Removes the signal listeners and closes the channel. */

@@ -18,7 +18,7 @@ import type { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
 import { intOption, openPort, parseCli } from "./cli.ts";
-import { EventLoop, SIGNAL_EXIT } from "./event_loop.ts";
+import { EventLoop, exitForRun } from "./event_loop.ts";
 
 const USAGE = `usage: l2fwd.ts --port0 SOCK --port1 SOCK [--count N | --duration S] [--json]
 
@@ -129,31 +129,26 @@ const live = !opts.quiet && !opts.json;
 let lastPrint = start, endedBy = "count";
 let failure: string | null = null;
 try {
-  outer: for (;;) {
-    const sliceEnd = performance.now() + 10;
-    let now = 0;
-    while ((now = performance.now()) < sliceEnd) {
-      if (count > 0 && forwarded[0] + forwarded[1] + dropped[0] + dropped[1] >= count) break outer;
-      if (now >= deadline) {
-        endedBy = "duration";
-        break outer;
-      }
-      forward(0);
-      forward(1);
+  const signal = await loop.run(() => {
+    const now = performance.now();
+    if (count > 0 && forwarded[0] + forwarded[1] + dropped[0] + dropped[1] >= count) return true;
+    if (now >= deadline) {
+      endedBy = "duration";
+      return true;
     }
-    if (live && now - lastPrint >= 1000) {
-      console.error(
-        `${((now - start) / 1000).toFixed(0).padStart(5)} s  0->1 ${forwarded[0]}  ` +
-          `1->0 ${forwarded[1]}  dropped ${dropped[0] + dropped[1]}`,
-      );
-      lastPrint = now;
-    }
-    await loop.turn();
-    if (loop.signal !== "") {
-      endedBy = loop.signal;
-      break;
-    }
-  }
+    forward(0);
+    forward(1);
+    return false;
+  }, () => {
+    const now = performance.now();
+    if (!live || now - lastPrint < 1000) return;
+    console.error(
+      `${((now - start) / 1000).toFixed(0).padStart(5)} s  0->1 ${forwarded[0]}  ` +
+        `1->0 ${forwarded[1]}  dropped ${dropped[0] + dropped[1]}`,
+    );
+    lastPrint = now;
+  });
+  if (signal !== "") endedBy = signal;
   const until = performance.now() + 1000;
   while (pending[0] + pending[1] > 0 && performance.now() < until) {
     for (const from of [0, 1]) if (pending[from] > 0) forward(from);
@@ -186,8 +181,4 @@ else {
       } s: ${result.mpps} Mpps; ended by ${endedBy}`,
   );
 }
-if (failure !== null) {
-  console.error(`l2fwd: ${failure}`);
-  Deno.exit(1);
-}
-if (loop.signal !== "") Deno.exit(SIGNAL_EXIT[loop.signal]);
+exitForRun("l2fwd", failure, loop.signal);

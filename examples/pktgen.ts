@@ -31,7 +31,7 @@ import {
 } from "../lib/packet/template.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli } from "./cli.ts";
-import { EventLoop, SIGNAL_EXIT } from "./event_loop.ts";
+import { EventLoop, exitForRun } from "./event_loop.ts";
 import { type SizeTable, sizeTable } from "./frame_sizes.ts";
 import { histogramCsv, LatencyProbes, plotSvg, PROBE_BYTES } from "./latency.ts";
 import { LiveLine } from "./live_line.ts";
@@ -376,43 +376,39 @@ meter.start(start);
 nextProbeAt = start;
 let lastSend = start;
 try {
-  outer: for (;;) {
-    const sliceEnd = performance.now() + 10;
-    let now = 0;
-    while ((now = performance.now()) < sliceEnd) {
-      if (stats.txPackets >= limit) break outer;
-      if (now >= deadline) {
-        endedBy = "duration";
-        break outer;
-      }
-      let want = limit - stats.txPackets;
-      if (want > burst) want = burst;
-      want = byFile ? dueByFile(now, want, start) : pacer.due(now, want);
-      if (want > 0) {
-        const n = pool.alloc(bufs, 0, want);
-        probeDue = -1;
-        if (perPacket) fill(n, now);
-        const sent = port.txBurst(bufs, lens, n);
-        if (sent < n) {
-          pool.free(bufs, sent, n - sent);
-          if (perPacket) rewind(n - sent);
-          if (sent === 0 && probeDue >= 0) {
-            probes!.cancel(); // the probe was not sent: the next burst carries it
-            nextProbeAt = probeDue;
-          }
+  const signal = await loop.run(() => {
+    const now = performance.now();
+    if (stats.txPackets >= limit) return true;
+    if (now >= deadline) {
+      endedBy = "duration";
+      return true;
+    }
+    let want = limit - stats.txPackets;
+    if (want > burst) want = burst;
+    want = byFile ? dueByFile(now, want, start) : pacer.due(now, want);
+    if (want > 0) {
+      const n = pool.alloc(bufs, 0, want);
+      probeDue = -1;
+      if (perPacket) fill(n, now);
+      const sent = port.txBurst(bufs, lens, n);
+      if (sent < n) {
+        pool.free(bufs, sent, n - sent);
+        if (perPacket) rewind(n - sent);
+        if (sent === 0 && probeDue >= 0) {
+          probes!.cancel(); // the probe was not sent: the next burst carries it
+          nextProbeAt = probeDue;
         }
-        pacer.sent(sent);
-        if (sent > 0) lastSend = now;
       }
-      if (receiving) receive();
+      pacer.sent(sent);
+      if (sent > 0) lastSend = now;
     }
-    meter.tick(now, receiving ? stats.txPackets - stats.rxPackets : 0, errors());
-    await loop.turn();
-    if (loop.signal !== "") {
-      endedBy = loop.signal;
-      break;
-    }
-  }
+    if (receiving) receive();
+    return false;
+  }, () => {
+    const drops = receiving ? stats.txPackets - stats.rxPackets : 0;
+    meter.tick(performance.now(), drops, errors());
+  });
+  if (signal !== "") endedBy = signal;
 } catch (e) {
   failure = (e as Error).message;
   endedBy = "error";
@@ -535,8 +531,4 @@ else {
     );
   }
 }
-if (failure !== null) {
-  console.error(`pktgen: ${failure}`);
-  Deno.exit(1);
-}
-if (loop.signal !== "") Deno.exit(SIGNAL_EXIT[loop.signal]);
+exitForRun("pktgen", failure, loop.signal);

@@ -27,7 +27,7 @@ import {
 import { PcapWriter } from "../lib/packet/pcap.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
-import { EventLoop, SIGNAL_EXIT } from "./event_loop.ts";
+import { EventLoop, exitForRun } from "./event_loop.ts";
 import { PROBE_BYTES, PROBE_MAGIC, SequenceTracker } from "./latency.ts";
 
 const USAGE = `usage: sink.ts [--path SOCK] [--count N | --duration S] [--check] [--capture FILE]
@@ -141,24 +141,15 @@ const loop = new EventLoop();
 let endedBy = "count";
 let failure: string | null = null;
 try {
-  outer: for (;;) {
-    const sliceEnd = performance.now() + 10;
-    while (performance.now() < sliceEnd) {
-      for (let k = 0; k < 64; k++) {
-        if (meter.done(stats.rxPackets)) {
-          endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
-          break outer;
-        }
-        const want = Math.min(burst, meter.remaining(stats.rxPackets));
-        consume(port.rxBurst(bufs, lens, want));
-      }
+  const signal = await loop.run(() => {
+    if (meter.done(stats.rxPackets)) {
+      endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
+      return true;
     }
-    await loop.turn();
-    if (loop.signal !== "") {
-      endedBy = loop.signal;
-      break;
-    }
-  }
+    consume(port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets))));
+    return false;
+  });
+  if (signal !== "") endedBy = signal;
 } catch (e) {
   failure = (e as Error).message;
   endedBy = "error";
@@ -225,11 +216,7 @@ if (!opts.json && opts.check) {
       `${sequence.duplicated} duplicated`,
   );
 }
-if (failure !== null) {
-  console.error(`sink: ${failure}`);
-  Deno.exit(1);
-}
-if (loop.signal !== "") Deno.exit(SIGNAL_EXIT[loop.signal]);
+exitForRun("sink", failure, loop.signal);
 if (opts.check && checked.badIpChecksum + checked.badL4Checksum + checked.truncated > 0) {
   Deno.exit(3);
 }
