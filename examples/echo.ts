@@ -12,7 +12,7 @@
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
-import { EventLoop, exitForRun } from "./event_loop.ts";
+import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
 
 const USAGE = `usage: echo.ts --path SOCK [--mac-swap] [--count N | --duration S] [--json]
 
@@ -69,22 +69,16 @@ const loop = new EventLoop();
 let endedBy = "count";
 let failure: string | null = null;
 try {
-  const signal = await loop.run(() => {
-    if (meter.done(stats.rxPackets)) {
-      endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
-      return true;
-    }
-    const n = port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets)));
-    if (n === 0) return false;
+  endedBy = await receiveUntilDone(loop, meter, stats, count, burst, (max) => {
+    const n = port.rxBurst(bufs, lens, max);
+    if (n === 0) return;
     if (macSwap) { for (let i = 0; i < n; i++) swapMacs(pool.bytes, pool.dataOffset(bufs[i])); }
     const sent = port.txBurst(bufs, lens, n);
     if (sent < n) {
       pool.free(bufs, sent, n - sent);
       dropped += n - sent;
     }
-    return false;
   });
-  if (signal !== "") endedBy = signal;
   port.txDrain(1000);
 } catch (e) {
   failure = (e as Error).message;

@@ -10,6 +10,8 @@
  * @module
  */
 
+import type { RunMeter } from "./cli.ts";
+
 /** Exit status of a run stopped by a signal: 128 + its number (SIGINT 2, SIGTERM 15). */
 export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 };
 
@@ -82,4 +84,29 @@ export class EventLoop {
     this.#channel.port1.close();
     this.#channel.port2.close();
   }
+}
+
+/**
+ * The receive loop of sink and echo: `receive(max)` handles one burst of at most `max` frames
+ * until `meter` ends the run (`--count` frames received, or `--duration`) or a signal arrives.
+ * Returns why it ended: `count`, `duration` or the signal's name; errors propagate.
+ */
+export async function receiveUntilDone(
+  loop: EventLoop,
+  meter: RunMeter,
+  stats: { rxPackets: number },
+  count: number,
+  burst: number,
+  receive: (max: number) => void,
+): Promise<string> {
+  let ended = "";
+  const signal = await loop.run(() => {
+    if (meter.done(stats.rxPackets)) {
+      ended = count > 0 && stats.rxPackets >= count ? "count" : "duration";
+      return true;
+    }
+    receive(Math.min(burst, meter.remaining(stats.rxPackets)));
+    return false;
+  });
+  return signal !== "" ? signal : ended;
 }

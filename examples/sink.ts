@@ -27,7 +27,7 @@ import {
 import { PcapWriter } from "../lib/packet/pcap.ts";
 import { parseArgs } from "node:util";
 import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
-import { EventLoop, exitForRun } from "./event_loop.ts";
+import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
 import { PROBE_BYTES, PROBE_MAGIC, SequenceTracker } from "./latency.ts";
 
 const USAGE = `usage: sink.ts [--path SOCK] [--count N | --duration S] [--check] [--capture FILE]
@@ -141,15 +141,9 @@ const loop = new EventLoop();
 let endedBy = "count";
 let failure: string | null = null;
 try {
-  const signal = await loop.run(() => {
-    if (meter.done(stats.rxPackets)) {
-      endedBy = count > 0 && stats.rxPackets >= count ? "count" : "duration";
-      return true;
-    }
-    consume(port.rxBurst(bufs, lens, Math.min(burst, meter.remaining(stats.rxPackets))));
-    return false;
+  endedBy = await receiveUntilDone(loop, meter, stats, count, burst, (max) => {
+    consume(port.rxBurst(bufs, lens, max));
   });
-  if (signal !== "") endedBy = signal;
 } catch (e) {
   failure = (e as Error).message;
   endedBy = "error";
