@@ -154,6 +154,9 @@ if (opts.pcap !== undefined && (latency || flows > 0 || opts.imix !== undefined)
   usageError("--pcap replays the file's frames as they are: no --latency, --flows or --imix");
 }
 if (opts.histogram !== undefined && !latency) usageError("--histogram needs --latency");
+if (flows > 65536 && flowFields.some((f) => f.endsWith("port"))) {
+  usageError(`--flows ${flows}: a port has 65536 values`);
+}
 
 // --- Frames: a template (generated) or the file's frames (replay) ---
 let template: PacketTemplate | null = null;
