@@ -31,6 +31,8 @@ export {
 } from "./lib/virtio/virtqueue.ts";
 export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet/udp_frame.ts";
 export {
+  applyChecksumDelta,
+  checksumDelta32,
   foldChecksum,
   internetChecksum,
   onesSum,

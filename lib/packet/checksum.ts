@@ -81,10 +81,7 @@ export function internetChecksum(
  * ```
  */
 export function updateChecksum16(check: number, oldWord: number, newWord: number): number {
-  let sum = (~check & 0xffff) + (~oldWord & 0xffff) + (newWord & 0xffff);
-  sum = (sum & 0xffff) + (sum >>> 16);
-  sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
+  return applyChecksumDelta(check, (~oldWord & 0xffff) + (newWord & 0xffff));
 }
 
 /**
@@ -97,8 +94,38 @@ export function updateChecksum16(check: number, oldWord: number, newWord: number
  * ```
  */
 export function updateChecksum32(check: number, oldValue: number, newValue: number): number {
-  let sum = (~check & 0xffff) + (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) +
-    (newValue >>> 16) + (newValue & 0xffff);
+  return applyChecksumDelta(check, checksumDelta32(oldValue, newValue));
+}
+
+/**
+ * The unfolded RFC 1624 difference `~m + m'` of a 32-bit field changing from `oldValue` to
+ * `newValue`: the same for every checksum covering the field, so it is computed once and then
+ * applied to each with {@linkcode applyChecksumDelta}.
+ *
+ * @example
+ * ```ts
+ * import { applyChecksumDelta, checksumDelta32, updateChecksum32 } from "./checksum.ts";
+ * const d = checksumDelta32(0x0a000001, 0x0a000002);
+ * console.assert(applyChecksumDelta(0x1234, d) === updateChecksum32(0x1234, 0x0a000001, 0x0a000002));
+ * ```
+ */
+export function checksumDelta32(oldValue: number, newValue: number): number {
+  return (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) +
+    (newValue & 0xffff);
+}
+
+/**
+ * RFC 1624 eqn. 3 with a precomputed difference (from {@linkcode checksumDelta32}, or
+ * `(~m & 0xffff) + m'` for one word): the new checksum.
+ *
+ * @example
+ * ```ts
+ * import { applyChecksumDelta, updateChecksum16 } from "./checksum.ts";
+ * console.assert(applyChecksumDelta(0xbaff, (~0x0014 & 0xffff) + 0x0028) === updateChecksum16(0xbaff, 0x14, 0x28));
+ * ```
+ */
+export function applyChecksumDelta(check: number, delta: number): number {
+  let sum = (~check & 0xffff) + delta;
   sum = (sum & 0xffff) + (sum >>> 16);
   sum = (sum & 0xffff) + (sum >>> 16);
   return ~sum & 0xffff;

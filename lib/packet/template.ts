@@ -17,10 +17,11 @@
  */
 
 import {
+  applyChecksumDelta,
+  checksumDelta32,
   read16,
   read32,
   updateChecksum16,
-  updateChecksum32,
   write16,
   write32,
 } from "./checksum.ts";
@@ -234,13 +235,14 @@ export class PacketTemplate {
     value >>>= 0;
     if (old === value) return;
     write32(bytes, at, value);
+    const delta = checksumDelta32(old, value); // the same change for every checksum
     if (field >= this.l3 && field < this.#ipEnd) {
       const c = offset + this.l3 + 10;
-      write16(bytes, c, updateChecksum32(read16(bytes, c), old, value));
+      write16(bytes, c, applyChecksumDelta(read16(bytes, c), delta));
     }
     if (this.#inL4Sum(field)) {
       const ck = offset + this.l4Checksum;
-      this.#storeL4(bytes, ck, updateChecksum32(read16(bytes, ck), old, value));
+      this.#storeL4(bytes, ck, applyChecksumDelta(read16(bytes, ck), delta));
     }
   }
 
