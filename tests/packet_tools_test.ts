@@ -127,25 +127,54 @@ Deno.test({
   },
 });
 
-Deno.test("pktgen --pcap -> built-in device: the file's frames, in order, byte-identical", async () => {
-  await withDir(async (dir) => {
-    const file = `${dir}/replay.pcap`;
-    const frames = writeReplayFile(file);
-    await using device = await DeviceThread.start({
-      mode: "sink",
-      hook: new URL("./fixtures/frames_hook.ts", import.meta.url).href,
+for (const timing of ["--rate", "--pcap-timing"]) {
+  Deno.test(`pktgen --pcap ${timing} -> built-in device: the file's frames, byte-identical`, async () => {
+    await withDir(async (dir) => {
+      const file = `${dir}/replay.pcap`;
+      const frames = writeReplayFile(file);
+      await using device = await DeviceThread.start({
+        mode: "sink",
+        hook: new URL("./fixtures/frames_hook.ts", import.meta.url).href,
+      });
+      // The file's frames are 1 µs apart, so its own timing replays them quickly too.
+      const pace = timing === "--rate" ? ["--rate", "50k"] : ["--pcap-timing"];
+      const run = await example("pktgen", [
+        ...["--path", device.path, "--pcap", file, "--loops", "2", "--json", ...pace],
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal(run.report.tx_packets, 2 * frames.length);
+      const { hookResult, errors } = await device.stop();
+      assert.deepEqual(errors, []);
+      const seen = hookResult as Uint8Array[];
+      assert.equal(seen.length, 2 * frames.length, "frames the device saw");
+      seen.forEach((f, i) => assert.deepEqual(f, frames[i % frames.length], `frame ${i}`));
     });
-    const run = await example("pktgen", [
-      ...["--path", device.path, "--pcap", file, "--loops", "2", "--json", "--rate", "50k"],
-    ]);
-    assert.equal(run.code, 0, run.stderr);
-    assert.equal(run.report.tx_packets, 2 * frames.length);
-    const { hookResult, errors } = await device.stop();
-    assert.deepEqual(errors, []);
-    const seen = hookResult as Uint8Array[];
-    assert.equal(seen.length, 2 * frames.length, "frames the device saw");
-    seen.forEach((f, i) => assert.deepEqual(f, frames[i % frames.length], `frame ${i}`));
   });
+}
+
+Deno.test({
+  name: "pktgen --pcap -> testpmd io -> sink --capture: the capture is the file, byte-identical",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const file = `${dir}/replay.pcap`, out = `${dir}/out.pcap`;
+      const frames = writeReplayFile(file);
+      const { gen, got } = await throughTwoPorts(
+        dir,
+        "sink",
+        ["--count", String(frames.length), "--capture", out, "--json"],
+        ["--pcap", file, "--rate", "20k", "--json"],
+      );
+      assert.equal(gen.code, 0, gen.stderr);
+      assert.equal(got.code, 0, got.stderr);
+      const cap = readPcap(Deno.readFileSync(out));
+      assert.equal(cap.count, frames.length, "frames captured");
+      frames.forEach((f, i) => {
+        const at = cap.offsets[i];
+        assert.deepEqual(cap.data.subarray(at, at + cap.lengths[i]), f, `frame ${i}`);
+      });
+    });
+  },
 });
 
 Deno.test({
