@@ -184,3 +184,16 @@ export class RunMeter {
     return result;
   }
 }
+
+/**
+ * Closes `port` without throwing: when the peer is gone the vhost-user messages of the close
+ * fail; that is returned as one line for the user (null when the close went well).
+ */
+export function closePort(port: VirtioNet): string | null {
+  try {
+    port.close();
+    return null;
+  } catch (e) {
+    return `the peer is gone (closing the port: ${(e as Error).message})`;
+  }
+}

@@ -11,7 +11,7 @@
 
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import { closePort, commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
 import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
 
 const USAGE = `usage: echo.ts --path SOCK [--mac-swap] [--count N | --duration S] [--json]
@@ -86,5 +86,5 @@ try {
 }
 loop.close();
 meter.report(opts.json, { tx_dropped: dropped, ended_by: endedBy });
-port.close();
+failure ??= closePort(port);
 exitForRun("echo", failure, loop.signal);

@@ -17,7 +17,7 @@
 import type { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
-import { intOption, openPort, parseCli } from "./cli.ts";
+import { closePort, intOption, openPort, parseCli } from "./cli.ts";
 import { EventLoop, exitForRun } from "./event_loop.ts";
 
 const USAGE = `usage: l2fwd.ts --port0 SOCK --port1 SOCK [--count N | --duration S] [--json]
@@ -72,7 +72,7 @@ try {
   for (const path of [opts.port0, opts.port1]) ports.push(await openPort({ ...opts, path }, null));
 } catch (e) {
   console.error(`l2fwd: ${(e as Error).message}`);
-  for (const p of ports) p.close();
+  for (const p of ports) closePort(p);
   Deno.exit(1);
 }
 const words = ports.map((p) => new Uint32Array(p.pool.bytes.buffer));
@@ -171,7 +171,7 @@ const result = {
   mpps: Number(((forwarded[0] + forwarded[1]) / seconds / 1e6).toFixed(4)),
   ended_by: endedBy,
 };
-for (const p of ports) p.close();
+for (const p of ports) failure ??= closePort(p);
 if (opts.json) console.log(JSON.stringify(result));
 else {
   console.log(

@@ -30,7 +30,7 @@ import {
   type SweepMode,
 } from "../lib/packet/template.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, intOption, openPort, parseCli } from "./cli.ts";
+import { closePort, commonOptions, intOption, openPort, parseCli } from "./cli.ts";
 import { EventLoop, exitForRun } from "./event_loop.ts";
 import { type SizeTable, sizeTable } from "./frame_sizes.ts";
 import { histogramCsv, LatencyProbes, plotSvg, PROBE_BYTES } from "./latency.ts";
@@ -502,7 +502,7 @@ if (opts.plot !== undefined) {
 }
 if (opts.json) result.per_second = meter.seconds;
 
-port.close();
+failure ??= closePort(port);
 if (device !== null) {
   const { stats: dev, errors: devErrors } = await device.stop();
   Object.assign(result, {

@@ -26,7 +26,7 @@ import {
 } from "../lib/packet/frame_view.ts";
 import { PcapWriter } from "../lib/packet/pcap.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import { closePort, commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
 import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
 import { PROBE_BYTES, PROBE_MAGIC, SequenceTracker } from "./latency.ts";
 
@@ -169,7 +169,7 @@ if (device === null) {
   capture?.close();
   if (capture !== null) report.captured = capture.frames;
   meter.report(opts.json, report);
-  port.close();
+  failure ??= closePort(port);
 } else {
   // Stop the device's data path (it still answers the port), then receive what it already sent.
   const sent = await device.pause();
@@ -182,7 +182,7 @@ if (device === null) {
   }
   capture?.close();
   if (capture !== null) report.captured = capture.frames;
-  port.close();
+  failure ??= closePort(port);
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
     ...report,

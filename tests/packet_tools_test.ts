@@ -368,3 +368,40 @@ for (const [signal, code] of [["SIGINT", 130], ["SIGTERM", 143]] as const) {
     }
   });
 }
+
+Deno.test({
+  name: "pktgen whose peer dies mid-run: its summary, one line, exit 1",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const sock = `${dir}/vhost.sock`;
+      const tp = await Testpmd.start({
+        vdev: `net_vhost0,iface=${sock},queues=1`,
+        forwardMode: "rxonly",
+      });
+      try {
+        await tp.waitForSocket(sock);
+        await tp.startForwarding();
+        const running = example("pktgen", [
+          "--path",
+          sock,
+          "--rate",
+          "10k",
+          "--duration",
+          "5",
+          "--json",
+        ]);
+        await tp.waitForLinkUp(RUN_TIMEOUT_MS);
+        await tp.stop();
+        const run = await running;
+        assert.equal(run.code, 1, run.stderr);
+        assert.equal(typeof run.report.tx_packets, "number", "the summary is printed");
+        const lines = run.stderr.trim().split("\n");
+        assert.equal(lines.length, 1, run.stderr);
+        assert.match(lines[0], /^pktgen: the peer is gone/);
+      } finally {
+        await tp.stop();
+      }
+    });
+  },
+});
