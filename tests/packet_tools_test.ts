@@ -201,45 +201,72 @@ Deno.test({
   },
 });
 
-Deno.test({
-  name: "pktgen --flows --vlan -> testpmd io -> sink --capture: tshark sees every flow, Good",
-  ignore: noTestpmd || noTshark,
-  async fn() {
-    await withDir(async (dir) => {
-      const file = `${dir}/flows.pcap`;
-      const N = 64;
-      const { gen, got } = await throughTwoPorts(
-        dir,
-        "sink",
-        ["--count", String(N), "--capture", file, "--check", "--json"],
-        [
-          ...["--count", String(N), "--flows", "4", "--flow-field", "src-ip,dst-port"],
-          ...["--vlan", "100", "--size", "60-124", "--rate", "20k", "--json"],
-        ],
-      );
-      assert.equal(gen.code, 0, gen.stderr);
-      assert.equal(got.code, 0, got.stderr);
-      assert.equal(got.report.rx_packets, N);
-      assert.equal(got.report.bad_l4_checksum, 0);
-      const fields = [
-        "frame.len",
-        "vlan.id",
-        "ip.src",
-        "udp.dstport",
-        ...CHECKSUM_STATUS.slice(0, 2),
-      ];
-      const rows = await tsharkFields(file, fields);
-      assert.equal(rows.length, N, "tshark frame count");
-      rows.forEach((r, k) => {
-        assert.deepEqual(
-          r,
-          [String(60 + (k % 65)), "100", `198.18.0.${1 + (k % 4)}`, String(9 + (k % 4)), "1", "1"],
-          `frame ${k}`,
-        );
-      });
-    });
+/** A pktgen traffic shape and the tshark fields of its frame `k`. */
+interface FlowCase {
+  what: string;
+  args: string[];
+  fields: string[];
+  expect: (k: number) => string[];
+}
+
+const FLOW_CASES: FlowCase[] = [
+  {
+    what: "IPv4/UDP, VLAN, 4 flows over src-ip and dst-port, sizes 60-124",
+    args: [
+      ...["--flows", "4", "--flow-field", "src-ip,dst-port", "--vlan", "100"],
+      ...["--size", "60-124"],
+    ],
+    fields: [
+      "frame.len",
+      "vlan.id",
+      "ip.src",
+      "udp.dstport",
+      "ip.checksum.status",
+      "udp.checksum.status",
+    ],
+    expect: (
+      k,
+    ) => [String(60 + (k % 65)), "100", `198.18.0.${1 + (k % 4)}`, String(9 + (k % 4)), "1", "1"],
   },
-});
+  {
+    what: "IPv6/TCP, 8 flows over dst-ip and src-port, IMIX",
+    args: [
+      ...["--ipv6", "--tcp", "--flows", "8", "--flow-field", "dst-ip,src-port"],
+      ...["--imix", "80:1,590:1,1514:1", "--dst-ip", "2001:db8::100"],
+    ],
+    fields: ["ipv6.src", "ipv6.dst", "tcp.srcport", "tcp.checksum.status"],
+    expect: (
+      k,
+    ) => ["2001:db8::1", `2001:db8::${(0x100 + (k % 8)).toString(16)}`, String(9 + (k % 8)), "1"],
+  },
+];
+
+for (const c of FLOW_CASES) {
+  Deno.test({
+    name: `pktgen ${c.what} -> testpmd io -> sink --capture: tshark sees each flow, Good`,
+    ignore: noTestpmd || noTshark,
+    async fn() {
+      await withDir(async (dir) => {
+        const file = `${dir}/flows.pcap`;
+        const N = 64;
+        const { gen, got } = await throughTwoPorts(
+          dir,
+          "sink",
+          ["--count", String(N), "--capture", file, "--check", "--json"],
+          ["--count", String(N), ...c.args, "--rate", "20k", "--json"],
+        );
+        assert.equal(gen.code, 0, gen.stderr);
+        assert.equal(got.code, 0, got.stderr);
+        assert.equal(got.report.rx_packets, N);
+        assert.equal(got.report.bad_ip_checksum, 0);
+        assert.equal(got.report.bad_l4_checksum, 0);
+        const rows = await tsharkFields(file, c.fields);
+        assert.equal(rows.length, N, "tshark frame count");
+        rows.forEach((r, k) => assert.deepEqual(r, c.expect(k), `frame ${k}`));
+      });
+    },
+  });
+}
 
 Deno.test({
   name: "pktgen --latency -> testpmd io: no probe lost, histogram count == probes sent",
