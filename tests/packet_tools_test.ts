@@ -20,7 +20,7 @@ import { runBounded } from "./helpers.ts";
 import { buildSamples } from "./packet_samples.ts";
 import { requireTestpmd, requireTshark } from "./peers.ts";
 import { Testpmd } from "./testpmd.ts";
-import { CHECKSUM_STATUS, tsharkFields } from "./tshark.ts";
+import { tsharkFields } from "./tshark.ts";
 
 const ROOT = decodeURIComponent(new URL("..", import.meta.url).pathname);
 const RUN_TIMEOUT_MS = 60_000;
