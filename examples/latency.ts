@@ -137,9 +137,9 @@ export class LatencyProbes {
     t.patch32(bytes, offset, at + 12, ns >>> 0);
   }
 
-  /** Takes back the last {@linkcode stamp}: that frame was not sent after all. */
-  cancel(): void {
-    this.sent--;
+  /** Takes back the last `n` {@linkcode stamp}s: those frames were not sent after all. */
+  cancel(n: number): void {
+    this.sent -= n;
   }
 
   /** Makes the frame at `bytes[offset]` a load frame (marker 0). */

@@ -77,7 +77,9 @@ Flows (written into every frame, checksums updated):
   --flow-mode MODE   counter (default: base, base+1, ... wrapping) | random
 Latency (the peer must send frames back: testpmd io/macswap, the built-in echo):
   --latency          interleave probe frames (sequence number + send time in the payload)
-  --latency-rate N   probes per second (default 10000)
+  --latency-rate N   probes per second (default 10000; at most one per burst)
+  --seq              number every frame (a probe each: sink --check counts lost, reordered
+                     and duplicated frames; with --latency every frame is measured)
   --histogram FILE   write the latency histogram as CSV (latency_us,count,cumulative,percentile)
   --plot FILE        write an SVG of the latency distribution and the per-second rates
 Replay:
@@ -113,6 +115,7 @@ const opts = parseCli(
         "flow-field": { type: "string", default: "src-ip" },
         "flow-mode": { type: "string", default: "counter" },
         latency: { type: "boolean", default: false },
+        seq: { type: "boolean", default: false },
         "latency-rate": { type: "string", default: "10000" },
         histogram: { type: "string" },
         plot: { type: "string" },
@@ -134,6 +137,7 @@ const count = intOption("count", opts.count, 0);
 const burst = Math.max(1, intOption("burst", opts.burst, 32));
 const flows = intOption("flows", opts.flows, 0);
 const latency = opts.latency;
+const numberAll = opts.seq;
 const probeRate = intOption("latency-rate", opts["latency-rate"], 10000);
 if (opts.spacing !== "cbr" && opts.spacing !== "poisson") {
   usageError(`--spacing: expected cbr or poisson, got "${opts.spacing}"`);
@@ -150,8 +154,8 @@ const flowFields = opts["flow-field"].split(",").map((f) => {
   }
   return f as SweepField;
 });
-if (opts.pcap !== undefined && (latency || flows > 0 || opts.imix !== undefined)) {
-  usageError("--pcap replays the file's frames as they are: no --latency, --flows or --imix");
+if (opts.pcap !== undefined && (latency || numberAll || flows > 0 || opts.imix !== undefined)) {
+  usageError("--pcap replays the file's frames as they are: no --latency, --seq, --flows, --imix");
 }
 if (opts.histogram !== undefined && !latency) usageError("--histogram needs --latency");
 if (flows > 65536 && flowFields.some((f) => f.endsWith("port"))) {
@@ -200,7 +204,7 @@ try {
       dstIp6: opts.ipv6 ? ip6(opts["dst-ip"]) : undefined,
       srcPort: intOption("src-port", opts["src-port"], 9),
       dstPort: intOption("dst-port", opts["dst-port"], 9),
-      payloadReserve: latency ? PROBE_BYTES : 0,
+      payloadReserve: latency || numberAll ? PROBE_BYTES : 0,
     });
     sizes = sizeTable(opts.size, opts["size-mode"], opts.imix, template.minSize, 2036);
   }
@@ -272,9 +276,11 @@ const sweeps = template === null || flows === 0
   : flowFields.map((f, i) =>
     new FieldSweep(template!, f, FieldSweep.baseOf(template!, f), flows, flowMode, 0x9e3779b9 + i)
   );
-const perPacket = capture !== null || !fixedSize || sweeps.length > 0 || latency;
+const perPacket = capture !== null || !fixedSize || sweeps.length > 0 || latency || numberAll;
 const t0 = performance.now();
-const probes = latency && template !== null ? new LatencyProbes(template, 1 << 22, t0) : null;
+const probes = (latency || numberAll) && template !== null
+  ? new LatencyProbes(template, 1 << 22, t0)
+  : null;
 const probeGapMs = probeRate > 0 ? 1000 / probeRate : Infinity;
 let nextProbeAt = 0;
 let sizeAt = 0;
@@ -321,7 +327,8 @@ function fill(n: number, nowMs: number): void {
     }
     for (let s = 0; s < sweeps.length; s++) sweeps[s].apply(bytes, off);
     if (probes !== null) {
-      if (i === 0 && nowMs >= nextProbeAt) {
+      if (numberAll) probes.stamp(bytes, off, nowMs);
+      else if (i === 0 && nowMs >= nextProbeAt) {
         probes.stamp(bytes, off, nowMs);
         probeDue = nextProbeAt;
         nextProbeAt = nextProbeAt + probeGapMs > nowMs ? nextProbeAt + probeGapMs : nowMs;
@@ -397,8 +404,9 @@ try {
       if (sent < n) {
         pool.free(bufs, sent, n - sent);
         if (perPacket) rewind(n - sent);
-        if (sent === 0 && probeDue >= 0) {
-          probes!.cancel(); // the probe was not sent: the next burst carries it
+        if (numberAll) probes!.cancel(n - sent); // their numbers go with the next frames
+        else if (sent === 0 && probeDue >= 0) {
+          probes!.cancel(1); // the probe was not sent: the next burst carries it
           nextProbeAt = probeDue;
         }
       }

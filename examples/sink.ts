@@ -10,7 +10,8 @@
  * UDP frames, whose own counters are reported next to the driver's and must agree.
  *
  * `--check` parses every frame (IPv4 header, UDP/TCP/ICMP checksums verified) and follows the
- * sequence numbers of pktgen's `--latency` probes (lost, reordered, duplicated).
+ * sequence numbers of pktgen's numbered UDP frames (`--seq`, `--latency` probes): lost,
+ * reordered, duplicated.
  *
  * @module
  */
@@ -40,7 +41,8 @@ Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,ifac
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)
   --check            verify IPv4/UDP/TCP/ICMP checksums of every frame and the sequence numbers
-                     of pktgen --latency probes (lost, reordered, duplicated)
+                     of pktgen's numbered UDP frames (--seq, --latency probes): lost,
+                     reordered, duplicated
   --capture FILE     write every received frame to FILE (pcap, nanosecond timestamps)
   --burst N          frames per rxBurst (default 32)
   --queue-size N     descriptors per ring (default 256)

@@ -211,10 +211,10 @@ interface FlowCase {
 
 const FLOW_CASES: FlowCase[] = [
   {
-    what: "IPv4/UDP, VLAN, 4 flows over src-ip and dst-port, sizes 60-124",
+    what: "IPv4/UDP, VLAN, 4 flows over src-ip and dst-port, sizes 64-128, numbered",
     args: [
       ...["--flows", "4", "--flow-field", "src-ip,dst-port", "--vlan", "100"],
-      ...["--size", "60-124"],
+      ...["--size", "64-128", "--seq"],
     ],
     fields: [
       "frame.len",
@@ -226,7 +226,7 @@ const FLOW_CASES: FlowCase[] = [
     ],
     expect: (
       k,
-    ) => [String(60 + (k % 65)), "100", `198.18.0.${1 + (k % 4)}`, String(9 + (k % 4)), "1", "1"],
+    ) => [String(64 + (k % 65)), "100", `198.18.0.${1 + (k % 4)}`, String(9 + (k % 4)), "1", "1"],
   },
   {
     what: "IPv6/TCP, 8 flows over dst-ip and src-port, IMIX",
@@ -260,6 +260,12 @@ for (const c of FLOW_CASES) {
         assert.equal(got.report.rx_packets, N);
         assert.equal(got.report.bad_ip_checksum, 0);
         assert.equal(got.report.bad_l4_checksum, 0);
+        if (c.args.includes("--seq")) {
+          assert.equal(got.report.probes_received, N, "numbered frames");
+          assert.equal(got.report.probes_lost, 0);
+          assert.equal(got.report.reordered, 0);
+          assert.equal(got.report.duplicated, 0);
+        }
         const rows = await tsharkFields(file, c.fields);
         assert.equal(rows.length, N, "tshark frame count");
         rows.forEach((r, k) => assert.deepEqual(r, c.expect(k), `frame ${k}`));
