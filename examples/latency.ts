@@ -23,6 +23,8 @@ import type { PacketTemplate } from "../lib/packet/template.ts";
 export const PROBE_MAGIC = 0x76646c74;
 /** Payload bytes a probe needs. */
 export const PROBE_BYTES = 16;
+/** Largest latency recorded: a minute, in ns. */
+const MAX_NS = 60e9;
 
 /** Latency figures, microseconds. */
 export interface LatencySummary {
@@ -120,7 +122,7 @@ export class LatencyProbes {
     this.#t0 = t0Ms;
     this.histogram = hdr.build({
       lowestDiscernibleValue: 1,
-      highestTrackableValue: 60e9, // a minute, in ns
+      highestTrackableValue: MAX_NS,
       numberOfSignificantValueDigits: 3,
     });
   }
@@ -161,7 +163,8 @@ export class LatencyProbes {
     if (!this.sequence.record(seq)) return true;
     const sentNs = read32(bytes, at + 8) * 4294967296 + read32(bytes, at + 12);
     const latency = Math.round((nowMs - this.#t0) * 1e6) - sentNs;
-    this.histogram.recordValue(latency > 0 ? latency : 0);
+    // Clamped to the histogram's range (a minute): a stamp that old is a broken peer's.
+    this.histogram.recordValue(latency > 0 ? (latency < MAX_NS ? latency : MAX_NS) : 0);
     return true;
   }
 
