@@ -165,11 +165,14 @@ export class PacketTemplate {
 
   /**
    * Copies the prototype into `bytes[offset..]` as a `size`-byte frame (the once-per-buffer
-   * step); the length fields and checksums are set for `size`.
+   * step); the length fields and checksums are set for `size`. The payload is zeroed up to
+   * `dirty` bytes (default `size`): pass the length of whatever the buffer held when it is
+   * reused, so that growing the frame later only ever uncovers zeros.
    */
-  write(bytes: Uint8Array, offset: number, size: number): void {
+  write(bytes: Uint8Array, offset: number, size: number, dirty = size): void {
     bytes.set(this.#head, offset);
-    if (size > this.baseSize) bytes.fill(0, offset + this.baseSize, offset + size);
+    const end = size > dirty ? size : dirty;
+    if (end > this.baseSize) bytes.fill(0, offset + this.baseSize, offset + end);
     this.setSize(bytes, offset, size);
   }
 
