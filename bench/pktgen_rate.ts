@@ -90,7 +90,9 @@ try {
   }
   if (args.only !== "rate") {
     console.log(`\nlatency through testpmd io: ${seconds} s per rate, 64-byte frames, µs`);
-    console.log("  rate Mpps   probes     lost   min      p50      p90      p99      p99.9    max");
+    console.log(
+      "  rate Mpps   sent Mpps  probes     lost   min      p50      p90      p99      p99.9    max",
+    );
     for (const rate of args["latency-rates"].split(",")) {
       const { report } = await run("io", [
         ...["--rate", rate, "--duration", String(seconds), "--latency", "--queue-size", "1024"],
@@ -106,7 +108,8 @@ try {
       });
       const f = (v: number) => v.toFixed(1).padStart(8);
       console.log(
-        `  ${String(rate).padStart(9)}   ${String(report.probes_sent).padStart(6)}   ` +
+        `  ${String(rate).padStart(9)}   ${String(report.mpps.toFixed(3)).padStart(9)}  ` +
+          `${String(report.probes_sent).padStart(6)}   ` +
           `${String(report.lost).padStart(6)} ${f(l.min)} ${f(l.p50)} ${f(l.p90)} ${f(l.p99)} ` +
           `${f(l["p99.9"])} ${f(l.max)}`,
       );
