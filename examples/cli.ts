@@ -197,3 +197,13 @@ export function closePort(port: VirtioNet): string | null {
     return `the peer is gone (closing the port: ${(e as Error).message})`;
   }
 }
+
+/** Help lines of the ring and report options of {@linkcode commonOptions}. */
+export const PORT_OPTIONS_HELP = `  --split            split rings instead of packed rings
+  --burst N          frames per burst (default 32)
+  --queue-size N     descriptors per ring (default 256)
+  --hugepages MODE   auto | yes | no (default auto)
+  --json             print one final JSON line
+  --quiet            no per-second lines on stderr
+
+Exit status: 0 done, 1 peer failure, 2 bad option, 130 SIGINT, 143 SIGTERM.`;

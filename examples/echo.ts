@@ -11,7 +11,15 @@
 
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
-import { closePort, commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import {
+  closePort,
+  commonOptions,
+  intOption,
+  openPort,
+  parseCli,
+  PORT_OPTIONS_HELP,
+  RunMeter,
+} from "./cli.ts";
 import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
 
 const USAGE = `usage: echo.ts --path SOCK [--mac-swap] [--count N | --duration S] [--json]
@@ -21,16 +29,9 @@ came, no copy).
 
   --path SOCK        vhost-user socket of the device (required)
   --mac-swap         swap destination and source MAC addresses
-  --split            split rings instead of packed rings
   --count N          stop after receiving exactly N frames
   --duration S       stop after S seconds (default: until SIGINT/SIGTERM)
-  --burst N          frames per burst (default 32)
-  --queue-size N     descriptors per ring (default 256)
-  --hugepages MODE   auto | yes | no (default auto)
-  --json             print one final JSON line
-  --quiet            no per-second lines on stderr
-
-Exit status: 0 done, 1 peer failure, 2 bad option, 130 SIGINT, 143 SIGTERM.`;
+${PORT_OPTIONS_HELP}`;
 
 const opts = parseCli(
   USAGE,

@@ -17,7 +17,14 @@
 import type { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { swapMacs } from "../lib/packet/ethernet.ts";
 import { parseArgs } from "node:util";
-import { closePort, intOption, openPort, parseCli } from "./cli.ts";
+import {
+  closePort,
+  commonOptions,
+  intOption,
+  openPort,
+  parseCli,
+  PORT_OPTIONS_HELP,
+} from "./cli.ts";
 import { EventLoop, exitForRun } from "./event_loop.ts";
 
 const USAGE = `usage: l2fwd.ts --port0 SOCK --port1 SOCK [--count N | --duration S] [--json]
@@ -27,34 +34,20 @@ Forwards every frame received on one vhost-user port to the other, both ways.
   --port0 SOCK       first vhost-user socket
   --port1 SOCK       second vhost-user socket
   --mac-swap         swap destination and source MAC addresses of forwarded frames
-  --split            split rings instead of packed rings
   --count N          stop after forwarding exactly N frames (both directions together)
   --duration S       stop after S seconds (default: until SIGINT/SIGTERM)
-  --burst N          frames per burst (default 32)
-  --queue-size N     descriptors per ring (default 256)
-  --hugepages MODE   auto | yes | no (default auto)
-  --json             print one final JSON line
-  --quiet            no per-second lines on stderr
+${PORT_OPTIONS_HELP}`;
 
-Exit status: 0 done, 1 peer failure, 2 bad option, 130 SIGINT, 143 SIGTERM.`;
-
+const { path: _path, ...portOptions } = commonOptions; // two ports instead of one --path
 const opts = parseCli(
   USAGE,
   () =>
     parseArgs({
       options: {
+        ...portOptions,
         port0: { type: "string" },
         port1: { type: "string" },
         "mac-swap": { type: "boolean", default: false },
-        split: { type: "boolean", default: false },
-        count: { type: "string" },
-        duration: { type: "string" },
-        burst: { type: "string", default: "32" },
-        "queue-size": { type: "string", default: "256" },
-        hugepages: { type: "string", default: "auto" },
-        json: { type: "boolean", default: false },
-        quiet: { type: "boolean", default: false },
-        help: { type: "boolean", short: "h", default: false },
       },
       strict: true,
     }).values,
