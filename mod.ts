@@ -41,6 +41,114 @@ export {
 } from "./lib/virtio/virtqueue.ts";
 export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet/udp_frame.ts";
 export {
+  applyChecksumDelta,
+  checksumDelta32,
+  foldChecksum,
+  internetChecksum,
+  onesSum,
+  read16,
+  read32,
+  updateChecksum16,
+  updateChecksum32,
+  write16,
+  write32,
+} from "./lib/packet/checksum.ts";
+export {
+  ETHERNET_HEADER,
+  ETHERNET_MIN_FRAME,
+  EtherType,
+  etherType,
+  formatMac,
+  parseMac,
+  swapMacs,
+  writeEthernet,
+} from "./lib/packet/ethernet.ts";
+export { innerTypeOffset, VLAN_TAG, vlanId, writeVlanTag } from "./lib/packet/vlan.ts";
+export {
+  ARP_PACKET,
+  ArpOp,
+  arpOperation,
+  arpSenderIp,
+  arpTargetIp,
+  writeArp,
+} from "./lib/packet/arp.ts";
+export {
+  formatIpv4,
+  IpProtocol,
+  IPV4_HEADER,
+  ipv4Dst,
+  Ipv4Field,
+  ipv4HeaderLength,
+  ipv4HeaderValid,
+  ipv4PseudoSum,
+  ipv4Src,
+  ipv4TotalLength,
+  parseIpv4,
+  writeIpv4,
+} from "./lib/packet/ipv4.ts";
+export {
+  formatIpv6,
+  IPV6_HEADER,
+  Ipv6Field,
+  ipv6PayloadLength,
+  ipv6PseudoSum,
+  parseIpv6,
+  writeIpv6,
+} from "./lib/packet/ipv6.ts";
+export { upperLayerChecksum } from "./lib/packet/pseudo_header.ts";
+export {
+  dstPort,
+  srcPort,
+  UDP_HEADER,
+  udpChecksumValid,
+  UdpField,
+  writeUdp,
+} from "./lib/packet/udp.ts";
+export {
+  TCP_HEADER,
+  tcpChecksumValid,
+  TcpField,
+  TcpFlag,
+  tcpFlags,
+  tcpHeaderLength,
+  writeTcp,
+} from "./lib/packet/tcp.ts";
+export {
+  ICMP_ECHO_HEADER,
+  icmpChecksumValid,
+  IcmpType,
+  toEchoReply,
+  writeIcmpEcho,
+} from "./lib/packet/icmp.ts";
+export {
+  FrameFlag,
+  parseFrame,
+  VIEW_ETHER_TYPE,
+  VIEW_L3,
+  VIEW_L4,
+  VIEW_L4_LENGTH,
+  VIEW_PAYLOAD,
+  VIEW_PROTOCOL,
+  VIEW_SIZE,
+  VIEW_VLAN,
+} from "./lib/packet/frame_view.ts";
+export {
+  FieldSweep,
+  PacketTemplate,
+  type SweepField,
+  type SweepMode,
+  type TemplateOptions,
+} from "./lib/packet/template.ts";
+export {
+  LINKTYPE_ETHERNET,
+  PCAP_MAGIC_MICROS,
+  PCAP_MAGIC_NANOS,
+  type PcapCapture,
+  PcapWriter,
+  type PcapWriterOptions,
+  readPcap,
+} from "./lib/packet/pcap.ts";
+export {
   type DeviceMode,
   type FrameBurst,
   type FrameHook,

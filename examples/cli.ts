@@ -145,10 +145,9 @@ export interface RunCounters {
 export const TURN_MS = 100;
 
 /**
- * Decides when a run ends and prints live rates once a second. `done()` is cheap enough to call
- * once per burst: it reads the clock only every 256 calls. Busy loops let the event loop run
- * (so SIGINT/SIGTERM are delivered) by awaiting {@linkcode RunMeter.turn} when
- * {@linkcode RunMeter.turnDue} is set, about every {@linkcode TURN_MS} ms.
+ * Decides when a run ends (count, duration, or the port's link going down) and prints live
+ * rates once a second. `done()` is cheap enough to call once per burst: it reads the clock only
+ * every 256 calls. Signals and event-loop turns are {@linkcode EventLoop}'s (event_loop.ts).
  */
 export class RunMeter {
   readonly start = performance.now();
@@ -159,8 +158,6 @@ export class RunMeter {
   readonly #link: LinkWatch | null;
   #calls = 0;
   #lastPrint: number;
-  #lastTurn: number;
-  #lastTimerTurn = 0;
   #lastPackets = 0;
   #lastBytes = 0;
   #done = false;
@@ -168,12 +165,6 @@ export class RunMeter {
   ended: RunEnd = "count";
   /** One line saying why a run ended early ("" for count/duration). */
   reason = "";
-  /** Set when the loop should `await turn()`. */
-  turnDue = false;
-  readonly #channel = new MessageChannel();
-  #wake: () => void = () => {};
-  readonly #onSigint = () => this.stop("SIGINT", "interrupted (SIGINT)");
-  readonly #onSigterm = () => this.stop("SIGTERM", "terminated (SIGTERM)");
 
   constructor(
     counters: RunCounters,
@@ -187,10 +178,7 @@ export class RunMeter {
     this.#limitPackets = count > 0 ? count : Infinity;
     this.#deadline = count > 0 && durationS === 0 ? Infinity : this.start + durationS * 1000;
     this.#live = live;
-    this.#lastPrint = this.#lastTurn = this.start;
-    this.#channel.port2.onmessage = () => this.#wake();
-    Deno.addSignalListener("SIGINT", this.#onSigint);
-    Deno.addSignalListener("SIGTERM", this.#onSigterm);
+    this.#lastPrint = this.start;
   }
 
   /** Packets still allowed before the count limit. */
@@ -208,7 +196,6 @@ export class RunMeter {
     if ((++this.#calls & 255) !== 0) return false;
     const now = performance.now();
     if (now - this.#lastPrint >= 1000) this.#print(now);
-    if (now - this.#lastTurn >= TURN_MS) this.turnDue = true;
     if (this.#link !== null && this.#link.link === "down") {
       this.stop("link down", `the peer is gone: ${this.#link.downReason}`);
     } else if (now >= this.#deadline) {
@@ -224,40 +211,6 @@ export class RunMeter {
     this.#done = true;
     this.ended = why;
     this.reason = reason;
-  }
-
-  /**
-   * One event-loop turn: a message to ourselves (~50 µs), and every 500 ms a timer instead
-   * (~1-4 ms). A message alone keeps the loop from ever waiting on I/O, which is where a
-   * signal is picked up: without the timer turns SIGINT could wait seconds.
-   */
-  turn(): Promise<void> {
-    this.turnDue = false;
-    const now = this.#lastTurn = performance.now();
-    if (now - this.#lastTimerTurn >= 500) {
-      this.#lastTimerTurn = now;
-      return new Promise<void>((resolve) => setTimeout(resolve, 0));
-    }
-    return new Promise<void>((resolve) => {
-      this.#wake = resolve;
-      this.#channel.port1.postMessage(null);
-    });
-  }
-
-  /**
-   * Removes the signal listeners, prints why the run ended early (one line on stderr) and
-   * `untold` (what closing could not tell the peer); returns the exit status for the run.
-   */
-  finish(name: string, untold: readonly string[] = []): number {
-    Deno.removeSignalListener("SIGINT", this.#onSigint);
-    Deno.removeSignalListener("SIGTERM", this.#onSigterm);
-    this.#channel.port1.close();
-    this.#channel.port2.close();
-    if (this.reason !== "") console.error(`${name}: ${this.reason}`);
-    if (this.ended === "link down" || this.ended === "error") {
-      for (const line of untold) console.error(`${name}: close: ${line}`);
-    }
-    return EXIT_CODES[this.ended];
   }
 
   #print(now: number): void {
@@ -305,3 +258,24 @@ export class RunMeter {
     return result;
   }
 }
+
+/**
+ * Closes `port` (which never throws because of the peer) and returns what the close could not
+ * tell the peer, one line each (empty when it all went through).
+ */
+export function closePort(port: VirtioNet): string[] {
+  return port.close();
+}
+
+/** Help lines of the ring and report options of {@linkcode commonOptions}. */
+export const PORT_OPTIONS_HELP = `  --split            split rings instead of packed rings
+  --burst N          frames per burst (default 32)
+  --queue-size N     descriptors per ring (default 256)
+  --hugepages MODE   auto | yes | no (default auto)
+  --json             print one final JSON line
+  --quiet            no per-second lines on stderr
+  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
+                     client=1) and may reconnect after a restart
+  --tap NAME         with --path /dev/vhost-net: the tap interface to attach
+
+Exit status: 0 done, 1 peer failure, 2 bad option, 130 SIGINT, 143 SIGTERM.`;

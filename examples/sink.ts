@@ -1,42 +1,69 @@
 /**
- * sink: receives frames and counts them.
+ * sink: receives frames, counts them, checks their checksums and sequence numbers, and can
+ * capture them to a pcap file.
  *
  * ```
- *   vhost-user port ──► receiveq ──rxBurst──► sink (count, free)
+ *   vhost-user port ──► receiveq ──rxBurst──► sink (count, [--check], [--capture FILE], free)
  * ```
  *
  * Without `--path` the peer is the built-in device: a source on a worker thread sending 64-byte
  * UDP frames, whose own counters are reported next to the driver's and must agree.
  *
+ * `--check` parses every frame (IPv4 header, UDP/TCP/ICMP checksums verified) and follows the
+ * sequence numbers of pktgen's numbered UDP frames (`--seq`, `--latency` probes): lost,
+ * reordered, duplicated.
+ *
  * @module
  */
 
 import { DeviceThread } from "../lib/device/device_thread.ts";
+import { read32 } from "../lib/packet/checksum.ts";
+import {
+  FrameFlag,
+  parseFrame,
+  VIEW_L4_LENGTH,
+  VIEW_PAYLOAD,
+  VIEW_SIZE,
+} from "../lib/packet/frame_view.ts";
+import { PcapWriter } from "../lib/packet/pcap.ts";
 import { parseArgs } from "node:util";
-import { commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import { closePort, commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
+import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
+import { PROBE_BYTES, PROBE_MAGIC, SequenceTracker } from "./latency.ts";
 
-const USAGE = `usage: sink.ts [--path SOCK] [--split] [--count N | --duration S] [--json]
+const USAGE = `usage: sink.ts [--path SOCK] [--count N | --duration S] [--check] [--capture FILE]
 
 Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK in txonly).
 
   --path SOCK        vhost-user socket of the device (default: start the built-in device, a
-                     source on a worker thread, and report its counters too), or
-                     /dev/vhost-net for the Linux kernel's vhost-net (with --tap)
-  --tap NAME         with /dev/vhost-net: the tap interface to attach (created when missing)
-  --server           listen on --path; the backend connects (testpmd: net_vhost0,iface=SOCK,
-                     client=1) and may reconnect after a restart
+                     source on a worker thread, and report its counters too)
   --split            split rings instead of packed rings
   --count N          stop after exactly N frames
   --duration S       stop after S seconds (default 10 when no --count)
+  --check            verify IPv4/UDP/TCP/ICMP checksums of every frame and the sequence numbers
+                     of pktgen's numbered UDP frames (--seq, --latency probes): lost,
+                     reordered, duplicated
+  --capture FILE     write every received frame to FILE (pcap, nanosecond timestamps)
   --burst N          frames per rxBurst (default 32)
   --queue-size N     descriptors per ring (default 256)
   --hugepages MODE   auto | yes | no (default auto)
   --json             print one final JSON line
-  --quiet            no per-second lines on stderr`;
+  --quiet            no per-second lines on stderr
+
+Exit status: 0 done, 1 peer failure, 2 bad option, 3 --check found bad frames,
+130 SIGINT, 143 SIGTERM (the summary is printed in every case).`;
 
 const opts = parseCli(
   USAGE,
-  () => parseArgs({ options: { ...commonOptions }, strict: true }).values,
+  () =>
+    parseArgs({
+      options: {
+        ...commonOptions,
+        check: { type: "boolean", default: false },
+        capture: { type: "string" },
+      },
+      strict: true,
+    }).values,
 );
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, count > 0 ? 0 : 10);
@@ -44,50 +71,131 @@ const burst = intOption("burst", opts.burst, 32);
 
 const live = !opts.quiet && !opts.json;
 let device: DeviceThread | null = null;
-if (opts.path === undefined) {
-  // With --count the device sends exactly that many frames.
-  device = await DeviceThread.start({ mode: "source", count: count > 0 ? count : undefined });
-  if (live) console.error(`no --path: receiving from the built-in device (source, worker thread)`);
-}
-const port = await openPort(opts, device, "sink");
-const { pool, stats } = port;
-const bufs = new Uint32Array(burst);
-const lens = new Uint32Array(burst);
-// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
-const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
 try {
-  while (!meter.done(stats.rxPackets)) {
-    const want = Math.min(burst, meter.remaining(stats.rxPackets));
-    const n = port.rxBurst(bufs, lens, want);
-    pool.free(bufs, 0, n);
-    if (meter.turnDue) await meter.turn(); // lets SIGINT/SIGTERM in
+  if (opts.path === undefined) {
+    // With --count the device sends exactly that many frames.
+    device = await DeviceThread.start({ mode: "source", count: count > 0 ? count : undefined });
+    if (live) {
+      console.error(`no --path: receiving from the built-in device (source, worker thread)`);
+    }
   }
 } catch (e) {
-  meter.stop("error", (e as Error).message); // e.g. DeviceFailedError: the device broke a rule
+  console.error(`sink: ${(e as Error).message}`);
+  Deno.exit(1);
+}
+const port = await openPort(opts, device, "sink");
+let capture: PcapWriter | null = null;
+try {
+  if (opts.capture !== undefined) capture = PcapWriter.create(opts.capture, { nanoseconds: true });
+} catch (e) {
+  console.error(`sink: --capture ${opts.capture}: ${(e as Error).message}`);
+  port.close();
+  await device?.stop();
+  Deno.exit(2);
+}
+const { pool, stats } = port;
+const bytes = pool.bytes;
+const bufs = new Uint32Array(burst);
+const lens = new Uint32Array(burst);
+const view = new Int32Array(VIEW_SIZE);
+const sequence = new SequenceTracker(1 << 22);
+const checked = { frames: 0, notIp: 0, badIpChecksum: 0, badL4Checksum: 0, truncated: 0 };
+// Capture timestamps: the wall clock at start plus the monotonic clock since.
+const epochMs = Date.now(), perf0 = performance.now();
+
+/** Checks and captures a received burst, then frees it. */
+function consume(n: number): void {
+  if (opts.check || capture !== null) {
+    const nowMs = epochMs + (performance.now() - perf0);
+    const seconds = Math.floor(nowMs / 1000);
+    const nanos = Math.round((nowMs - seconds * 1000) * 1e6);
+    for (let i = 0; i < n; i++) {
+      const at = pool.dataOffset(bufs[i]), len = lens[i];
+      if (capture !== null) capture.write(bytes, at, len, seconds, nanos);
+      if (opts.check) check(at, len);
+    }
+  }
+  pool.free(bufs, 0, n);
+}
+
+function check(at: number, len: number): void {
+  checked.frames++;
+  const flags = parseFrame(bytes, at, len, view);
+  if ((flags & FrameFlag.TRUNCATED) !== 0) checked.truncated++;
+  if ((flags & (FrameFlag.IPV4 | FrameFlag.IPV6)) === 0) {
+    checked.notIp++;
+    return;
+  }
+  if ((flags & FrameFlag.IPV4) !== 0 && (flags & FrameFlag.IP_CHECKSUM_OK) === 0) {
+    checked.badIpChecksum++;
+  }
+  const l4 = flags & (FrameFlag.UDP | FrameFlag.TCP | FrameFlag.ICMP);
+  if (l4 !== 0 && (flags & FrameFlag.L4_CHECKSUM_OK) === 0) checked.badL4Checksum++;
+  const p = view[VIEW_PAYLOAD];
+  if ((flags & FrameFlag.UDP) !== 0 && view[VIEW_L4_LENGTH] >= 8 + PROBE_BYTES) {
+    if (read32(bytes, p) === PROBE_MAGIC) sequence.record(read32(bytes, p + 4));
+  }
+}
+
+// In server mode a departed backend is waited for (the port reconnects), not the end of the run.
+const meter = new RunMeter(stats, count, duration, live, opts.server ? null : port);
+const loop = new EventLoop();
+let endedBy = "count";
+let failure: string | null = null;
+let untold: string[] = [];
+try {
+  endedBy = await receiveUntilDone(loop, meter, stats, count, burst, (max) => {
+    consume(port.rxBurst(bufs, lens, max));
+  });
+} catch (e) {
+  failure = (e as Error).message;
+  endedBy = "error";
+}
+loop.close();
+if (meter.ended === "link down") failure ??= meter.reason;
+
+const report: Record<string, unknown> = { ended_by: endedBy };
+if (opts.check) {
+  Object.assign(report, {
+    checked_frames: checked.frames,
+    not_ip: checked.notIp,
+    bad_ip_checksum: checked.badIpChecksum,
+    bad_l4_checksum: checked.badL4Checksum,
+    truncated: checked.truncated,
+    probes_received: sequence.received,
+    probes_highest: sequence.highest,
+    probes_lost: sequence.highest + 1 - sequence.received,
+    reordered: sequence.reordered,
+    duplicated: sequence.duplicated,
+  });
 }
 if (device === null) {
-  const untold = port.close();
-  meter.report(opts.json, { ended_by: meter.ended });
-  Deno.exit(meter.finish("sink", untold));
+  capture?.close();
+  if (capture !== null) report.captured = capture.frames;
+  meter.report(opts.json, report);
+  untold = closePort(port);
 } else {
   // Stop the device's data path (it still answers the port), then receive what it already sent.
   const sent = await device.pause();
   const deadline = performance.now() + 2000;
   while (
-    stats.rxPackets < sent.toDriverPackets && performance.now() < deadline && port.link === "up"
+    failure === null && stats.rxPackets < sent.toDriverPackets &&
+    performance.now() < deadline && port.link === "up"
   ) {
-    pool.free(bufs, 0, port.rxBurst(bufs, lens, burst));
+    consume(port.rxBurst(bufs, lens, burst));
   }
-  const untold = port.close();
+  capture?.close();
+  if (capture !== null) report.captured = capture.frames;
+  untold = closePort(port);
   const { stats: dev, errors } = await device.stop();
   meter.report(opts.json, {
-    ended_by: meter.ended,
+    ...report,
     device_to_driver_packets: dev.toDriverPackets,
     device_to_driver_bytes: dev.toDriverBytes,
     device_errors: errors,
   });
   if (!opts.json) {
-    console.log(`device: tx ${dev.toDriverPackets} packets (${dev.toDriverBytes} bytes)`);
+    console.log(`device: to driver ${dev.toDriverPackets} packets (${dev.toDriverBytes} bytes)`);
     for (const e of errors) console.log(`device error: ${e}`);
   }
   if (dev.toDriverPackets !== stats.rxPackets || dev.toDriverBytes !== stats.rxBytes) {
@@ -96,5 +204,17 @@ if (device === null) {
         `received ${stats.rxPackets} (${stats.rxBytes} bytes)`,
     );
   }
-  Deno.exit(meter.finish("sink", untold));
+}
+if (!opts.json && opts.check) {
+  console.log(
+    `checked ${checked.frames} frames: ${checked.badIpChecksum} bad IPv4 checksums, ` +
+      `${checked.badL4Checksum} bad L4 checksums, ${checked.truncated} truncated, ` +
+      `${checked.notIp} not IP; probes ${sequence.received} received, ` +
+      `${report.probes_lost} lost, ${sequence.reordered} reordered, ` +
+      `${sequence.duplicated} duplicated`,
+  );
+}
+exitForRun("sink", failure, loop.signal, untold);
+if (opts.check && checked.badIpChecksum + checked.badL4Checksum + checked.truncated > 0) {
+  Deno.exit(3);
 }

@@ -46,9 +46,44 @@ export function isCI(): boolean {
 export function testpmdPath(): string | null {
   const override = env("TESTPMD");
   if (override) return isExecutable(override) ? override : null;
+  return onPath("dpdk-testpmd");
+}
+
+/** Install hint printed when `tshark` is missing. */
+export const TSHARK_INSTALL: string = "sudo apt-get install tshark";
+
+/**
+ * Absolute path of `tshark` (Wireshark's command-line dissector): env `TSHARK` when set, else
+ * the first on `PATH`, else `null`.
+ *
+ * @example
+ * ```ts
+ * console.log(tsharkPath() ?? "tshark not installed");
+ * ```
+ */
+export function tsharkPath(): string | null {
+  const override = env("TSHARK");
+  if (override) return isExecutable(override) ? override : null;
+  return onPath("tshark");
+}
+
+/**
+ * {@linkcode requirePeer} for `tshark`.
+ *
+ * @example
+ * ```ts
+ * Deno.test({ name: "tshark reads the capture", ignore: requireTshark(), fn() {} });
+ * ```
+ */
+export function requireTshark(): boolean {
+  return requirePeer("tshark", tsharkPath() !== null, TSHARK_INSTALL);
+}
+
+/** The first executable `name` in a `PATH` directory, or `null`. */
+export function onPath(name: string): string | null {
   for (const dir of (env("PATH") ?? "").split(":")) {
     if (dir === "") continue;
-    const candidate = `${dir}/dpdk-testpmd`;
+    const candidate = `${dir}/${name}`;
     if (isExecutable(candidate)) return candidate;
   }
   return null;

@@ -6,14 +6,25 @@
  *   0         6         12       14            34          42
  * ```
  *
+ * For frames patched per packet (flows, sizes, checksums kept valid) see `template.ts`.
+ *
  * @module
  */
+
+import { internetChecksum, write16 } from "./checksum.ts";
+import { ETHERNET_MIN_FRAME, EtherType, writeEthernet } from "./ethernet.ts";
+import { IpProtocol, writeIpv4 } from "./ipv4.ts";
+
+export { parseIpv4 } from "./ipv4.ts";
 
 /** Bytes of Ethernet + IPv4 + UDP headers. */
 export const UDP_HEADERS = 42;
 
 /** Smallest frame written (Ethernet minimum without FCS). */
-export const MIN_FRAME = 60;
+export const MIN_FRAME = ETHERNET_MIN_FRAME;
+
+const BROADCAST = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const DEFAULT_SRC = new Uint8Array([0x02, 0, 0, 0, 0, 0x01]);
 
 /** Addresses and ports of a generated UDP frame. */
 export interface UdpFrameOptions {
@@ -50,32 +61,33 @@ export function writeUdpFrame(
   options: UdpFrameOptions = {},
 ): number {
   if (size < MIN_FRAME) throw new RangeError(`frame size ${size} is below ${MIN_FRAME}`);
-  const dv = new DataView(bytes.buffer, bytes.byteOffset + offset, size);
-  bytes.set(options.dstMac ?? [0xff, 0xff, 0xff, 0xff, 0xff, 0xff], offset);
-  bytes.set(options.srcMac ?? [0x02, 0, 0, 0, 0, 0x01], offset + 6);
-  dv.setUint16(12, 0x0800); // EtherType IPv4
+  writeEthernet(
+    bytes,
+    offset,
+    options.dstMac ?? BROADCAST,
+    options.srcMac ?? DEFAULT_SRC,
+    EtherType.IPV4,
+  );
   const ipLen = size - 14;
-  dv.setUint8(14, 0x45); // version 4, IHL 5
-  dv.setUint8(15, 0);
-  dv.setUint16(16, ipLen);
-  dv.setUint16(18, 0); // identification
-  dv.setUint16(20, 0x4000); // don't fragment
-  dv.setUint8(22, 64); // TTL
-  dv.setUint8(23, 17); // UDP
-  dv.setUint16(24, 0);
-  dv.setUint32(26, options.srcIp ?? 0xc6120001);
-  dv.setUint32(30, options.dstIp ?? 0xc6120002);
-  dv.setUint16(24, ipv4Checksum(bytes, offset + 14));
-  dv.setUint16(34, options.srcPort ?? 9);
-  dv.setUint16(36, options.dstPort ?? 9);
-  dv.setUint16(38, ipLen - 20);
-  dv.setUint16(40, 0);
+  const l4 = writeIpv4(
+    bytes,
+    offset + 14,
+    IpProtocol.UDP,
+    ipLen,
+    options.srcIp ?? 0xc6120001,
+    options.dstIp ?? 0xc6120002,
+  );
+  write16(bytes, l4, options.srcPort ?? 9);
+  write16(bytes, l4 + 2, options.dstPort ?? 9);
+  write16(bytes, l4 + 4, ipLen - 20);
+  write16(bytes, l4 + 6, 0); // no checksum (RFC 768, IPv4 only)
   for (let i = UDP_HEADERS; i < size; i++) bytes[offset + i] = (i - UDP_HEADERS) & 0xff;
   return size;
 }
 
 /**
- * The RFC 791 header checksum of the 20-byte IPv4 header at `bytes[offset]`.
+ * The RFC 791 header checksum of the 20-byte IPv4 header at `bytes[offset]` (its checksum field
+ * taken as zero).
  *
  * @example
  * ```ts
@@ -86,28 +98,7 @@ export function writeUdpFrame(
  * ```
  */
 export function ipv4Checksum(bytes: Uint8Array, offset: number): number {
-  let sum = 0;
-  for (let i = 0; i < 20; i += 2) {
-    if (i === 10) continue; // the checksum field itself
-    sum += (bytes[offset + i] << 8) | bytes[offset + i + 1];
-  }
-  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
-  return ~sum & 0xffff;
-}
-
-/**
- * Parses a dotted IPv4 address into a 32-bit number.
- *
- * @example
- * ```ts
- * import { parseIpv4 } from "./udp_frame.ts";
- * console.assert(parseIpv4("198.18.0.1") === 0xc6120001);
- * ```
- */
-export function parseIpv4(text: string): number {
-  const parts = text.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new TypeError(`bad IPv4 address "${text}"`);
-  }
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+  const stored = (bytes[offset + 10] << 8) | bytes[offset + 11];
+  // Summing the stored checksum too and then adding its complement back leaves it out.
+  return internetChecksum(bytes, offset, 20, ~stored & 0xffff);
 }
