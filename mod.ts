@@ -148,6 +148,8 @@ export {
   type PcapWriterOptions,
   readPcap,
 } from "./lib/packet/pcap.ts";
+export { answerArp, answerIcmpEcho } from "./lib/packet/responder.ts";
+export { describeFrame } from "./lib/packet/describe.ts";
 export {
   type DeviceMode,
   type FrameBurst,

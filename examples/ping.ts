@@ -14,7 +14,8 @@
  */
 
 import { parseArgs } from "node:util";
-import { answerArp, answerIcmpEcho, formatIpv4, parseIpv4 } from "../lib/packet/arp_icmp.ts";
+import { answerArp, answerIcmpEcho } from "../lib/packet/responder.ts";
+import { formatIpv4, parseIpv4 } from "../lib/packet/ipv4.ts";
 import { commonOptions, intOption, openPort, parseCli } from "./cli.ts";
 
 const USAGE = `usage: ping.ts --path PATH [--tap NAME] --ip ADDR [--count N | --duration S]

@@ -13,7 +13,7 @@
  */
 
 import { parseArgs } from "node:util";
-import { describeFrame } from "../lib/packet/arp_icmp.ts";
+import { describeFrame } from "../lib/packet/describe.ts";
 import { commonOptions, intOption, openPort, parseCli } from "./cli.ts";
 
 const USAGE = `usage: tap.ts [--tap NAME] [--quiet] [--count N | --duration S]

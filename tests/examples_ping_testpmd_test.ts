@@ -13,7 +13,7 @@
 import assert from "node:assert/strict";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { parseMac } from "../lib/driver/virtio_net.ts";
-import { parseIpv4 } from "../lib/packet/arp_icmp.ts";
+import { parseIpv4 } from "../lib/packet/ipv4.ts";
 import { arpRequest, assertEchoReply, echoRequest } from "./arp_icmp_frames.ts";
 import { startExample } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";

@@ -183,11 +183,11 @@ export function ipv4PseudoSum(bytes: Uint8Array, offset: number, upperLength: nu
  * ```
  */
 export function parseIpv4(text: string): number {
-  const parts = text.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255)) {
-    throw new TypeError(`bad IPv4 address "${text}"`);
+  const parts = text.split(".");
+  if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) {
+    throw new TypeError(`bad IPv4 address "${text}": expected four numbers 0..255 like 10.0.0.2`);
   }
-  return ((parts[0] << 24) | (parts[1] << 16) | (parts[2] << 8) | parts[3]) >>> 0;
+  return parts.reduce((a, p) => a * 256 + Number(p), 0);
 }
 
 /**

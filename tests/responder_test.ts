@@ -1,5 +1,6 @@
 /**
- * The ARP and ICMP echo answers of `lib/packet/arp_icmp.ts` (what examples/ping.ts sends back),
+ * The ARP and ICMP echo answers of `lib/packet/responder.ts` (what examples/ping.ts sends back)
+ * and the one-line summaries of `lib/packet/describe.ts`,
  * on frames built byte by byte from RFC 826 and RFC 792, checksums verified independently.
  *
  * ```
@@ -11,13 +12,9 @@
  */
 
 import assert from "node:assert/strict";
-import {
-  answerArp,
-  answerIcmpEcho,
-  describeFrame,
-  formatIpv4,
-  parseIpv4,
-} from "../lib/packet/arp_icmp.ts";
+import { answerArp, answerIcmpEcho } from "../lib/packet/responder.ts";
+import { describeFrame } from "../lib/packet/describe.ts";
+import { formatIpv4, parseIpv4 } from "../lib/packet/ipv4.ts";
 import { assertThrows } from "./helpers.ts";
 import { arpRequest as who, assertEchoReply, echoRequest, putIpv4 } from "./arp_icmp_frames.ts";
 
