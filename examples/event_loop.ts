@@ -21,7 +21,9 @@ export const SIGNAL_EXIT: Record<string, number> = { SIGINT: 130, SIGTERM: 143 }
 
 /**
  * Ends an example after its summary: exit 1 with one line `program: failure` when the run
- * failed, 128 + the signal's number when one stopped it; otherwise returns.
+ * failed, 128 + the signal's number when one stopped it; otherwise returns. `untold` (what
+ * closing the port could not tell the peer) becomes the failure when the run itself went well;
+ * after a failure it only restates it (the peer is gone), so it is not printed.
  */
 export function exitForRun(
   program: string,
@@ -29,9 +31,9 @@ export function exitForRun(
   signal: string,
   untold: readonly string[] = [],
 ): void {
+  if (failure === null && untold.length > 0) failure = `close: ${untold.join("; ")}`;
   if (failure !== null) {
     console.error(`${program}: ${failure}`);
-    for (const line of untold) console.error(`${program}: close: ${line}`);
     Deno.exit(1);
   }
   if (signal !== "") {

@@ -283,7 +283,13 @@ const probes = (latency || numberAll) && template !== null
   ? new LatencyProbes(template, 1 << 22, t0)
   : null;
 const probeGapMs = probeRate > 0 ? 1000 / probeRate : Infinity;
-let nextProbeAt = 0;
+/**
+ * Times the send loop updates every burst, in a Float64Array: a double stored into a
+ * module-level `let` is boxed on the heap each time (context slots hold no raw doubles), which
+ * would be an allocation per burst.
+ */
+const times = new Float64Array(3);
+const LAST_SEND = 0, NEXT_PROBE_AT = 1, PROBE_DUE = 2;
 let sizeAt = 0;
 let fileAt = 0;
 let fileLoop = 0;
@@ -301,7 +307,7 @@ const bufs = new Uint32Array(burst);
 const lens = new Uint32Array(burst).fill(fixedSize ? sizes.min : 0);
 const rxBufs = new Uint32Array(burst);
 const rxLens = new Uint32Array(burst);
-let probeDue = -1; // when the probe of the burst being filled was due, or -1
+times[PROBE_DUE] = -1; // when the probe of the burst being filled was due, or -1
 let rxOther = 0; // received frames that were not probes (latency mode)
 
 /** Writes the per-packet fields of `n` frames in `bufs`; sets `lens`. */
@@ -329,10 +335,12 @@ function fill(n: number, nowMs: number): void {
     for (let s = 0; s < sweeps.length; s++) sweeps[s].apply(bytes, off);
     if (probes !== null) {
       if (numberAll) probes.stamp(bytes, off, nowMs);
-      else if (i === 0 && nowMs >= nextProbeAt) {
+      else if (i === 0 && nowMs >= times[NEXT_PROBE_AT]) {
         probes.stamp(bytes, off, nowMs);
-        probeDue = nextProbeAt;
-        nextProbeAt = nextProbeAt + probeGapMs > nowMs ? nextProbeAt + probeGapMs : nowMs;
+        times[PROBE_DUE] = times[NEXT_PROBE_AT];
+        times[NEXT_PROBE_AT] = times[NEXT_PROBE_AT] + probeGapMs > nowMs
+          ? times[NEXT_PROBE_AT] + probeGapMs
+          : nowMs;
       } else probes.unmark(bytes, off);
     }
   }
@@ -389,8 +397,8 @@ const start = performance.now();
 const deadline = duration > 0 ? start + duration * 1000 : Infinity;
 pacer.restart(start);
 meter.start(start);
-nextProbeAt = start;
-let lastSend = start;
+times[NEXT_PROBE_AT] = start;
+times[LAST_SEND] = start;
 try {
   const signal = await loop.run(() => {
     let now = performance.now();
@@ -419,20 +427,20 @@ try {
     }
     if (want > 0) {
       const n = pool.alloc(bufs, 0, want);
-      probeDue = -1;
+      times[PROBE_DUE] = -1;
       if (perPacket) fill(n, now);
       const sent = port.txBurst(bufs, lens, n);
       if (sent < n) {
         pool.free(bufs, sent, n - sent);
         if (perPacket) rewind(n - sent);
         if (numberAll) probes!.cancel(n - sent); // their numbers go with the next frames
-        else if (sent === 0 && probeDue >= 0) {
+        else if (sent === 0 && times[PROBE_DUE] >= 0) {
           probes!.cancel(1); // the probe was not sent: the next burst carries it
-          nextProbeAt = probeDue;
+          times[NEXT_PROBE_AT] = times[PROBE_DUE];
         }
       }
       pacer.sent(sent);
-      if (sent > 0) lastSend = now;
+      if (sent > 0) times[LAST_SEND] = now;
     }
     if (receiving) receive();
     return false;
@@ -445,7 +453,7 @@ try {
   failure = (e as Error).message;
   endedBy = "error";
 }
-const sendEnd = lastSend;
+const sendEnd = times[LAST_SEND];
 
 /** Frames not taken were filled for nothing: the next ones repeat their file position. */
 function rewind(unsent: number): void {

@@ -97,9 +97,9 @@ export const LINK_CHECK_BURSTS = 64;
 /**
  * Least time between two polls of the transport, ms: a hang-up is seen within about this long
  * plus the kernel's teardown of the peer (tens of ms after a kill -9), well inside 100 ms, at
- * 200 polls a second (the check runs too rarely to be optimized, so each costs a little garbage).
+ * 100 polls a second (the check runs too rarely to be optimized, so each costs a little garbage).
  */
-export const LINK_CHECK_MS = 5;
+export const LINK_CHECK_MS = 10;
 
 /** Detail of the `linkchange` event a {@linkcode VirtioNet} port dispatches. */
 export interface LinkChange {
