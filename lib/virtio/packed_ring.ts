@@ -113,6 +113,12 @@ export interface PackedDriverOptions {
    * descriptor may stand for a whole batch.
    */
   inOrder?: boolean;
+  /**
+   * `false`: the areas already hold a fresh ring at `base`, reset by an earlier instance over the
+   * same memory (another thread's) that enqueued nothing; take it over as it is, keeping what
+   * the device wrote since (its event suppression flags). Default true: reset the areas.
+   */
+  reset?: boolean;
 }
 
 /**
@@ -233,6 +239,7 @@ export class PackedDriverQueue implements DriverQueue {
 
     // A fresh ring: no descriptor is available or used in either wrap (§2.8.1), both event
     // suppression structures at ENABLE.
+    if (options.reset === false) return;
     this.#desc32.fill(0);
     this.#driverEvent[0] = 0;
     this.#deviceEvent[0] = 0;

@@ -84,6 +84,12 @@ export interface SplitDriverOptions {
   eventIdx?: boolean;
   /** Avail index to start from (vhost SET_VRING_BASE; default 0). */
   base?: number;
+  /**
+   * `false`: the areas already hold a fresh ring at `base`, reset by an earlier instance over the
+   * same memory (another thread's) that enqueued nothing; take it over as it is, keeping what
+   * the device wrote since (used flags, avail_event). Default true: reset the areas.
+   */
+  reset?: boolean;
 }
 
 /**
@@ -193,6 +199,7 @@ export class SplitDriverQueue implements DriverQueue {
     this.#state = new Uint8Array(size);
 
     // A fresh ring at `base`: nothing available, nothing used, notifications on (§2.7.6, §2.7.8).
+    if (options.reset === false) return;
     this.#desc32.fill(0);
     this.#avail.fill(0);
     this.#used16.fill(0);
