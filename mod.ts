@@ -15,7 +15,14 @@
  */
 
 export { VirtioNet, type VirtioNetOptions, type VirtioNetStats } from "./lib/driver/virtio_net.ts";
-export { BufferPool } from "./lib/driver/buffer_pool.ts";
+export { BufferPool, type BufferShare } from "./lib/driver/buffer_pool.ts";
+export {
+  type CounterSource,
+  type QueueHandle,
+  QueuePair,
+  type QueuePairParts,
+  QueueStats,
+} from "./lib/driver/queue_pair.ts";
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
 export { Feature, type FeatureName } from "./lib/virtio/features.ts";

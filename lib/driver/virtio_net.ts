@@ -11,13 +11,19 @@
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
-import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
+import { eventfd } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
-import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { createDriverQueue, ringBytes } from "./driver_queue.ts";
+import { createDriverQueue, ringBytes, ringOffset } from "./driver_queue.ts";
+import {
+  type CounterSource,
+  QUEUE_STATS_BYTES,
+  type QueueHandle,
+  QueuePair,
+  QueueStats,
+} from "./queue_pair.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
@@ -32,8 +38,19 @@ export interface VirtioNetOptions {
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
   queueSize?: number;
-  /** Queue pairs to use (default 1). */
+  /**
+   * Queue pairs to use (default 1). More than one needs VIRTIO_NET_F_MQ (§5.1.6.5.5), which is
+   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM).
+   */
   queuePairs?: number;
+  /**
+   * Each queue pair is driven from its own thread: open() gives pair i its own slice of the
+   * buffers (`buffers / queuePairs` each) and leaves its receive ring empty for the thread that
+   * calls `QueuePair.attach(port.queueHandle(i))` to fill. The port's `pool`, `txBurst` and
+   * `rxBurst` are then unused; `stats` and `queueStats(i)` still read every pair's counters.
+   * Default false.
+   */
+  detachQueues?: boolean;
   /** This port's MAC address, `aa:bb:cc:dd:ee:ff` (default: a random locally administered one). */
   mac?: string;
   /** Hugepage policy for the shared memory (see {@linkcode SharedMemory.create}). */
@@ -90,15 +107,8 @@ const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDE
 export class VirtioNet {
   /** The packet buffers; frames live at `pool.bytes[pool.dataOffset(n)]`. */
   readonly pool: BufferPool;
-  /** Counters, updated in place. */
-  readonly stats: VirtioNetStats = {
-    txPackets: 0,
-    txBytes: 0,
-    rxPackets: 0,
-    rxBytes: 0,
-    kicks: 0,
-    rxNoBuffers: 0,
-  };
+  /** Counters summed over every queue pair, read live (see {@linkcode queueStats}). */
+  readonly stats: VirtioNetStats;
   /** This port's MAC address. */
   readonly mac: Uint8Array;
   /** Features agreed with the device. */
@@ -115,10 +125,11 @@ export class VirtioNet {
   readonly #tx: DriverQueue[];
   readonly #kickFds: number[];
   readonly #callFds: number[];
-  readonly #scratchBufs: Uint32Array;
-  readonly #scratchLens: Uint32Array;
-  readonly #refillLens: Uint32Array;
-  readonly #refillThreshold: number;
+  /** The data path of each pair driven from this thread; undefined for detached pairs. */
+  readonly #pairs: (QueuePair | undefined)[] = [];
+  readonly #counters: CounterSource;
+  readonly #detached: boolean;
+  readonly #handed: boolean[] = [];
   #closed = false;
 
   private constructor(
@@ -127,8 +138,8 @@ export class VirtioNet {
     pool: BufferPool,
     features: bigint,
     mac: Uint8Array,
-    queueSize: number,
     pairs: number,
+    detached: boolean,
   ) {
     this.transport = transport;
     this.#memory = memory;
@@ -141,10 +152,12 @@ export class VirtioNet {
     this.#tx = [];
     this.#kickFds = [];
     this.#callFds = [];
-    this.#scratchBufs = new Uint32Array(queueSize);
-    this.#scratchLens = new Uint32Array(queueSize);
-    this.#refillLens = new Uint32Array(queueSize).fill(pool.bufferSize);
-    this.#refillThreshold = Math.max(1, Math.min(32, queueSize >> 2));
+    this.#detached = detached;
+    const at = memory.alloc(QUEUE_STATS_BYTES * pairs, 64);
+    this.#counters = {
+      counters: new Float64Array(memory.buffer, at, (QUEUE_STATS_BYTES / 8) * pairs),
+    };
+    this.stats = new QueueStats(this.#counters, 0, pairs);
   }
 
   /**
@@ -219,6 +232,19 @@ export class VirtioNet {
       );
     }
     let wanted = featureMask(...required);
+    if (pairs > 1) {
+      // §5.1.6.5.5: more than one queue pair only with VIRTIO_NET_F_MQ negotiated. As DPDK's
+      // virtio-user, no control queue: over vhost-user the frontend picks the active pairs with
+      // SET_VRING_ENABLE (vhost-user.rst "Multiple queue support"), not VIRTIO_NET_CTRL_MQ.
+      if (!hasFeature(offered, "NET_F_MQ")) {
+        throw new Error(
+          `${transport.name} does not offer NET_F_MQ (bit 22): ${pairs} queue pairs need ` +
+            `VIRTIO_NET_F_MQ negotiated (virtio 1.2 §5.1.6.5.5); start the backend with ` +
+            `queues=${pairs} or use queuePairs: 1`,
+        );
+      }
+      wanted |= featureMask("NET_F_MQ");
+    }
     for (const name of OPTIONAL) {
       if (name === "RING_F_EVENT_IDX" && !options.eventIdx) continue;
       if (name === "F_RING_PACKED" && !packedWanted) continue;
@@ -241,21 +267,27 @@ export class VirtioNet {
     const bufferSize = options.bufferSize ?? 2048;
     const buffers = options.buffers ?? 4 * queueSize * pairs;
     const perRing = ringBytes(packedWanted, queueSize);
-    const memory = SharedMemory.create(2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096, {
-      hugepages: options.hugepages,
-      hugetlbfs: options.hugetlbfs,
-      notice: options.notice,
-    });
+    const stats = QUEUE_STATS_BYTES * pairs + 64;
+    const memory = SharedMemory.create(
+      2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096 + stats,
+      {
+        hugepages: options.hugepages,
+        hugetlbfs: options.hugetlbfs,
+        notice: options.notice,
+      },
+    );
     try {
-      const pool = new BufferPool(memory, buffers, bufferSize);
+      const detached = options.detachQueues ?? false;
+      // Detached pairs own slices of the buffers (queueHandle); the port's pool keeps none.
+      const pool = new BufferPool(memory, buffers, bufferSize, detached ? { owned: 0 } : {});
       const port = new VirtioNet(
         transport,
         memory,
         pool,
         wanted,
         parseMac(options.mac),
-        queueSize,
         pairs,
+        detached,
       );
       port.#setUpQueues(
         queueSize,
@@ -295,7 +327,19 @@ export class VirtioNet {
       // The device starts reading where the ring starts, not past the buffers the refill below
       // posts (vhost SET_VRING_BASE = the device's next avail position).
       const base = queue.base;
-      if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
+      if (!rx && !this.#detached) {
+        const i = index >> 1;
+        const pair = new QueuePair({
+          index: i,
+          rx: this.#rx[i],
+          tx: queue,
+          pool: this.pool,
+          rxKickFd: this.#kickFds[index - 1],
+          txKickFd: kickFd,
+          source: this.#counters,
+        });
+        this.#pairs.push(pair);
+      }
       this.transport.setupQueue({
         index,
         size: queueSize,
@@ -304,83 +348,104 @@ export class VirtioNet {
         kickFd,
         callFd,
       });
+      // §5.1.5: fill receiveq before DRIVER_OK (the ring was set up at the base read above).
+      if (!rx && !this.#detached) this.#pairs[index >> 1]!.refill(false);
     }
     for (let index = 0; index < 2 * pairs; index++) this.transport.enableQueue(index, true);
   }
 
   /**
-   * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
+   * Sends `n` frames on `queue`: buffer `bufs[i]` holding `lens[i]` frame bytes at
    * `pool.dataOffset(bufs[i])`. Returns how many were queued; the port owns those buffers now
    * and frees them when the device is done. The rest stay the caller's.
    * One publish and at most one kick per call; no allocation.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
-    const q = this.#tx[queue];
-    const pool = this.pool;
-    // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
-    // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
-    // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.free < n || q.free < this.#refillThreshold) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) pool.free(this.#scratchBufs, 0, done);
-    }
-    const free = q.free;
-    const count = n < free ? n : free;
-    if (count === 0) return 0;
-    const lensWithHdr = this.#scratchLens;
-    const capacity = pool.frameCapacity;
-    let bytes = 0;
-    for (let i = 0; i < count; i++) {
-      const len = lens[i];
-      if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
-      pool.clearHeader(bufs[i]);
-      lensWithHdr[i] = len + NET_HDR_SIZE;
-      bytes += len;
-    }
-    const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
-    if (q.needsNotify()) {
-      eventfdSignal(this.#kickFds[2 * queue + 1]);
-      this.stats.kicks++;
-    }
-    this.stats.txPackets += sent;
-    this.stats.txBytes += bytes;
-    return sent;
+    return this.#pair(queue).txBurst(bufs, lens, n);
   }
 
   /**
-   * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
-   * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
-   * ring in the same call; at most one kick.
+   * Receives up to `max` frames from `queue`: their buffer numbers into `bufs`, frame lengths
+   * into `lens`. The caller owns those buffers (free them to `pool`, or send them on). Refills
+   * the receive ring in the same call; at most one kick.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
-    const q = this.#rx[queue];
-    const got = q.dequeue(bufs, lens, max);
-    let bytes = 0;
-    for (let i = 0; i < got; i++) {
-      // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
-      const len = lens[i] - NET_HDR_SIZE;
-      lens[i] = len < 0 ? 0 : len;
-      bytes += lens[i];
-    }
-    this.stats.rxPackets += got;
-    this.stats.rxBytes += bytes;
-    // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
-    if (q.free >= this.#refillThreshold) this.#refill(queue, true);
-    return got;
+    return this.#pair(queue).rxBurst(bufs, lens, max);
   }
 
-  #refill(queue: number, kick: boolean): void {
-    const q = this.#rx[queue];
-    const want = q.free;
-    if (want === 0) return;
-    const k = this.pool.alloc(this.#scratchBufs, 0, want);
-    if (k < want) this.stats.rxNoBuffers++;
-    if (k === 0) return;
-    q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
-    if (kick && q.needsNotify()) {
-      eventfdSignal(this.#kickFds[2 * queue]);
-      this.stats.kicks++;
+  #pair(queue: number): QueuePair {
+    const pair = this.#pairs[queue];
+    if (pair !== undefined) return pair;
+    throw new RangeError(
+      this.#detached
+        ? `queue pair ${queue} is detached: drive it through QueuePair.attach(queueHandle(${queue}))`
+        : `queue pair ${queue} does not exist (the port has ${this.queuePairs})`,
+    );
+  }
+
+  /**
+   * Counters of queue pair `queue`, read live (also while a Worker drives the pair).
+   *
+   * @example
+   * ```ts ignore
+   * for (let i = 0; i < port.queuePairs; i++) console.log(i, port.queueStats(i).rxPackets);
+   * ```
+   */
+  queueStats(queue: number): VirtioNetStats {
+    if (!(queue >= 0 && queue < this.queuePairs)) {
+      throw new RangeError(`queue pair ${queue} does not exist (the port has ${this.queuePairs})`);
     }
+    return new QueueStats(this.#counters, queue, 1);
+  }
+
+  /**
+   * The handle a Worker turns into the data path of queue pair `queue` with
+   * `QueuePair.attach(handle)`: plain data (post it to the Worker). Only for ports opened with
+   * `detachQueues: true`; once per pair. Stop the Workers (their `close()`) before closing the
+   * port: the port stops the rings.
+   *
+   * @example
+   * ```ts ignore
+   * const port = VirtioNet.open({ path, queuePairs: 2, detachQueues: true });
+   * for (let i = 0; i < 2; i++) workers[i].postMessage(port.queueHandle(i));
+   * ```
+   */
+  queueHandle(queue: number): QueueHandle {
+    if (!this.#detached) {
+      throw new Error(
+        "queueHandle: open the port with detachQueues: true to drive pairs from Workers",
+      );
+    }
+    if (!(queue >= 0 && queue < this.queuePairs) || !Number.isInteger(queue)) {
+      throw new RangeError(`queue pair ${queue} does not exist (the port has ${this.queuePairs})`);
+    }
+    if (this.#closed) throw new Error(`queueHandle(${queue}): the port is closed`);
+    if (this.#handed[queue]) throw new Error(`queueHandle(${queue}): already handed out`);
+    this.#handed[queue] = true;
+    const m = this.#memory, pool = this.pool, size = this.#rx[queue].size;
+    const share = Math.floor(pool.count / this.queuePairs);
+    return {
+      index: queue,
+      memFd: m.fd,
+      memSize: m.size,
+      memAddr: m.addr,
+      hugepages: m.hugepages,
+      packed: this.packed,
+      queueSize: size,
+      eventIdx: hasFeature(this.features, "RING_F_EVENT_IDX"),
+      inOrder: hasFeature(this.features, "F_IN_ORDER"),
+      rxRing: ringOffset(m, this.packed, size, this.#rx[queue].addresses),
+      txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
+      rxKickFd: this.#kickFds[2 * queue],
+      txKickFd: this.#kickFds[2 * queue + 1],
+      poolBase: pool.base,
+      poolCount: pool.count,
+      bufferSize: pool.bufferSize,
+      firstBuffer: queue * share,
+      buffers: share,
+      statsOffset: this.#counters.counters.byteOffset,
+      queuePairs: this.queuePairs,
+    };
   }
 
   /**
@@ -388,14 +453,7 @@ export class VirtioNet {
    * freeing their buffers. Returns the number still in flight: 0 means all were taken.
    */
   txDrain(timeoutMs = 1000, queue = 0): number {
-    const q = this.#tx[queue];
-    const deadline = performance.now() + timeoutMs;
-    for (;;) {
-      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
-      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
-      const inFlight = q.size - q.free;
-      if (inFlight === 0 || performance.now() > deadline) return inFlight;
-    }
+    return this.#pair(queue).txDrain(timeoutMs);
   }
 
   /**
@@ -410,6 +468,8 @@ export class VirtioNet {
     } finally {
       this.transport.close();
       for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
+      // Counters stay readable: the views switch to a copy before the memory goes.
+      this.#counters.counters = this.#counters.counters.slice();
       this.#memory.close();
     }
   }

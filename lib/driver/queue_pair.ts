@@ -1,0 +1,414 @@
+/**
+ * One virtio-net queue pair (virtio 1.2 §5.1.2: receiveq i = virtqueue 2i, transmitq i =
+ * virtqueue 2i+1) and its data path: the unit a thread owns under VIRTIO_NET_F_MQ (§5.1.6.5.5).
+ *
+ * ```
+ *   main thread: VirtioNet.open({ queuePairs: N, detachQueues: true })
+ *                    │ port.queueHandle(i): plain data (memfd, offsets, eventfds, buffer share)
+ *                    ▼ postMessage
+ *   Worker i:    QueuePair.attach(handle) ── txBurst ─► transmitq 2i+1 ─► device
+ *                                         ◄─ rxBurst ── receiveq  2i   ◄─┘
+ * ```
+ *
+ * A Worker maps the same memfd again (its own view of the same pages; descriptors keep the
+ * creator's addresses, which the memory table gave the device), takes its own copies of the
+ * kick eventfds and a disjoint slice of the buffers, so no two threads ever write the same ring,
+ * free stack or counter: the data path has no locks.
+ *
+ * Counters live in the shared memory (one 64-byte line per pair, written only by the pair's
+ * thread), so the main thread reads every pair's and the sum without asking the Workers.
+ *
+ * @module
+ */
+
+import { closeQuietly, dupFd } from "../../ffi/fd.ts";
+import { eventfdSignal } from "../../ffi/eventfd.ts";
+import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import type { DriverQueue } from "../virtio/virtqueue.ts";
+import { BufferPool } from "./buffer_pool.ts";
+import { driverQueueAt } from "./driver_queue.ts";
+import { SharedMemory } from "./shared_memory.ts";
+
+/** Slots of a pair's counter block (Float64Array, 8 slots = one 64-byte cache line). */
+const TX_PACKETS = 0, TX_BYTES = 1, RX_PACKETS = 2, RX_BYTES = 3, KICKS = 4, RX_NO_BUFFERS = 5;
+
+/** Bytes of one pair's counter block in the shared memory. */
+export const QUEUE_STATS_BYTES = 64;
+const SLOTS = QUEUE_STATS_BYTES / 8;
+
+/**
+ * Where {@linkcode QueueStats} views read: the counter blocks in shared memory, replaced by a
+ * copy when the memory is unmapped (so counters stay readable after close).
+ */
+export interface CounterSource {
+  /** Every pair's counter block, 8 slots each. */
+  counters: Float64Array;
+}
+
+/**
+ * Counters of one queue pair, or the sum over several: a view over counter blocks in shared
+ * memory, read on each access. Each block is written by one thread only; another thread reads a
+ * value at most one burst old (aligned 8-byte stores are not torn on x86-64).
+ *
+ * @example
+ * ```ts ignore
+ * const q1 = port.queueStats(1);
+ * console.log(q1.txPackets, port.stats.txPackets); // pair 1, all pairs
+ * ```
+ */
+export class QueueStats {
+  readonly #source: CounterSource;
+  readonly #first: number;
+  readonly #count: number;
+
+  /** A view over blocks `first .. first + count` of `source.counters`. */
+  constructor(source: CounterSource, first: number, count: number) {
+    this.#source = source;
+    this.#first = first;
+    this.#count = count;
+  }
+
+  #sum(slot: number): number {
+    const c = this.#source.counters;
+    let s = 0;
+    for (let i = this.#first; i < this.#first + this.#count; i++) s += c[i * SLOTS + slot];
+    return s;
+  }
+
+  /** Frames handed to the device. */
+  get txPackets(): number {
+    return this.#sum(TX_PACKETS);
+  }
+  /** Frame bytes handed to the device (headers excluded). */
+  get txBytes(): number {
+    return this.#sum(TX_BYTES);
+  }
+  /** Frames received. */
+  get rxPackets(): number {
+    return this.#sum(RX_PACKETS);
+  }
+  /** Frame bytes received (headers excluded). */
+  get rxBytes(): number {
+    return this.#sum(RX_BYTES);
+  }
+  /** Notifications (kicks) sent to the device. */
+  get kicks(): number {
+    return this.#sum(KICKS);
+  }
+  /** Times a receive ring could not be refilled because the pool was empty. */
+  get rxNoBuffers(): number {
+    return this.#sum(RX_NO_BUFFERS);
+  }
+
+  /** The counters as a plain object (for JSON and `postMessage`). */
+  toJSON(): Record<string, number> {
+    return {
+      txPackets: this.txPackets,
+      txBytes: this.txBytes,
+      rxPackets: this.rxPackets,
+      rxBytes: this.rxBytes,
+      kicks: this.kicks,
+      rxNoBuffers: this.rxNoBuffers,
+    };
+  }
+}
+
+/**
+ * Everything a thread needs to drive queue pair `index` of an open port: structured-cloneable
+ * plain data, from `VirtioNet.queueHandle(i)`, for {@linkcode QueuePair.attach}. The fds stay
+ * the port's; attach takes its own copies.
+ */
+export interface QueueHandle {
+  /** Queue pair number i (receiveq 2i, transmitq 2i+1). */
+  readonly index: number;
+  /** The shared memory's fd, size, address (as the device knows it) and backing. */
+  readonly memFd: number;
+  /** Bytes of the shared memory. */
+  readonly memSize: number;
+  /** Address of the shared memory's byte 0 in descriptors. */
+  readonly memAddr: number;
+  /** True when the memory is hugepage-backed. */
+  readonly hugepages: boolean;
+  /** Packed (true) or split rings. */
+  readonly packed: boolean;
+  /** Descriptors per ring. */
+  readonly queueSize: number;
+  /** VIRTIO_RING_F_EVENT_IDX negotiated. */
+  readonly eventIdx: boolean;
+  /** VIRTIO_F_IN_ORDER negotiated. */
+  readonly inOrder: boolean;
+  /** Byte offset of the receive ring block. */
+  readonly rxRing: number;
+  /** Byte offset of the transmit ring block. */
+  readonly txRing: number;
+  /** Kick eventfd of the receive ring (virtqueue 2i). */
+  readonly rxKickFd: number;
+  /** Kick eventfd of the transmit ring (virtqueue 2i+1). */
+  readonly txKickFd: number;
+  /** Byte offset of buffer 0 (the port's whole pool). */
+  readonly poolBase: number;
+  /** Buffers in the port's pool. */
+  readonly poolCount: number;
+  /** Bytes per buffer. */
+  readonly bufferSize: number;
+  /** First buffer of this pair's share. */
+  readonly firstBuffer: number;
+  /** Buffers in this pair's share. */
+  readonly buffers: number;
+  /** Byte offset of the counter blocks (block i is this pair's). */
+  readonly statsOffset: number;
+  /** Queue pairs of the port (counter blocks). */
+  readonly queuePairs: number;
+}
+
+/** What a {@linkcode QueuePair} runs on (internal: built by VirtioNet or by attach). */
+export interface QueuePairParts {
+  /** Pair number. */
+  index: number;
+  /** receiveq i. */
+  rx: DriverQueue;
+  /** transmitq i. */
+  tx: DriverQueue;
+  /** Buffers this pair allocates from and frees to. */
+  pool: BufferPool;
+  /** Kick eventfd of receiveq i. */
+  rxKickFd: number;
+  /** Kick eventfd of transmitq i. */
+  txKickFd: number;
+  /** All pairs' counter blocks (for `stats` views). */
+  source: CounterSource;
+}
+
+/**
+ * The data path of one queue pair: `txBurst`, `rxBurst`, `txDrain`, with the batching rules of
+ * the port (reclaim and refill in batches, one publish and at most one kick per burst).
+ *
+ * @example
+ * ```ts ignore
+ * // In a Worker, with the handle the main thread posted:
+ * import { QueuePair } from "./queue_pair.ts";
+ * const pair = QueuePair.attach(handle);
+ * const bufs = new Uint32Array(32), lens = new Uint32Array(32);
+ * const n = pair.rxBurst(bufs, lens, 32);
+ * pair.pool.free(bufs, 0, n);
+ * pair.close();
+ * ```
+ */
+export class QueuePair {
+  /** Queue pair number i. */
+  readonly index: number;
+  /** Descriptors per ring. */
+  readonly queueSize: number;
+  /** The buffers this pair uses; frames at `pool.bytes[pool.dataOffset(n)]`. */
+  readonly pool: BufferPool;
+  /** This pair's counters. */
+  readonly stats: QueueStats;
+
+  readonly #rx: DriverQueue;
+  readonly #tx: DriverQueue;
+  readonly #rxKickFd: number;
+  readonly #txKickFd: number;
+  readonly #c: Float64Array;
+  readonly #source: CounterSource;
+  readonly #at: number;
+  readonly #scratchBufs: Uint32Array;
+  readonly #scratchLens: Uint32Array;
+  readonly #refillLens: Uint32Array;
+  readonly #refillThreshold: number;
+  /** Set by {@linkcode attach}: the view and fd copies this pair owns. */
+  #owned: { memory: SharedMemory; fds: number[] } | null = null;
+
+  /** Builds the data path over set-up rings (VirtioNet does this; Workers use `attach`). */
+  constructor(parts: QueuePairParts) {
+    this.index = parts.index;
+    this.pool = parts.pool;
+    this.#rx = parts.rx;
+    this.#tx = parts.tx;
+    this.#rxKickFd = parts.rxKickFd;
+    this.#txKickFd = parts.txKickFd;
+    this.#c = parts.source.counters;
+    this.#at = parts.index * SLOTS;
+    this.#source = parts.source;
+    this.stats = new QueueStats(parts.source, parts.index, 1);
+    const size = parts.rx.size;
+    this.queueSize = size;
+    this.#scratchBufs = new Uint32Array(size);
+    this.#scratchLens = new Uint32Array(size);
+    this.#refillLens = new Uint32Array(size).fill(parts.pool.bufferSize);
+    this.#refillThreshold = Math.max(1, Math.min(32, size >> 2));
+  }
+
+  /**
+   * Takes over queue pair `handle.index` of a port opened in another thread (a Worker of this
+   * process): maps the port's memory again, duplicates the kick eventfds, builds the ring
+   * objects over the rings the port reset and set up (without resetting them again: the device
+   * may already have written its event suppression there), and fills the receive ring
+   * (§5.1.6.3: receive buffers may be added after DRIVER_OK). Call once per handle.
+   *
+   * @example
+   * ```ts ignore
+   * import { QueuePair } from "./queue_pair.ts";
+   * self.onmessage = (e) => {
+   *   using pair = QueuePair.attach(e.data);
+   * };
+   * ```
+   */
+  static attach(handle: QueueHandle): QueuePair {
+    const h = handle;
+    const memory = SharedMemory.attach(h.memFd, h.memSize, h.memAddr, h.hugepages);
+    const fds: number[] = [];
+    try {
+      const pool = new BufferPool(memory, h.poolCount, h.bufferSize, {
+        base: h.poolBase,
+        first: h.firstBuffer,
+        owned: h.buffers,
+      });
+      const common = {
+        packed: h.packed,
+        size: h.queueSize,
+        buffers: pool,
+        eventIdx: h.eventIdx,
+        inOrder: h.inOrder,
+        reset: false,
+      };
+      const rx = driverQueueAt(memory, h.rxRing, { ...common, name: `rx${h.index}` });
+      const tx = driverQueueAt(memory, h.txRing, { ...common, name: `tx${h.index}` });
+      // Poll mode, as the port set it: no used-buffer notifications (§2.7.7 / §2.8.10).
+      rx.setInterrupts(false);
+      tx.setInterrupts(false);
+      fds.push(dupFd(h.rxKickFd), dupFd(h.txKickFd));
+      const counters = new Float64Array(memory.buffer, h.statsOffset, h.queuePairs * SLOTS);
+      const pair = new QueuePair({
+        index: h.index,
+        rx,
+        tx,
+        pool,
+        rxKickFd: fds[0],
+        txKickFd: fds[1],
+        source: { counters },
+      });
+      pair.#owned = { memory, fds };
+      pair.refill(true);
+      return pair;
+    } catch (e) {
+      for (const fd of fds) closeQuietly(fd);
+      memory.close();
+      throw e;
+    }
+  }
+
+  /**
+   * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
+   * `pool.dataOffset(bufs[i])`. Returns how many were queued; the pair owns those buffers now
+   * and frees them when the device is done. The rest stay the caller's.
+   * One publish and at most one kick per call; no allocation.
+   */
+  txBurst(bufs: Uint32Array, lens: Uint32Array, n: number): number {
+    const q = this.#tx;
+    const pool = this.pool;
+    // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
+    // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
+    // device is writing, so doing it in large batches keeps both cores out of each other's way.
+    if (q.free < n || q.free < this.#refillThreshold) {
+      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      if (done > 0) pool.free(this.#scratchBufs, 0, done);
+    }
+    const free = q.free;
+    const count = n < free ? n : free;
+    if (count === 0) return 0;
+    const lensWithHdr = this.#scratchLens;
+    const capacity = pool.frameCapacity;
+    let bytes = 0;
+    for (let i = 0; i < count; i++) {
+      const len = lens[i];
+      if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
+      pool.clearHeader(bufs[i]);
+      lensWithHdr[i] = len + NET_HDR_SIZE;
+      bytes += len;
+    }
+    const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
+    const c = this.#c, at = this.#at;
+    if (q.needsNotify()) {
+      eventfdSignal(this.#txKickFd);
+      c[at + KICKS]++;
+    }
+    c[at + TX_PACKETS] += sent;
+    c[at + TX_BYTES] += bytes;
+    return sent;
+  }
+
+  /**
+   * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
+   * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
+   * ring in the same call; at most one kick.
+   */
+  rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    const q = this.#rx;
+    const got = q.dequeue(bufs, lens, max);
+    let bytes = 0;
+    for (let i = 0; i < got; i++) {
+      // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
+      const len = lens[i] - NET_HDR_SIZE;
+      lens[i] = len < 0 ? 0 : len;
+      bytes += lens[i];
+    }
+    const c = this.#c, at = this.#at;
+    c[at + RX_PACKETS] += got;
+    c[at + RX_BYTES] += bytes;
+    // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
+    if (q.free >= this.#refillThreshold) this.refill(true);
+    return got;
+  }
+
+  /**
+   * Posts free buffers to every empty slot of the receive ring (§5.1.6.3) in one publish; with
+   * `kick`, notifies the device when it asked to be.
+   */
+  refill(kick: boolean): void {
+    const q = this.#rx;
+    const want = q.free;
+    if (want === 0) return;
+    const k = this.pool.alloc(this.#scratchBufs, 0, want);
+    if (k < want) this.#c[this.#at + RX_NO_BUFFERS]++;
+    if (k === 0) return;
+    q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
+    if (kick && q.needsNotify()) {
+      eventfdSignal(this.#rxKickFd);
+      this.#c[this.#at + KICKS]++;
+    }
+  }
+
+  /**
+   * Waits (polling, at most `timeoutMs`) until the device has used every frame sent on this
+   * pair, freeing their buffers. Returns the number still in flight: 0 means all were taken.
+   */
+  txDrain(timeoutMs = 1000): number {
+    const q = this.#tx;
+    const deadline = performance.now() + timeoutMs;
+    for (;;) {
+      const done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      if (done > 0) this.pool.free(this.#scratchBufs, 0, done);
+      const inFlight = q.size - q.free;
+      if (inFlight === 0 || performance.now() > deadline) return inFlight;
+    }
+  }
+
+  /**
+   * For an {@linkcode attach}ed pair: unmaps this thread's view and closes its eventfd copies.
+   * Stop using the pair first; the port (in its thread) stops the rings. Idempotent.
+   */
+  close(): void {
+    const owned = this.#owned;
+    if (owned === null) return;
+    this.#owned = null;
+    for (const fd of owned.fds) closeQuietly(fd);
+    // Counters stay readable: views switch to a copy before the memory goes.
+    this.#source.counters = this.#source.counters.slice();
+    owned.memory.close();
+  }
+
+  /** Same as {@linkcode close}, for `using`. */
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
