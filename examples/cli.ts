@@ -78,6 +78,7 @@ export function sizeOption(value: string | undefined): number {
 export async function openPort(
   opts: { path?: string; split: boolean; "queue-size": string; hugepages: string },
   device: DeviceThread | null,
+  queuePairs = 1,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
@@ -85,6 +86,9 @@ export async function openPort(
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),
+      // More than one pair: one Worker per pair (multi_queue.ts).
+      queuePairs,
+      detachQueues: queuePairs > 1,
     });
   } catch (e) {
     await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir

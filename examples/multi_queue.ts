@@ -128,3 +128,45 @@ export class QueueWorkers {
     return Promise.all(this.#done);
   }
 }
+
+/**
+ * pktgen over several pairs: one sending Worker per pair, `count` frames split between them (or
+ * until `durationS`), per-queue rates printed every second from the shared counters while the
+ * Workers run. Returns each pair's result.
+ */
+export async function sendFromWorkers(
+  port: VirtioNet,
+  run: { count: number; durationS: number; size: number; burst: number; live: boolean },
+): Promise<QueueResult[]> {
+  const n = port.queuePairs;
+  const share = (i: number) =>
+    run.count > 0 ? Math.floor(run.count / n) + (i < run.count % n ? 1 : 0) : 0;
+  const workers = await QueueWorkers.start(port, (i) => ({
+    mode: "tx",
+    count: share(i),
+    size: run.size,
+    burst: run.burst,
+    srcMac: [...port.mac],
+  }));
+  let finished = false;
+  const results = workers.done().finally(() => (finished = true));
+  const t0 = performance.now();
+  const last = Array.from({ length: n }, () => 0);
+  let lastT = t0;
+  while (!finished) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = performance.now();
+    if (run.count === 0 && now - t0 >= run.durationS * 1000) workers.stop();
+    if (now - lastT < 1000) continue;
+    const rates = last.map((prev, i) => {
+      const p = port.queueStats(i).txPackets;
+      last[i] = p;
+      return `q${i} ${((p - prev) / (now - lastT) / 1e3).toFixed(2)}`;
+    });
+    lastT = now;
+    if (run.live) {
+      console.error(`${((now - t0) / 1000).toFixed(0).padStart(4)} s  Mpps ${rates.join("  ")}`);
+    }
+  }
+  return await results;
+}
