@@ -27,10 +27,12 @@ import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { driverQueueAt } from "./driver_queue.ts";
+import { MergeableReceiver } from "./mergeable.ts";
 import { SharedMemory } from "./shared_memory.ts";
 
 /** Slots of a pair's counter block (Float64Array, 8 slots = one 64-byte cache line). */
 const TX_PACKETS = 0, TX_BYTES = 1, RX_PACKETS = 2, RX_BYTES = 3, KICKS = 4, RX_NO_BUFFERS = 5;
+const RX_DROPPED = 6;
 
 /** Bytes of one pair's counter block in the shared memory. */
 export const QUEUE_STATS_BYTES = 64;
@@ -99,6 +101,10 @@ export class QueueStats {
   get rxNoBuffers(): number {
     return this.#sum(RX_NO_BUFFERS);
   }
+  /** Frames `rxBurst` dropped because they spanned several buffers (`rxFrames` takes them). */
+  get rxDropped(): number {
+    return this.#sum(RX_DROPPED);
+  }
 
   /** The counters as a plain object (for JSON and `postMessage`). */
   toJSON(): Record<string, number> {
@@ -109,6 +115,7 @@ export class QueueStats {
       rxBytes: this.rxBytes,
       kicks: this.kicks,
       rxNoBuffers: this.rxNoBuffers,
+      rxDropped: this.rxDropped,
     };
   }
 }
@@ -137,6 +144,8 @@ export interface QueueHandle {
   readonly eventIdx: boolean;
   /** VIRTIO_F_IN_ORDER negotiated. */
   readonly inOrder: boolean;
+  /** VIRTIO_NET_F_MRG_RXBUF negotiated: frames may span several receive buffers. */
+  readonly mergeable: boolean;
   /** Byte offset of the receive ring block. */
   readonly rxRing: number;
   /** Byte offset of the transmit ring block. */
@@ -177,6 +186,8 @@ export interface QueuePairParts {
   txKickFd: number;
   /** All pairs' counter blocks (for `stats` views). */
   source: CounterSource;
+  /** VIRTIO_NET_F_MRG_RXBUF negotiated. */
+  mergeable: boolean;
 }
 
 /**
@@ -215,6 +226,9 @@ export class QueuePair {
   readonly #scratchLens: Uint32Array;
   readonly #refillLens: Uint32Array;
   readonly #refillThreshold: number;
+  /** With MRG_RXBUF: gathers frames spanning buffers; null without. */
+  readonly #merge: MergeableReceiver | null;
+  readonly #segs: Uint32Array;
   /** Set by {@linkcode attach}: the view and fd copies this pair owns. */
   #owned: { memory: SharedMemory; fds: number[] } | null = null;
 
@@ -236,6 +250,8 @@ export class QueuePair {
     this.#scratchLens = new Uint32Array(size);
     this.#refillLens = new Uint32Array(size).fill(parts.pool.bufferSize);
     this.#refillThreshold = Math.max(1, Math.min(32, size >> 2));
+    this.#merge = parts.mergeable ? new MergeableReceiver(size, `rx${parts.index}`) : null;
+    this.#segs = new Uint32Array(parts.mergeable ? size : 0);
   }
 
   /**
@@ -286,6 +302,7 @@ export class QueuePair {
         rxKickFd: fds[0],
         txKickFd: fds[1],
         source: { counters },
+        mergeable: h.mergeable,
       });
       pair.#owned = { memory, fds };
       pair.refill(true);
@@ -343,6 +360,7 @@ export class QueuePair {
    * ring in the same call; at most one kick.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    if (this.#merge !== null) return this.#rxBurstMergeable(bufs, lens, max);
     const q = this.#rx;
     const got = q.dequeue(bufs, lens, max);
     let bytes = 0;
@@ -358,6 +376,61 @@ export class QueuePair {
     // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
     if (q.free >= this.#refillThreshold) this.refill(true);
     return got;
+  }
+
+  /**
+   * Receives whole frames, also those spanning several buffers (VIRTIO_NET_F_MRG_RXBUF, jumbo
+   * frames): returns the number of frames; frame `f` is the next `segs[f]` entries of `bufs` /
+   * `lens` (frame bytes per buffer), at most `maxBufs` entries in all. The frame starts at
+   * `pool.dataOffset(b)` in its first buffer and at `pool.headerOffset(b)` in the others (only
+   * the first carries the header, §5.1.6.4). The caller owns every buffer returned. Without
+   * MRG_RXBUF each frame is one buffer (`segs[f] = 1`).
+   *
+   * @example
+   * ```ts ignore
+   * const frames = pair.rxFrames(bufs, lens, segs, 64);
+   * for (let f = 0, j = 0; f < frames; j += segs[f++]) console.log(`frame of ${segs[f]}`);
+   * ```
+   */
+  rxFrames(bufs: Uint32Array, lens: Uint32Array, segs: Uint32Array, maxBufs: number): number {
+    const merge = this.#merge;
+    if (merge === null) {
+      const n = this.rxBurst(bufs, lens, maxBufs);
+      segs.fill(1, 0, n);
+      return n;
+    }
+    const frames = merge.receive(this.#rx, this.pool, bufs, lens, segs, maxBufs);
+    const c = this.#c, at = this.#at;
+    c[at + RX_PACKETS] += frames;
+    c[at + RX_BYTES] += merge.bytes;
+    if (this.#rx.free >= this.#refillThreshold) this.refill(true);
+    return frames;
+  }
+
+  /** rxBurst with MRG_RXBUF: frames of one buffer pass, longer ones are dropped and counted. */
+  #rxBurstMergeable(bufs: Uint32Array, lens: Uint32Array, max: number): number {
+    const segs = this.#segs;
+    const frames = this.rxFrames(bufs, lens, segs, max);
+    let out = 0, j = 0, dropped = 0, droppedBytes = 0;
+    for (let f = 0; f < frames; f++) {
+      const k = segs[f];
+      if (k === 1) {
+        bufs[out] = bufs[j];
+        lens[out++] = lens[j];
+      } else {
+        for (let i = 0; i < k; i++) droppedBytes += lens[j + i];
+        this.pool.free(bufs, j, k); // entries j.. are past `out`: not overwritten yet
+        dropped++;
+      }
+      j += k;
+    }
+    if (dropped > 0) {
+      const c = this.#c, at = this.#at;
+      c[at + RX_DROPPED] += dropped;
+      c[at + RX_PACKETS] -= dropped;
+      c[at + RX_BYTES] -= droppedBytes;
+    }
+    return out;
   }
 
   /**

@@ -65,6 +65,13 @@ export interface VirtioNetOptions {
   eventIdx?: boolean;
   /** Negotiate VIRTIO_F_IN_ORDER when offered, packed rings only (default true). */
   inOrder?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_MRG_RXBUF when offered (default false): the device may spread a
+   * frame over several receive buffers (§5.1.6.4), e.g. 9000-byte frames into 2048-byte
+   * buffers; take them with {@linkcode VirtioNet.rxFrames}. For sending frames larger than
+   * 2036 bytes, give a larger `bufferSize` (e.g. 10240).
+   */
+  mergeable?: boolean;
   /** Timeout for each backend reply, ms (default 5000). */
   timeoutMs?: number;
   /** Receives notices such as the hugepage fallback (default `console.error`). */
@@ -85,10 +92,17 @@ export interface VirtioNetStats {
   kicks: number;
   /** Times the receive ring could not be refilled because the pool was empty. */
   rxNoBuffers: number;
+  /** Frames `rxBurst` dropped because they spanned several buffers (take them with rxFrames). */
+  rxDropped: number;
 }
 
 /** The virtio features this driver can use, beyond the required F_VERSION_1. */
-const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDER"];
+const OPTIONAL: FeatureName[] = [
+  "F_RING_PACKED",
+  "RING_F_EVENT_IDX",
+  "F_IN_ORDER",
+  "NET_F_MRG_RXBUF",
+];
 
 /**
  * A virtio-net port driven from this process.
@@ -117,6 +131,8 @@ export class VirtioNet {
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
+  /** VIRTIO_NET_F_MRG_RXBUF negotiated: receive frames with {@linkcode rxFrames}. */
+  readonly mergeable: boolean;
   /** The transport to the device (vhost-user), for diagnostics. */
   readonly transport: VirtioTransport;
 
@@ -147,6 +163,7 @@ export class VirtioNet {
     this.features = features;
     this.mac = mac;
     this.packed = hasFeature(features, "F_RING_PACKED");
+    this.mergeable = hasFeature(features, "NET_F_MRG_RXBUF");
     this.queuePairs = pairs;
     this.#rx = [];
     this.#tx = [];
@@ -250,6 +267,7 @@ export class VirtioNet {
       if (name === "F_RING_PACKED" && !packedWanted) continue;
       // In-order completion (§2.8.20) is implemented for packed rings.
       if (name === "F_IN_ORDER" && (!packedWanted || options.inOrder === false)) continue;
+      if (name === "NET_F_MRG_RXBUF" && !options.mergeable) continue;
       wanted |= offered & featureMask(name);
     }
     transport.setFeatures(wanted);
@@ -337,6 +355,7 @@ export class VirtioNet {
           rxKickFd: this.#kickFds[index - 1],
           txKickFd: kickFd,
           source: this.#counters,
+          mergeable: this.mergeable,
         });
         this.#pairs.push(pair);
       }
@@ -371,6 +390,32 @@ export class VirtioNet {
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
     return this.#pair(queue).rxBurst(bufs, lens, max);
+  }
+
+  /**
+   * Receives whole frames from `queue`, also those spanning several receive buffers
+   * (VIRTIO_NET_F_MRG_RXBUF): returns the frame count; frame `f` is the next `segs[f]` entries
+   * of `bufs` / `lens` (frame bytes in each buffer), at most `maxBufs` entries in all. A frame
+   * starts at `pool.dataOffset(b)` in its first buffer and at `pool.headerOffset(b)` in the
+   * others. The caller owns every buffer returned.
+   *
+   * @example
+   * ```ts ignore
+   * const bufs = new Uint32Array(64), lens = new Uint32Array(64), segs = new Uint32Array(64);
+   * const frames = port.rxFrames(bufs, lens, segs, 64);
+   * let j = 0;
+   * for (let f = 0; f < frames; f++) j += segs[f]; // bufs[0..j) hold the frames
+   * port.pool.free(bufs, 0, j);
+   * ```
+   */
+  rxFrames(
+    bufs: Uint32Array,
+    lens: Uint32Array,
+    segs: Uint32Array,
+    maxBufs: number,
+    queue = 0,
+  ): number {
+    return this.#pair(queue).rxFrames(bufs, lens, segs, maxBufs);
   }
 
   #pair(queue: number): QueuePair {
@@ -434,6 +479,7 @@ export class VirtioNet {
       queueSize: size,
       eventIdx: hasFeature(this.features, "RING_F_EVENT_IDX"),
       inOrder: hasFeature(this.features, "F_IN_ORDER"),
+      mergeable: this.mergeable,
       rxRing: ringOffset(m, this.packed, size, this.#rx[queue].addresses),
       txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
       rxKickFd: this.#kickFds[2 * queue],

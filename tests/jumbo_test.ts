@@ -1,0 +1,193 @@
+/**
+ * Jumbo frames and mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF, virtio 1.2 §5.1.6.3 /
+ * §5.1.6.4) against DPDK's vhost PMD in dpdk-testpmd (`--max-pkt-len=9018 --mbuf-size=10240`):
+ *
+ * ```
+ *   testpmd txonly 9000 B ──► VirtioNet (2048-byte buffers): 5 buffers a frame, num_buffers=5
+ *   VirtioNet (10240-byte buffers) 9000 B ──► testpmd rxonly: exact frames and bytes
+ *   VirtioNet ──► testpmd io ──► VirtioNet: 1514..9000 B frames back byte-identical
+ * ```
+ *
+ * @module
+ */
+
+import assert from "node:assert/strict";
+import { VirtioNet, type VirtioNetOptions } from "../lib/driver/virtio_net.ts";
+import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
+import { requireTestpmd } from "./peers.ts";
+import { type ForwardMode, Testpmd } from "./testpmd.ts";
+
+const ignore = requireTestpmd(1, 512);
+const JUMBO = 9000;
+const STALL_MS = 5000;
+const RX_MS = 250;
+
+async function withJumboVhost(
+  mode: ForwardMode,
+  portOptions: Partial<VirtioNetOptions>,
+  body: (tp: Testpmd, port: VirtioNet) => Promise<void>,
+): Promise<void> {
+  const dir = await Deno.makeTempDir({ prefix: "jumbo-" });
+  const sock = `${dir}/vhost.sock`;
+  try {
+    await using tp = await Testpmd.start({
+      vdev: `net_vhost0,iface=${sock},queues=1`,
+      forwardMode: mode,
+      memMb: 512,
+      totalNumMbufs: 8192,
+      // --txpkts after --mbuf-size: testpmd checks segment lengths against the mbuf size as it
+      // parses.
+      extraArgs: [
+        "--max-pkt-len=9018",
+        "--mbuf-size=10240",
+        ...(mode === "txonly" ? [`--txpkts=${JUMBO}`] : []),
+      ],
+    });
+    await tp.waitForSocket(sock);
+    const port = VirtioNet.open({ path: sock, ...portOptions });
+    try {
+      await tp.waitForLinkUp();
+      await body(tp, port);
+    } finally {
+      port.close();
+    }
+    await tp.stop();
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+}
+
+for (const packed of [true, false]) {
+  const rings = packed ? "packed" : "split";
+
+  Deno.test({
+    name: `jumbo ${rings}: testpmd txonly 9000 B -> MRG_RXBUF into 2048-byte buffers, whole`,
+    ignore,
+    async fn() {
+      await withJumboVhost("txonly", { packed, mergeable: true }, async (tp, port) => {
+        assert.ok(port.mergeable, "VIRTIO_NET_F_MRG_RXBUF negotiated with DPDK's vhost");
+        const { pool } = port;
+        const bufs = new Uint32Array(64), lens = new Uint32Array(64), segs = new Uint32Array(64);
+        let frames = 0, bytes = 0, bad = "";
+        const receive = () => {
+          const n = port.rxFrames(bufs, lens, segs, 64);
+          for (let f = 0, j = 0; f < n; j += segs[f++]) {
+            let len = 0;
+            for (let i = 0; i < segs[f]; i++) len += lens[j + i];
+            bytes += len;
+            const at = pool.dataOffset(bufs[j]);
+            const ipLen = pool.bytes[at + 16] << 8 | pool.bytes[at + 17];
+            if (bad === "" && (len !== JUMBO || segs[f] !== 5 || ipLen !== JUMBO - 14)) {
+              bad = `frame ${frames + f}: ${len} B in ${segs[f]} buffers, IPv4 length ${ipLen}`;
+            }
+            pool.free(bufs, j, segs[f]);
+          }
+          frames += n;
+          return n;
+        };
+        await tp.startForwarding();
+        const until = performance.now() + RX_MS;
+        while (performance.now() < until) receive();
+        const fwd = await tp.stopForwarding();
+        let idle = performance.now();
+        while (performance.now() - idle < 100) if (receive() > 0) idle = performance.now();
+        console.log(`  ${rings}: ${frames} jumbo frames received, ${fwd.txPackets} sent`);
+        assert.equal(bad, "", "every frame 9000 B in five 2036/2048-byte pieces");
+        assert.ok(fwd.txPackets > 0);
+        assert.equal(frames, fwd.txPackets, "frames received == testpmd TX-packets");
+        assert.equal(bytes, JUMBO * frames);
+        assert.equal(port.stats.rxPackets, frames);
+        assert.equal(port.stats.rxBytes, bytes);
+        const stats = await tp.stats();
+        assert.equal(stats.txBytes, bytes, "testpmd TX-bytes == bytes received");
+      });
+    },
+  });
+
+  Deno.test({
+    name: `jumbo ${rings}: VirtioNet 9000 B (10240-byte buffers) -> testpmd rxonly, exact`,
+    ignore,
+    async fn() {
+      const N = 20_000;
+      await withJumboVhost("rxonly", { packed, bufferSize: 10240 }, async (tp, port) => {
+        const { pool } = port;
+        for (let b = 0; b < pool.count; b++) {
+          writeUdpFrame(pool.bytes, pool.dataOffset(b), JUMBO, { srcMac: port.mac });
+        }
+        await tp.startForwarding();
+        const bufs = new Uint32Array(32), lens = new Uint32Array(32).fill(JUMBO);
+        let sent = 0, progress = performance.now();
+        const t0 = progress;
+        while (sent < N) {
+          const k = pool.alloc(bufs, 0, Math.min(32, N - sent));
+          const s = port.txBurst(bufs, lens, k);
+          pool.free(bufs, s, k - s);
+          sent += s;
+          if (s > 0) progress = performance.now();
+          else if (performance.now() - progress > STALL_MS) throw new Error(`stalled at ${sent}`);
+        }
+        assert.equal(port.txDrain(STALL_MS), 0);
+        const ms = performance.now() - t0;
+        const fwd = await tp.stopForwarding();
+        console.log(`  ${rings} TX 9000 B: ${(N * JUMBO * 8 / ms / 1e6).toFixed(2)} Gbps`);
+        assert.equal(fwd.rxPackets, N, "testpmd RX-packets");
+        const stats = await tp.stats();
+        assert.equal(stats.rxBytes, N * JUMBO, "testpmd RX-bytes");
+        assert.equal(stats.rxErrors, 0);
+      });
+    },
+  });
+
+  Deno.test({
+    name: `jumbo ${rings}: VirtioNet -> testpmd io -> VirtioNet, 1514..9000 B byte-identical`,
+    ignore,
+    async fn() {
+      const N = 2000;
+      const opts = { packed, bufferSize: 10240, mergeable: true };
+      await withJumboVhost("io", opts, async (tp, port) => {
+        const { pool } = port;
+        await tp.startForwarding();
+        const sizeOf = (i: number) => 1514 + (i * 997) % (JUMBO - 1514 + 1);
+        const tx = new Uint32Array(1), txLen = new Uint32Array(1);
+        const bufs = new Uint32Array(64), lens = new Uint32Array(64), segs = new Uint32Array(64);
+        let sent = 0, got = 0, mismatch = "", progress = performance.now();
+        while (got < N) {
+          if (sent < N && sent - got < 64) {
+            const b = pool.allocOne();
+            if (b >= 0) {
+              const size = sizeOf(sent);
+              writeUdpFrame(pool.bytes, pool.dataOffset(b), size, { srcMac: port.mac });
+              pool.bytes[pool.dataOffset(b) + UDP_HEADERS] = sent & 0xff;
+              tx[0] = b;
+              txLen[0] = size;
+              if (port.txBurst(tx, txLen, 1) === 1) sent++;
+              else pool.freeOne(b);
+            }
+          }
+          const n = port.rxFrames(bufs, lens, segs, 64);
+          for (let f = 0, j = 0; f < n; j += segs[f++]) {
+            // One buffer of 10240 bytes holds any frame: check it against what was sent.
+            const want = sizeOf(got + f);
+            const at = pool.dataOffset(bufs[j]);
+            const expected = new Uint8Array(want);
+            writeUdpFrame(expected, 0, want, { srcMac: port.mac });
+            expected[UDP_HEADERS] = (got + f) & 0xff;
+            const same = segs[f] === 1 && lens[j] === want &&
+              pool.bytes.subarray(at, at + want).every((v, k) => v === expected[k]);
+            if (!same && mismatch === "") mismatch = `frame ${got + f}: ${lens[j]} B`;
+            pool.free(bufs, j, segs[f]);
+          }
+          got += n;
+          if (n > 0) progress = performance.now();
+          else if (performance.now() - progress > STALL_MS) {
+            throw new Error(`round trip stalled: sent ${sent}, back ${got}\n${tp.tail(10)}`);
+          }
+        }
+        await tp.stopForwarding();
+        assert.equal(mismatch, "");
+        assert.equal(got, N);
+        assert.equal(port.stats.rxBytes, port.stats.txBytes);
+      });
+    },
+  });
+}
