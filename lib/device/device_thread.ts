@@ -30,7 +30,7 @@ export interface DeviceThreadOptions {
   mode?: DeviceMode;
   /** Echo: swap the MAC addresses. */
   macSwap?: boolean;
-  /** Source: UDP frame size, 60..2036 bytes (default 64). */
+  /** Source: UDP frame size, 60..2036 bytes, up to 9000 with MRG_RXBUF negotiated (default 64). */
   frameSize?: number;
   /** Queue pairs offered (default 1). */
   queuePairs?: number;

@@ -24,6 +24,7 @@ import {
 } from "./net_device.ts";
 import { writeUdpFrame } from "../packet/udp_frame.ts";
 import type { DeviceQueue } from "../virtio/virtqueue.ts";
+import { featureMask } from "../virtio/features.ts";
 
 export type {
   DeviceMode,
@@ -339,6 +340,7 @@ export class VhostUserDevice {
     path.detachAll();
     if (b.started && b.memory !== null) {
       path.setMemory(b.memory);
+      path.mergeable = (b.features & featureMask("NET_F_MRG_RXBUF")) !== 0n;
       for (let i = 0; i < b.queuePairs; i++) {
         const rx = b.queue(2 * i), tx = b.queue(2 * i + 1);
         if (rx !== null && tx !== null) {
