@@ -42,6 +42,12 @@ export interface DeviceThreadOptions {
   untilDisconnect?: boolean;
   /** Virtio features offered (default `DEFAULT_DEVICE_FEATURES`). */
   features?: bigint;
+  /** Protocol features offered (default `DEFAULT_PROTOCOL_FEATURES`; add CONFIG to serve `mac`). */
+  protocolFeatures?: bigint;
+  /** MAC address in the served virtio_net_config (6 bytes). */
+  mac?: Uint8Array;
+  /** MTU in the served virtio_net_config (offers the MTU protocol feature). */
+  mtu?: number;
   /**
    * Module (URL or specifier) whose `hook` export runs over each burst the driver transmits, on
    * the device's thread (a function cannot cross to a Worker). An optional `result()` export is

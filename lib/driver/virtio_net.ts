@@ -27,6 +27,12 @@ import {
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
+import {
+  NET_CONFIG_READ_SIZE,
+  NET_CONFIG_STATUS,
+  NET_S_LINK_UP,
+  parseNetConfig,
+} from "../virtio/net_config.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
 export interface VirtioNetOptions {
@@ -123,8 +129,13 @@ export class VirtioNet {
   readonly pool: BufferPool;
   /** Counters summed over every queue pair, read live (see {@linkcode queueStats}). */
   readonly stats: VirtioNetStats;
-  /** This port's MAC address. */
+  /**
+   * This port's MAC address: the `mac` option, else the device's (virtio_net_config, with
+   * VIRTIO_NET_F_MAC), else a random locally administered one.
+   */
   readonly mac: Uint8Array;
+  /** The MTU the device advises (VIRTIO_NET_F_MTU, §5.1.4), or null when it gives none. */
+  readonly mtu: number | null;
   /** Features agreed with the device. */
   readonly features: bigint;
   /** True when the queues are packed rings. */
@@ -156,7 +167,9 @@ export class VirtioNet {
     mac: Uint8Array,
     pairs: number,
     detached: boolean,
+    mtu: number | null,
   ) {
+    this.mtu = mtu;
     this.transport = transport;
     this.#memory = memory;
     this.pool = pool;
@@ -262,6 +275,11 @@ export class VirtioNet {
       }
       wanted |= featureMask("NET_F_MQ");
     }
+    if (transport.configSpace) {
+      // The device config can be read (vhost-user CONFIG): take its MAC, link status and MTU
+      // (§5.1.4). Without it these stay off, as DPDK's frontend strips MAC and STATUS.
+      wanted |= offered & featureMask("NET_F_MAC", "NET_F_STATUS", "NET_F_MTU");
+    }
     for (const name of OPTIONAL) {
       if (name === "RING_F_EVENT_IDX" && !options.eventIdx) continue;
       if (name === "F_RING_PACKED" && !packedWanted) continue;
@@ -298,14 +316,24 @@ export class VirtioNet {
       const detached = options.detachQueues ?? false;
       // Detached pairs own slices of the buffers (queueHandle); the port's pool keeps none.
       const pool = new BufferPool(memory, buffers, bufferSize, detached ? { owned: 0 } : {});
+      // §3.1.1 step 7: device-specific setup reads the configuration space.
+      const raw = transport.configSpace
+        ? transport.getConfig?.(0, NET_CONFIG_READ_SIZE) ?? null
+        : null;
+      const config = raw === null ? null : parseNetConfig(raw);
+      const mac = options.mac === undefined && config !== null && hasFeature(wanted, "NET_F_MAC")
+        ? config.mac
+        : parseMac(options.mac);
+      const mtu = config !== null && hasFeature(wanted, "NET_F_MTU") ? config.mtu : null;
       const port = new VirtioNet(
         transport,
         memory,
         pool,
         wanted,
-        parseMac(options.mac),
+        mac,
         pairs,
         detached,
+        mtu,
       );
       port.#setUpQueues(
         queueSize,
@@ -426,6 +454,28 @@ export class VirtioNet {
         ? `queue pair ${queue} is detached: drive it through QueuePair.attach(queueHandle(${queue}))`
         : `queue pair ${queue} does not exist (the port has ${this.queuePairs})`,
     );
+  }
+
+  /**
+   * The link status the device reports (VIRTIO_NET_S_LINK_UP in virtio_net_config, §5.1.4),
+   * read now (one GET_CONFIG round trip: not for the data path). True when VIRTIO_NET_F_STATUS
+   * was not negotiated: the link is then assumed up (§5.1.4.2).
+   *
+   * @example
+   * ```ts ignore
+   * if (!port.configLinkUp()) console.log("the device reports link down");
+   * ```
+   */
+  configLinkUp(): boolean {
+    if (!hasFeature(this.features, "NET_F_STATUS")) return true;
+    const raw = this.transport.getConfig?.(NET_CONFIG_STATUS, 2) ?? null;
+    if (raw === null) {
+      throw new Error(
+        `${this.transport.name}: GET_CONFIG for the link status failed although ` +
+          `VIRTIO_NET_F_STATUS was negotiated; see the backend's log`,
+      );
+    }
+    return (raw[0] & NET_S_LINK_UP) !== 0;
   }
 
   /**
