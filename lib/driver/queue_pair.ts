@@ -22,7 +22,8 @@
  */
 
 import { closeQuietly, dupFd } from "../../ffi/fd.ts";
-import { eventfdSignal } from "../../ffi/eventfd.ts";
+import { eventfd, eventfdDrain, eventfdSignal } from "../../ffi/eventfd.ts";
+import { pollInAsync } from "../../ffi/poll.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
 import type { DriverQueue } from "../virtio/virtqueue.ts";
 import { BufferPool } from "./buffer_pool.ts";
@@ -32,7 +33,7 @@ import { SharedMemory } from "./shared_memory.ts";
 
 /** Slots of a pair's counter block (Float64Array, 8 slots = one 64-byte cache line). */
 const TX_PACKETS = 0, TX_BYTES = 1, RX_PACKETS = 2, RX_BYTES = 3, KICKS = 4, RX_NO_BUFFERS = 5;
-const RX_DROPPED = 6;
+const RX_DROPPED = 6, WAKEUPS = 7;
 
 /** Bytes of one pair's counter block in the shared memory. */
 export const QUEUE_STATS_BYTES = 64;
@@ -105,6 +106,10 @@ export class QueueStats {
   get rxDropped(): number {
     return this.#sum(RX_DROPPED);
   }
+  /** Times `readable()` slept on the call eventfd and was woken (0 while polling finds work). */
+  get wakeups(): number {
+    return this.#sum(WAKEUPS);
+  }
 
   /** The counters as a plain object (for JSON and `postMessage`). */
   toJSON(): Record<string, number> {
@@ -116,6 +121,7 @@ export class QueueStats {
       kicks: this.kicks,
       rxNoBuffers: this.rxNoBuffers,
       rxDropped: this.rxDropped,
+      wakeups: this.wakeups,
     };
   }
 }
@@ -154,6 +160,8 @@ export interface QueueHandle {
   readonly rxKickFd: number;
   /** Kick eventfd of the transmit ring (virtqueue 2i+1). */
   readonly txKickFd: number;
+  /** Call eventfd of the receive ring (the device's used-buffer notifications). */
+  readonly rxCallFd: number;
   /** Byte offset of buffer 0 (the port's whole pool). */
   readonly poolBase: number;
   /** Buffers in the port's pool. */
@@ -184,6 +192,8 @@ export interface QueuePairParts {
   rxKickFd: number;
   /** Kick eventfd of transmitq i. */
   txKickFd: number;
+  /** Call eventfd of receiveq i (for `readable()`), or -1. */
+  rxCallFd: number;
   /** All pairs' counter blocks (for `stats` views). */
   source: CounterSource;
   /** VIRTIO_NET_F_MRG_RXBUF negotiated. */
@@ -219,6 +229,11 @@ export class QueuePair {
   readonly #tx: DriverQueue;
   readonly #rxKickFd: number;
   readonly #txKickFd: number;
+  readonly #rxCallFd: number;
+  /** Eventfd that ends a pending `readable()` wait at close; -1 until the first wait. */
+  #wakeFd = -1;
+  #waiting = false;
+  #closed = false;
   readonly #c: Float64Array;
   readonly #source: CounterSource;
   readonly #at: number;
@@ -240,6 +255,7 @@ export class QueuePair {
     this.#tx = parts.tx;
     this.#rxKickFd = parts.rxKickFd;
     this.#txKickFd = parts.txKickFd;
+    this.#rxCallFd = parts.rxCallFd;
     this.#c = parts.source.counters;
     this.#at = parts.index * SLOTS;
     this.#source = parts.source;
@@ -292,7 +308,7 @@ export class QueuePair {
       // Poll mode, as the port set it: no used-buffer notifications (§2.7.7 / §2.8.10).
       rx.setInterrupts(false);
       tx.setInterrupts(false);
-      fds.push(dupFd(h.rxKickFd), dupFd(h.txKickFd));
+      fds.push(dupFd(h.rxKickFd), dupFd(h.txKickFd), dupFd(h.rxCallFd));
       const counters = new Float64Array(memory.buffer, h.statsOffset, h.queuePairs * SLOTS);
       const pair = new QueuePair({
         index: h.index,
@@ -301,6 +317,7 @@ export class QueuePair {
         pool,
         rxKickFd: fds[0],
         txKickFd: fds[1],
+        rxCallFd: fds[2],
         source: { counters },
         mergeable: h.mergeable,
       });
@@ -434,6 +451,66 @@ export class QueuePair {
   }
 
   /**
+   * Resolves with true once `rxBurst` / `rxFrames` will find a frame (false after `timeoutMs`;
+   * negative: no limit). With one waiting it resolves at once, touching neither the ring's
+   * notification state nor the kernel, so a loop that polls and calls this only when a burst
+   * came back empty costs nothing while traffic flows. Otherwise it arms used-buffer
+   * notifications (§2.7.7 / §2.8.10 driver event suppression; EVENT_IDX: the next used slot),
+   * checks the ring once more (a buffer used before the device saw the change raises no
+   * notification), then waits on the receive call eventfd with poll(2) on one of Deno's FFI
+   * threads, so this thread's event loop keeps running and an idle port costs no CPU; once
+   * woken it disarms (polling again). Rejects when the pair is closed meanwhile.
+   *
+   * @example
+   * ```ts ignore
+   * for (;;) {
+   *   const n = pair.rxBurst(bufs, lens, 32);
+   *   if (n === 0) await pair.readable();
+   *   pair.pool.free(bufs, 0, n);
+   * }
+   * ```
+   */
+  async readable(timeoutMs = -1): Promise<boolean> {
+    const q = this.#rx;
+    if (q.hasUsed()) return true;
+    if (this.#closed) throw new Error(`rx${this.index}: readable() on a closed queue pair`);
+    const call = this.#rxCallFd;
+    if (call < 0) throw new Error(`rx${this.index}: no call eventfd, readable() cannot wait`);
+    if (this.#waiting) throw new Error(`rx${this.index}: readable() is already waiting`);
+    if (this.#wakeFd < 0) this.#wakeFd = eventfd();
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    this.#waiting = true;
+    try {
+      for (;;) {
+        q.setInterrupts(true);
+        // seq_cst store above, acquire load here: nothing used before the arm goes unseen.
+        if (q.hasUsed()) {
+          q.setInterrupts(false);
+          return true;
+        }
+        const left = deadline === Infinity ? -1 : Math.max(0, deadline - performance.now());
+        const which = await pollInAsync([call, this.#wakeFd], left);
+        if (this.#closed) throw new Error(`rx${this.index}: the queue pair closed while waiting`);
+        q.setInterrupts(false); // frames flow: poll again, no notifications
+        if (which === 0) {
+          eventfdDrain(call);
+          this.#c[this.#at + WAKEUPS]++;
+        }
+        if (q.hasUsed()) return true;
+        if (which < 0) return false;
+      }
+    } finally {
+      this.#waiting = false;
+      if (this.#closed) this.#closeWake();
+    }
+  }
+
+  #closeWake(): void {
+    closeQuietly(this.#wakeFd);
+    this.#wakeFd = -1;
+  }
+
+  /**
    * Posts free buffers to every empty slot of the receive ring (§5.1.6.3) in one publish; with
    * `kick`, notifies the device when it asked to be.
    */
@@ -467,10 +544,17 @@ export class QueuePair {
   }
 
   /**
-   * For an {@linkcode attach}ed pair: unmaps this thread's view and closes its eventfd copies.
-   * Stop using the pair first; the port (in its thread) stops the rings. Idempotent.
+   * Ends a pending {@linkcode readable} (it rejects); for an {@linkcode attach}ed pair also
+   * unmaps this thread's view and closes its eventfd copies. Stop using the pair first; the port
+   * (in its thread) stops the rings. Idempotent.
    */
   close(): void {
+    if (!this.#closed) {
+      this.#closed = true;
+      // A waiting readable() holds the wake fd in poll(2): signal it; readable closes it.
+      if (this.#waiting) eventfdSignal(this.#wakeFd);
+      else this.#closeWake();
+    }
     const owned = this.#owned;
     if (owned === null) return;
     this.#owned = null;

@@ -100,6 +100,8 @@ export interface VirtioNetStats {
   rxNoBuffers: number;
   /** Frames `rxBurst` dropped because they spanned several buffers (take them with rxFrames). */
   rxDropped: number;
+  /** Times `readable()` slept on a call eventfd and was woken. */
+  wakeups: number;
 }
 
 /** The virtio features this driver can use, beyond the required F_VERSION_1. */
@@ -382,6 +384,7 @@ export class VirtioNet {
           pool: this.pool,
           rxKickFd: this.#kickFds[index - 1],
           txKickFd: kickFd,
+          rxCallFd: this.#callFds[index - 1],
           source: this.#counters,
           mergeable: this.mergeable,
         });
@@ -444,6 +447,25 @@ export class VirtioNet {
     queue = 0,
   ): number {
     return this.#pair(queue).rxFrames(bufs, lens, segs, maxBufs);
+  }
+
+  /**
+   * Resolves with true once `rxBurst(…, queue)` will find a frame (false after `timeoutMs`):
+   * at once when one waits, else after arming used-buffer notifications and sleeping on the
+   * call eventfd off this thread's event loop (see `QueuePair.readable`). An idle port then
+   * costs no CPU, as DPDK's rx interrupt mode; a busy one never arms.
+   *
+   * @example
+   * ```ts ignore
+   * for (;;) {
+   *   const n = port.rxBurst(bufs, lens, 32);
+   *   if (n === 0) await port.readable();
+   *   port.pool.free(bufs, 0, n);
+   * }
+   * ```
+   */
+  readable(timeoutMs = -1, queue = 0): Promise<boolean> {
+    return this.#pair(queue).readable(timeoutMs);
   }
 
   #pair(queue: number): QueuePair {
@@ -534,6 +556,7 @@ export class VirtioNet {
       txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
       rxKickFd: this.#kickFds[2 * queue],
       txKickFd: this.#kickFds[2 * queue + 1],
+      rxCallFd: this.#callFds[2 * queue],
       poolBase: pool.base,
       poolCount: pool.count,
       bufferSize: pool.bufferSize,
@@ -559,6 +582,7 @@ export class VirtioNet {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
+    for (const pair of this.#pairs) pair?.close(); // ends a pending readable()
     try {
       for (let index = 0; index < 2 * this.queuePairs; index++) this.transport.stopQueue(index);
     } finally {

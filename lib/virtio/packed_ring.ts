@@ -502,6 +502,19 @@ export class PackedDriverQueue implements DriverQueue {
     // seq_cst: ordered before the caller's next dequeue flag load.
     Atomics.store(this.#driverEvent, 0, word);
   }
+
+  /**
+   * True when the device has used a buffer {@linkcode dequeue} has not taken yet (§2.8.22; Linux's
+   * virtqueue_poll). Takes nothing. Call after `setInterrupts(true)` before sleeping: the
+   * seq_cst store there orders this acquire load after it, so a buffer used before the device
+   * saw the change is seen here instead of being waited for.
+   */
+  hasUsed(): boolean {
+    if (this.#batchEnd >= 0) return true; // in order: the rest of a batch already seen
+    if (this.#freeTop === this.size) return false;
+    const flags = Atomics.load(this.#desc16, (this.#usedPos << 3) + 7);
+    return (flags & AVAIL_USED) === (this.#usedWrap ? AVAIL_USED : 0);
+  }
 }
 
 /** Options of {@linkcode PackedDeviceQueue}. */

@@ -391,6 +391,15 @@ export class SplitDriverQueue implements DriverQueue {
       Atomics.store(this.#avail, 0, enabled ? 0 : AVAIL_F_NO_INTERRUPT);
     }
   }
+
+  /**
+   * True when the device has used a buffer {@linkcode dequeue} has not taken yet (§2.7.14; Linux's
+   * virtqueue_poll). Takes nothing. Call after `setInterrupts(true)` before sleeping: the
+   * seq_cst store there orders this acquire load of used.idx after it.
+   */
+  hasUsed(): boolean {
+    return this.#freeTop !== this.size && Atomics.load(this.#used16, 1) !== this.#lastUsed;
+  }
 }
 
 /** Options of {@linkcode SplitDeviceQueue}. */

@@ -72,6 +72,11 @@ export interface DriverQueue {
   /** Asks the device to send (or stop sending) used-buffer notifications. */
   setInterrupts(enabled: boolean): void;
   /**
+   * True when a used buffer waits for {@linkcode dequeue} (which this does not take). After
+   * `setInterrupts(true)`, check this once before sleeping on the call eventfd.
+   */
+  hasUsed(): boolean;
+  /**
    * The driver's next avail position, with wrap for packed rings (vhost SET_VRING_BASE
    * encoding). The device starts reading at the base it is given, so read this *before*
    * enqueueing anything the device must see (e.g. the initial receive buffers).
