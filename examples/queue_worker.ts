@@ -26,6 +26,45 @@ function post(reply: QueueWorkerReply): void {
   self.postMessage(reply);
 }
 
+/** Receives bursts and counts them; checks length and tag when `size` ≥ 0 (echo). */
+class Receiver {
+  received = 0;
+  rxBytes = 0;
+  badFrames = 0;
+  firstBad = "";
+  readonly #pair: QueuePair;
+  readonly #bufs: Uint32Array;
+  readonly #lens: Uint32Array;
+  readonly #size: number;
+  readonly #tag: number;
+
+  constructor(pair: QueuePair, burst: number, size: number, tag: number) {
+    this.#pair = pair;
+    this.#bufs = new Uint32Array(burst);
+    this.#lens = new Uint32Array(burst);
+    this.#size = size;
+    this.#tag = tag;
+  }
+
+  /** One rxBurst; returns the frames received. */
+  burst(): number {
+    const pool = this.#pair.pool, bufs = this.#bufs, lens = this.#lens;
+    const n = this.#pair.rxBurst(bufs, lens, bufs.length);
+    for (let i = 0; i < n; i++) {
+      const len = lens[i];
+      this.rxBytes += len;
+      if (this.#size < 0) continue;
+      const got = pool.bytes[pool.dataOffset(bufs[i]) + UDP_HEADERS];
+      if ((len !== this.#size || got !== this.#tag) && this.badFrames++ === 0) {
+        this.firstBad = `frame ${this.received + i}: ${len} B, tag ${got}`;
+      }
+    }
+    pool.free(bufs, 0, n);
+    this.received += n;
+    return n;
+  }
+}
+
 function run(pair: QueuePair, h: QueueHandle, job: QueueJob, control: Int32Array): QueueResult {
   const { pool } = pair;
   const tag = pair.index & 0xff;
@@ -39,33 +78,16 @@ function run(pair: QueuePair, h: QueueHandle, job: QueueJob, control: Int32Array
   }
   const burst = job.burst;
   const bufs = new Uint32Array(burst), lens = new Uint32Array(burst).fill(size);
-  const rxBufs = new Uint32Array(burst), rxLens = new Uint32Array(burst);
   const limit = job.count > 0 ? job.count : Infinity;
   const window = pair.queueSize - 2 * burst; // echo: never more in flight than receive buffers
-  let sent = 0, received = 0, rxBytes = 0, badFrames = 0, firstBad = "";
-  let loops = 0, progress = performance.now();
+  const rx = new Receiver(pair, burst, job.mode === "echo" ? size : -1, tag);
+  let sent = 0, loops = 0, progress = performance.now();
   const t0 = progress;
-  const receive = (): number => {
-    const n = pair.rxBurst(rxBufs, rxLens, burst);
-    for (let i = 0; i < n; i++) {
-      const len = rxLens[i];
-      rxBytes += len;
-      if (job.mode === "echo") {
-        const got = pool.bytes[pool.dataOffset(rxBufs[i]) + UDP_HEADERS];
-        if (len !== size || got !== tag) {
-          if (badFrames++ === 0) firstBad = `frame ${received + i}: ${len} B, tag ${got}`;
-        }
-      }
-    }
-    pool.free(rxBufs, 0, n);
-    received += n;
-    return n;
-  };
   for (;;) {
     let moved = 0;
     if (job.mode !== "rx" && sent < limit) {
       let want = Math.min(burst, limit - sent);
-      if (job.mode === "echo") want = Math.min(want, window - (sent - received));
+      if (job.mode === "echo") want = Math.min(want, window - (sent - rx.received));
       if (want > 0) {
         const k = pool.alloc(bufs, 0, want);
         const s = pair.txBurst(bufs, lens, k);
@@ -74,24 +96,24 @@ function run(pair: QueuePair, h: QueueHandle, job: QueueJob, control: Int32Array
         moved += s;
       }
     }
-    if (job.mode !== "tx") moved += receive();
+    if (job.mode !== "tx") moved += rx.burst();
     const now = (++loops & 63) === 0 || moved === 0 ? performance.now() : 0;
     if (moved > 0) progress = now || progress;
     if (job.mode === "tx" && sent >= limit) break;
-    if (job.mode === "echo" && received >= limit) break;
+    if (job.mode === "echo" && rx.received >= limit) break;
     if ((loops & 63) === 0 && Atomics.load(control, 0) !== 0) break;
     if (moved === 0 && now - progress > STALL_MS && job.mode !== "rx") break;
   }
   const ms = performance.now() - t0;
-  if (job.mode === "rx") { while (receive() > 0) { /* what arrived before the sender stopped */ } }
+  if (job.mode === "rx") { while (rx.burst() > 0) { /* what arrived before the sender stopped */ } }
   const inFlight = job.mode === "rx" ? 0 : pair.txDrain(STALL_MS);
   return {
     index: pair.index,
     sent,
-    received,
-    rxBytes,
-    badFrames,
-    firstBad,
+    received: rx.received,
+    rxBytes: rx.rxBytes,
+    badFrames: rx.badFrames,
+    firstBad: rx.firstBad,
     inFlight,
     ms,
     stats: pair.stats.toJSON(),

@@ -20,7 +20,7 @@ import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { DEFAULT_DEVICE_FEATURES } from "../lib/vhost_user/backend.ts";
 import { featureMask } from "../lib/virtio/features.ts";
 import { requireTestpmd } from "./peers.ts";
-import { Testpmd } from "./testpmd.ts";
+import { withTestpmdPort } from "./vhost_port.ts";
 
 const ROUNDS = 300;
 const BUSY = 20_000;
@@ -154,31 +154,15 @@ Deno.test({
   name: "event mode vs testpmd io: DPDK's vhost PMD calls the eventfd, every frame back",
   ignore: requireTestpmd(1),
   async fn() {
-    const dir = await Deno.makeTempDir({ prefix: "event-mode-" });
-    const sock = `${dir}/vhost.sock`;
-    try {
-      await using tp = await Testpmd.start({
-        vdev: `net_vhost0,iface=${sock},queues=1`,
-        forwardMode: "io",
-      });
-      await tp.waitForSocket(sock);
-      const port = VirtioNet.open({ path: sock });
-      try {
-        await tp.waitForLinkUp();
-        await tp.startForwarding();
-        const slept = await pingPong(port, ROUNDS);
-        report("testpmd io", slept, port);
-        const fwd = await tp.stopForwarding();
-        assert.equal(fwd.rxPackets, ROUNDS);
-        assert.equal(fwd.txPackets, ROUNDS);
-        assert.equal(port.stats.rxPackets, ROUNDS);
-      } finally {
-        port.close();
-      }
-      await tp.stop();
-    } finally {
-      await Deno.remove(dir, { recursive: true });
-    }
+    await withTestpmdPort({ forwardMode: "io" }, {}, async (tp, port) => {
+      await tp.startForwarding();
+      const slept = await pingPong(port, ROUNDS);
+      report("testpmd io", slept, port);
+      const fwd = await tp.stopForwarding();
+      assert.equal(fwd.rxPackets, ROUNDS);
+      assert.equal(fwd.txPackets, ROUNDS);
+      assert.equal(port.stats.rxPackets, ROUNDS);
+    });
   },
 });
 

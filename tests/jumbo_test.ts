@@ -19,23 +19,21 @@ import { featureMask } from "../lib/virtio/features.ts";
 import { VirtioNet, type VirtioNetOptions } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { requireTestpmd } from "./peers.ts";
-import { type ForwardMode, Testpmd } from "./testpmd.ts";
+import type { ForwardMode, Testpmd } from "./testpmd.ts";
+import { withTestpmdPort } from "./vhost_port.ts";
 
 const ignore = requireTestpmd(1, 512);
 const JUMBO = 9000;
 const STALL_MS = 5000;
 const RX_MS = 250;
 
-async function withJumboVhost(
+function withJumboVhost(
   mode: ForwardMode,
   portOptions: Partial<VirtioNetOptions>,
   body: (tp: Testpmd, port: VirtioNet) => Promise<void>,
 ): Promise<void> {
-  const dir = await Deno.makeTempDir({ prefix: "jumbo-" });
-  const sock = `${dir}/vhost.sock`;
-  try {
-    await using tp = await Testpmd.start({
-      vdev: `net_vhost0,iface=${sock},queues=1`,
+  return withTestpmdPort(
+    {
       forwardMode: mode,
       memMb: 512,
       totalNumMbufs: 8192,
@@ -46,19 +44,10 @@ async function withJumboVhost(
         "--mbuf-size=10240",
         ...(mode === "txonly" ? [`--txpkts=${JUMBO}`] : []),
       ],
-    });
-    await tp.waitForSocket(sock);
-    const port = VirtioNet.open({ path: sock, ...portOptions });
-    try {
-      await tp.waitForLinkUp();
-      await body(tp, port);
-    } finally {
-      port.close();
-    }
-    await tp.stop();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    },
+    portOptions,
+    body,
+  );
 }
 
 for (const packed of [true, false]) {

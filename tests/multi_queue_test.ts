@@ -18,7 +18,8 @@ import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { type QueueResult, QueueWorkers } from "../examples/multi_queue.ts";
 import { openFds } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
-import { type ForwardMode, Testpmd } from "./testpmd.ts";
+import type { ForwardMode, Testpmd } from "./testpmd.ts";
+import { withTestpmdPort } from "./vhost_port.ts";
 
 const ignoreTestpmd = requireTestpmd(1);
 /** Frames per pair; different, so a frame counted on the wrong queue shows. */
@@ -86,29 +87,15 @@ async function withVhost2(
 ): Promise<void> {
   await warmUpWorkers();
   const fdsBefore = openFds();
-  const dir = await Deno.makeTempDir({ prefix: "multi-queue-" });
-  const sock = `${dir}/vhost.sock`;
-  try {
-    await using tp = await Testpmd.start({
-      vdev: `net_vhost0,iface=${sock},queues=2`,
-      forwardMode: mode,
-      rxq: 2,
-      txq: 2,
-    });
-    await tp.waitForSocket(sock);
-    const port = VirtioNet.open({ path: sock, packed, queuePairs: 2, detachQueues: true });
-    try {
+  await withTestpmdPort(
+    { queues: 2, forwardMode: mode, rxq: 2, txq: 2 },
+    { packed, queuePairs: 2, detachQueues: true },
+    async (tp, port) => {
       assert.equal(port.queuePairs, 2);
       assert.ok((port.features >> 22n & 1n) === 1n, "VIRTIO_NET_F_MQ negotiated");
-      await tp.waitForLinkUp();
       await body(tp, port);
-    } finally {
-      port.close();
-    }
-    await tp.stop();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    },
+  );
   assert.equal(
     await fdsAfterWorkers(fdsBefore),
     fdsBefore,
