@@ -242,3 +242,32 @@ for (const packed of [true, false]) {
     }
   });
 }
+
+Deno.test("jumbo: VirtioNet 9000 B (10240-byte buffers) -> TS device sink, exact frames and bytes", async () => {
+  const N = 20_000;
+  const device = await DeviceThread.start({ mode: "sink" });
+  try {
+    const port = VirtioNet.open({ path: device.path, bufferSize: 10240 });
+    try {
+      const { pool } = port;
+      for (let b = 0; b < pool.count; b++) writeUdpFrame(pool.bytes, pool.dataOffset(b), JUMBO);
+      const bufs = new Uint32Array(32), lens = new Uint32Array(32).fill(JUMBO);
+      let sent = 0;
+      while (sent < N) {
+        const k = pool.alloc(bufs, 0, Math.min(32, N - sent));
+        const s = port.txBurst(bufs, lens, k);
+        pool.free(bufs, s, k - s);
+        sent += s;
+      }
+      assert.equal(port.txDrain(STALL_MS), 0);
+    } finally {
+      port.close();
+    }
+    const { stats, errors } = await device.stop();
+    assert.deepEqual(errors, []);
+    assert.equal(stats.fromDriverPackets, N);
+    assert.equal(stats.fromDriverBytes, N * JUMBO);
+  } finally {
+    await device.stop();
+  }
+});
