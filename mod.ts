@@ -51,6 +51,11 @@ export {
   type VhostUserDeviceOptions,
 } from "./lib/device/vhost_user_device.ts";
 export {
+  type EventLoopOptions,
+  type EventLoopResult,
+  runEventDriven,
+} from "./lib/device/event_loop.ts";
+export {
   DeviceThread,
   type DeviceThreadOptions,
   type DeviceThreadResult,

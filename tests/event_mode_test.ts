@@ -178,3 +178,62 @@ Deno.test("event mode: close() ends a pending readable()", async () => {
     await device.stop();
   }
 });
+
+/** Asks the event-driven device worker something and waits for the answer of `type`. */
+function ask<T>(w: Worker, msg: unknown, type: string): Promise<T> {
+  return new Promise((resolve) => {
+    const prev = w.onmessage;
+    w.onmessage = (e: MessageEvent) => {
+      if (e.data.type !== type) return;
+      w.onmessage = prev;
+      resolve(e.data as T);
+    };
+    w.postMessage(msg);
+  });
+}
+
+for (const packed of [true, false]) {
+  const name = packed ? "packed" : "split";
+  Deno.test(`event mode ${name}, both sides: event-driven TS device echo, driver readable()`, async () => {
+    const dir = await Deno.makeTempDir({ prefix: "event-device-" });
+    const path = `${dir}/device.sock`;
+    const stop = new SharedArrayBuffer(4);
+    const w = new Worker(new URL("./fixtures/event_device_worker.ts", import.meta.url), {
+      type: "module",
+    });
+    try {
+      await ask(w, { cmd: "start", path, mode: "echo", stop }, "ready");
+      const port = VirtioNet.open({ path, packed });
+      let idleCpu = -1;
+      try {
+        const slept = await pingPong(port, ROUNDS);
+        report(`${name}, device event-driven`, slept, port);
+        assert.equal(port.stats.rxPackets, ROUNDS);
+        assert.ok(port.stats.kicks > 0, "the sleeping device asked for kicks and got them");
+        // Both sides idle: the device thread sleeps in poll(2) (and still answers us).
+        const c0 = (await ask<{ ms: number }>(w, { cmd: "cpu" }, "cpu")).ms;
+        await new Promise((r) => setTimeout(r, 1000));
+        idleCpu = (await ask<{ ms: number }>(w, { cmd: "cpu" }, "cpu")).ms - c0;
+      } finally {
+        port.close();
+      }
+      Atomics.store(new Int32Array(stop), 0, 1);
+      const done = await ask<{
+        stats: { fromDriverPackets: number; toDriverPackets: number };
+        sleeps: number;
+        kicks: number;
+        errors: string[];
+      }>(w, { cmd: "none" }, "done");
+      console.log(
+        `  ${name}: device slept ${done.sleeps} times (${done.kicks} ended by a kick); ` +
+          `device thread CPU over 1 s idle: ${idleCpu} ms (10 ms ticks)`,
+      );
+      assert.deepEqual(done.errors, []);
+      assert.equal(done.stats.fromDriverPackets, ROUNDS);
+      assert.equal(done.stats.toDriverPackets, ROUNDS);
+    } finally {
+      Atomics.store(new Int32Array(stop), 0, 1);
+      await Deno.remove(dir, { recursive: true });
+    }
+  });
+}

@@ -17,6 +17,7 @@
 import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import type { Vring } from "../vhost_user/vring.ts";
 import {
+  type DeviceMode,
   type DevicePair,
   type NetDeviceOptions,
   NetDevicePath,
@@ -185,6 +186,11 @@ export class VhostUserDevice {
       backend.close();
       throw e;
     }
+  }
+
+  /** The data path's mode. */
+  get mode(): DeviceMode {
+    return this.#path.mode;
   }
 
   /** `performance.now()` when the first session's queues started running, or -1. */

@@ -801,6 +801,17 @@ export class PackedDeviceQueue implements DeviceQueue {
     }
   }
 
+  /**
+   * True when the driver has made a descriptor available that {@linkcode pop} has not taken
+   * (§2.8.1). Takes nothing. Call after `setNotifications(true)` before sleeping on the kick
+   * eventfd: the seq_cst store there orders this acquire load after it (no lost kick).
+   */
+  hasAvail(): boolean {
+    const flags = Atomics.load(this.#desc16, (this.#availPos << 3) + 7);
+    const wrap = this.#availWrap;
+    return ((flags >>> 7) & 1) === wrap && ((flags >>> 15) & 1) !== wrap;
+  }
+
   /** DESC mode: ask to be notified when slot offWrap becomes available. */
   #arm(offWrap: number): void {
     if (offWrap === this.#armed) return;

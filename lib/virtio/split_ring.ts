@@ -657,6 +657,15 @@ export class SplitDeviceQueue implements DeviceQueue {
   }
 
   /**
+   * True when the driver has made a chain available that {@linkcode pop} has not taken
+   * (avail.idx moved, §2.7.6). Takes nothing. Call after `setNotifications(true)` before
+   * sleeping on the kick eventfd: the seq_cst store there orders this acquire load after it.
+   */
+  hasAvail(): boolean {
+    return Atomics.load(this.#avail, 1) !== this.#lastAvail;
+  }
+
+  /**
    * Event index mode: avail_event = the next entry to read when notifications are on, else the
    * one just behind it (reached only after 65535 more entries).
    */

@@ -178,6 +178,11 @@ export interface DeviceQueue {
   needsCall(): boolean;
   /** Asks the driver to send (or stop sending) available-buffer notifications (kicks). */
   setNotifications(enabled: boolean): void;
+  /**
+   * True when an available chain waits for {@linkcode pop} (which this does not take). After
+   * `setNotifications(true)`, check this once before sleeping on the kick eventfd.
+   */
+  hasAvail(): boolean;
   /** Position for vhost GET_VRING_BASE: next avail index to read, with wrap for packed rings. */
   readonly base: number;
 }
