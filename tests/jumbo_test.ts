@@ -7,6 +7,8 @@
  *   VirtioNet (10240-byte buffers) 9000 B ──► testpmd rxonly: exact frames and bytes
  *   VirtioNet ──► testpmd io ──► VirtioNet: 1514..9000 B frames back byte-identical
  *   TS device source 9000 B (MRG_RXBUF) ──► VirtioNet: 5 buffers a frame, reassembled and compared
+ *   TS device source 9000 B (MRG_RXBUF) ──► DPDK virtio-user mrg_rxbuf=1 rxonly: exact frames, bytes
+ *   VirtioNet 9000 B ──► TS device sink: exact frames and bytes
  * ```
  *
  * @module
@@ -19,7 +21,7 @@ import { featureMask } from "../lib/virtio/features.ts";
 import { VirtioNet, type VirtioNetOptions } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { requireTestpmd } from "./peers.ts";
-import type { ForwardMode, Testpmd } from "./testpmd.ts";
+import { type ForwardMode, Testpmd } from "./testpmd.ts";
 import { withTestpmdPort } from "./vhost_port.ts";
 
 const ignore = requireTestpmd(1, 512);
@@ -271,3 +273,53 @@ Deno.test("jumbo: VirtioNet 9000 B (10240-byte buffers) -> TS device sink, exact
     await device.stop();
   }
 });
+
+for (const packed of [true, false]) {
+  Deno.test({
+    name: `jumbo ${
+      packed ? "packed" : "split"
+    }: TS device source 9000 B -> DPDK virtio-user mrg_rxbuf=1 rxonly, exact`,
+    ignore,
+    async fn() {
+      const COUNT = 5000;
+      const dir = await Deno.makeTempDir({ prefix: "jumbo-device-" });
+      const sock = `${dir}/device.sock`;
+      const device = await DeviceThread.start({
+        path: sock,
+        mode: "source",
+        frameSize: JUMBO,
+        count: COUNT,
+        features: DEFAULT_DEVICE_FEATURES | featureMask("NET_F_MRG_RXBUF"),
+      });
+      try {
+        await using tp = await Testpmd.start({
+          vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${
+            packed ? 1 : 0
+          },queue_size=256,mrg_rxbuf=1`,
+          forwardMode: "rxonly",
+          memMb: 512,
+          // Default 2 KB mbufs: DPDK's virtio PMD chains the device's buffers into one packet.
+          extraArgs: ["--no-flush-rx", "--max-pkt-len=9018", "--enable-scatter"],
+        });
+        await tp.startForwarding();
+        const until = Date.now() + 30_000;
+        let port = await tp.stats();
+        while (port.rxPackets < COUNT && Date.now() < until) {
+          await new Promise((r) => setTimeout(r, 20));
+          port = await tp.stats();
+        }
+        const got = await tp.stopForwarding();
+        await tp.stop();
+        const { stats, errors } = await device.stop();
+        assert.deepEqual(errors, []);
+        assert.equal(stats.toDriverPackets, COUNT);
+        assert.equal(got.rxPackets, COUNT, "testpmd RX-packets == frames the device sent");
+        assert.equal(port.rxBytes, COUNT * JUMBO, "whole 9000-byte frames");
+        assert.equal(port.rxErrors, 0);
+      } finally {
+        await device.stop();
+        await Deno.remove(dir, { recursive: true });
+      }
+    },
+  });
+}
