@@ -287,7 +287,16 @@ export class QueuePair {
    */
   static attach(handle: QueueHandle): QueuePair {
     const h = handle;
-    const memory = SharedMemory.attach(h.memFd, h.memSize, h.memAddr, h.hugepages);
+    let memory: SharedMemory;
+    try {
+      memory = SharedMemory.attach(h.memFd, h.memSize, h.memAddr, h.hugepages);
+    } catch (e) {
+      throw new Error(
+        `QueuePair.attach(pair ${h.index}): mapping the port's memory (fd ${h.memFd}) failed: ` +
+          `${(e as Error).message}; is the port still open in the thread that made the handle?`,
+        { cause: e },
+      );
+    }
     const fds: number[] = [];
     try {
       const pool = new BufferPool(memory, h.poolCount, h.bufferSize, {
