@@ -58,12 +58,18 @@ const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
 const sock = `${dir}/vhost.sock`;
 const samples: Sample[] = [];
 
+/** Jumbo frames (`--size` above 2036): 10240-byte mbufs; --txpkts must follow --mbuf-size. */
+const JUMBO = size > 2036
+  ? { memMb: 512, totalNumMbufs: 8192, args: ["--max-pkt-len=9018", "--mbuf-size=10240"] }
+  : null;
+
 /** DPDK's vhost PMD counting what arrives (rxonly), forwarding started, on CPU 1. */
 async function vhostReceiver(): Promise<Testpmd> {
   const rx = await Testpmd.start({
     vdev: `net_vhost0,iface=${sock},queues=1`,
     forwardMode: "rxonly",
     cpu: 1,
+    ...(JUMBO && { memMb: JUMBO.memMb, totalNumMbufs: JUMBO.totalNumMbufs, extraArgs: JUMBO.args }),
   });
   await rx.startForwarding();
   return rx;
@@ -75,8 +81,14 @@ async function cSender(packed: boolean): Promise<{ sent: number; active: number 
     vdev: `net_virtio_user0,path=${sock},queues=1,packed_vq=${packed ? 1 : 0},` +
       `queue_size=${queueSize}`,
     forwardMode: "txonly",
-    txpkts: size,
     cpu: 0,
+    ...(JUMBO
+      ? {
+        memMb: JUMBO.memMb,
+        totalNumMbufs: JUMBO.totalNumMbufs,
+        extraArgs: [...JUMBO.args, `--txpkts=${size}`],
+      }
+      : { txpkts: size }),
   });
   const t0 = performance.now();
   await tx.startForwarding();
@@ -173,7 +185,9 @@ try {
           samples.push(s);
           console.error(
             `${s.kind.padEnd(8)} ${s.ring.padEnd(6)} ${s.who.padEnd(10)} ` +
-              `${s.mpps.toFixed(2).padStart(6)} Mpps (received ${s.received}, sent ${s.sent})`,
+              `${s.mpps.toFixed(2).padStart(6)} Mpps ${
+                (s.mpps * size * 8 / 1e3).toFixed(2).padStart(6)
+              } Gbps (received ${s.received}, sent ${s.sent})`,
           );
         }
       }
