@@ -168,7 +168,10 @@ export class DeviceFailedError extends Error {
   }
 }
 
-/** Counters of a {@linkcode VirtioNet} port, updated in place. */
+/**
+ * Counters of a {@linkcode VirtioNet} port or one of its queue pairs, read live from the counter
+ * blocks in shared memory (one per pair, written by the thread that drives it).
+ */
 export interface VirtioNetStats {
   /** Frames handed to the device. */
   txPackets: number;
