@@ -358,7 +358,9 @@ export class QueuePair {
    * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
    * `pool.dataOffset(bufs[i])`. Returns how many were queued; the pair owns those buffers now
    * and frees them when the device is done. The rest stay the caller's.
-   * One publish and at most one kick per call; no allocation.
+   * One publish and at most one kick per call; no allocation. Throws `BufferError` (changing
+   * nothing) for a buffer the caller does not own, {@linkcode VirtqueueError} when the device
+   * broke a rule while used buffers were taken back (VirtioNet then fails the port).
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number): number {
     const q = this.#tx;
@@ -444,7 +446,9 @@ export class QueuePair {
   /**
    * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
    * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
-   * ring in the same call; at most one kick.
+   * ring in the same call; at most one kick. Throws {@linkcode VirtqueueError} when the device
+   * broke a rule (a used length shorter than the header included), with the buffers the call had
+   * taken back in the pool, none handed to the caller.
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number): number {
     if (this.#merge !== null) return this.#rxBurstMergeable(bufs, lens, max);
