@@ -233,10 +233,19 @@ for (const packed of [true, false]) {
       await ask(w, { cmd: "start", path, mode: "echo", stop }, "ready");
       const port = VirtioNet.open({ path, packed });
       let idleCpu = -1;
+      let rounds = ROUNDS;
       try {
         const slept = await pingPong(port, ROUNDS);
         report(`${name}, device event-driven`, slept, port);
-        assert.equal(port.stats.rxPackets, ROUNDS);
+        // A fast ping-pong may never leave the device idle for idlePolls polls: then let it fall
+        // asleep (it sleeps within tens of µs of idling, waking every 100 ms to look again) and
+        // send one frame more, which the armed ring must kick. Bounded; not a timing guess.
+        for (let tries = 0; port.stats.kicks === 0 && tries < 20; tries++) {
+          await new Promise((r) => setTimeout(r, 150));
+          await pingPong(port, 1);
+          rounds++;
+        }
+        assert.equal(port.stats.rxPackets, rounds);
         assert.ok(port.stats.kicks > 0, "the sleeping device asked for kicks and got them");
         // Both sides idle: the device thread sleeps in poll(2) (and still answers us).
         const c0 = (await ask<{ ms: number }>(w, { cmd: "cpu" }, "cpu")).ms;
@@ -257,8 +266,8 @@ for (const packed of [true, false]) {
           `device thread CPU over 1 s idle: ${idleCpu} ms (10 ms ticks)`,
       );
       assert.deepEqual(done.errors, []);
-      assert.equal(done.stats.fromDriverPackets, ROUNDS);
-      assert.equal(done.stats.toDriverPackets, ROUNDS);
+      assert.equal(done.stats.fromDriverPackets, rounds);
+      assert.equal(done.stats.toDriverPackets, rounds);
     } finally {
       Atomics.store(new Int32Array(stop), 0, 1);
       await Deno.remove(dir, { recursive: true });
