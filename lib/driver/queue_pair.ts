@@ -577,6 +577,10 @@ export class QueuePair {
     this.#waiting = true;
     try {
       for (;;) {
+        // A call raised before this arm (for a buffer a burst already took, or one the device
+        // used as the last wait disarmed) is stale: drop it, so only what the device signals
+        // from now on wakes the wait (a buffer used in between is seen by hasUsed below).
+        eventfdDrain(call);
         q.setInterrupts(true);
         // seq_cst store above, acquire load here: nothing used before the arm goes unseen.
         if (q.hasUsed()) {
@@ -584,7 +588,14 @@ export class QueuePair {
           return true;
         }
         const left = deadline === Infinity ? -1 : Math.max(0, deadline - performance.now());
-        const which = await pollInAsync([call, this.#wakeFd], left);
+        let which: number;
+        try {
+          which = await pollInAsync([call, this.#wakeFd], left);
+        } catch (e) {
+          // close() may have closed the call fd before Deno's FFI thread began its poll(2).
+          if (!this.#closed) throw e;
+          which = 1;
+        }
         if (this.#closed) throw new Error(`rx${this.index}: the queue pair closed while waiting`);
         q.setInterrupts(false); // frames flow: poll again, no notifications
         if (which === 0) {
