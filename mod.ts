@@ -21,11 +21,19 @@ export {
   LINK_CHECK_MS,
   type LinkChange,
   type LinkState,
+  READABLE_LINK_CHECK_MS,
   VirtioNet,
   type VirtioNetOptions,
   type VirtioNetStats,
 } from "./lib/driver/virtio_net.ts";
-export { BufferError, BufferPool } from "./lib/driver/buffer_pool.ts";
+export { BufferError, BufferPool, type BufferShare } from "./lib/driver/buffer_pool.ts";
+export {
+  type CounterSource,
+  type QueueHandle,
+  QueuePair,
+  type QueuePairParts,
+  QueueStats,
+} from "./lib/driver/queue_pair.ts";
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
 export { Feature, type FeatureName } from "./lib/virtio/features.ts";
@@ -163,6 +171,11 @@ export {
   VhostUserDevice,
   type VhostUserDeviceOptions,
 } from "./lib/device/vhost_user_device.ts";
+export {
+  type EventLoopOptions,
+  type EventLoopResult,
+  runEventDriven,
+} from "./lib/device/event_loop.ts";
 export {
   DeviceThread,
   type DeviceThreadOptions,

@@ -65,11 +65,14 @@ export function hugepagesOption(value: string): boolean | "auto" {
   Deno.exit(2);
 }
 
-/** Reads `--size` (frame bytes without FCS, 60..2036), exiting with a message when out of range. */
-export function sizeOption(value: string | undefined): number {
+/**
+ * Reads `--size` (frame bytes without FCS, 60..`max`: 2036 fits a 2048-byte buffer, 9000 is a
+ * jumbo frame), exiting with a message when out of range.
+ */
+export function sizeOption(value: string | undefined, max = 2036): number {
   const size = intOption("size", value, 64);
-  if (size < 60 || size > 2036) {
-    console.error(`--size: expected 60..2036, got ${size}`);
+  if (size < 60 || size > max) {
+    console.error(`--size: expected 60..${max}, got ${size}`);
     Deno.exit(2);
   }
   return size;
@@ -93,6 +96,8 @@ export async function openPort(
   },
   device: DeviceThread | null,
   program: string,
+  queuePairs = 1,
+  bufferSize?: number,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
@@ -102,6 +107,10 @@ export async function openPort(
       packed: !opts.split,
       queueSize: intOption("queue-size", opts["queue-size"], 256),
       hugepages: hugepagesOption(opts.hugepages),
+      // More than one pair: one Worker per pair (multi_queue.ts).
+      queuePairs,
+      detachQueues: queuePairs > 1,
+      bufferSize,
     });
   } catch (e) {
     await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir

@@ -35,6 +35,7 @@ import { type SizeTable, sizeTable } from "./frame_sizes.ts";
 import { histogramCsv, LatencyProbes, plotSvg, PROBE_BYTES } from "./latency.ts";
 import { LiveLine } from "./live_line.ts";
 import { L1_OVERHEAD, Pacer, parseBitRate, parseRate, type Spacing } from "./rate.ts";
+import { sendFromWorkers } from "./multi_queue.ts";
 
 const USAGE = `usage: pktgen.ts [--path SOCK] [--rate R] [--count N | --duration S] [options]
 
@@ -49,6 +50,8 @@ Peer and run:
   --count N          send exactly N frames, then wait until the device took them all
   --duration S       send for S seconds (default 10 when no --count and no --pcap)
   --split            split rings instead of packed rings
+  --queues N         queue pairs (VIRTIO_NET_F_MQ), one sending Worker each, fixed-size frames
+                     (default 1)
   --burst N          frames per txBurst (default 32)
   --queue-size N     descriptors per ring (default 256)
   --hugepages MODE   auto | yes | no (default auto: hugepages when reserved)
@@ -124,6 +127,7 @@ const opts = parseCli(
         pcap: { type: "string" },
         loops: { type: "string" },
         "pcap-timing": { type: "boolean", default: false },
+        queues: { type: "string", default: "1" },
       },
       strict: true,
     }).values,
@@ -137,6 +141,7 @@ function usageError(message: string): never {
 
 const count = intOption("count", opts.count, 0);
 const burst = Math.max(1, intOption("burst", opts.burst, 32));
+const queues = Math.max(1, intOption("queues", opts.queues, 1));
 const flows = intOption("flows", opts.flows, 0);
 const latency = opts.latency;
 const numberAll = opts.seq;
@@ -236,7 +241,9 @@ const limit = capture !== null && loops > 0
 const live = !opts.quiet && !opts.json;
 try {
   if (opts.path === undefined) {
-    device = await DeviceThread.start(latency ? { mode: "echo", macSwap: true } : { mode: "sink" });
+    device = await DeviceThread.start(
+      latency ? { mode: "echo", macSwap: true } : { mode: "sink", queuePairs: queues },
+    );
     if (live) {
       console.error(
         `no --path: sending to the built-in device (${latency ? "echo" : "sink"}, worker thread)`,
@@ -247,7 +254,9 @@ try {
   console.error(`pktgen: ${(e as Error).message}`);
   Deno.exit(1);
 }
-const port = await openPort(opts, device, "pktgen");
+const jumbo = template !== null && sizes.max > 2036 ? 10240 : undefined; // one buffer per frame
+const port = await openPort(opts, device, "pktgen", queues, jumbo);
+if (queues > 1) await sendOnQueues(); // exits
 const { pool, stats } = port;
 const bytes = pool.bytes;
 if (template !== null) {
@@ -575,3 +584,44 @@ else {
   }
 }
 exitForRun("pktgen", failure, loop.signal, untold);
+
+/**
+ * `--queues N`: one Worker per queue pair sends fixed-size frames (examples/multi_queue.ts); the
+ * summary has per-queue and total counts. Per-packet features stay single-queue.
+ */
+async function sendOnQueues(): Promise<never> {
+  if (template === null || sizes.min !== sizes.max || flows > 0 || latency || numberAll) {
+    console.error("pktgen: --queues sends fixed-size frames: no --pcap, sizes, --flows, --latency");
+    closePort(port);
+    await device?.stop();
+    Deno.exit(2);
+  }
+  const results = await sendFromWorkers(port, {
+    count: limit === Infinity ? 0 : limit,
+    durationS: duration,
+    size: sizes.min,
+    burst,
+    live,
+  });
+  const report = {
+    tx_packets: port.stats.txPackets,
+    tx_bytes: port.stats.txBytes,
+    queues: results.map((r) => ({
+      queue: r.index,
+      tx_packets: r.sent,
+      seconds: r.ms / 1000,
+      mpps: Number((r.sent / r.ms / 1e3).toFixed(4)),
+    })),
+    in_flight_at_exit: results.reduce((a, r) => a + r.inFlight, 0),
+  };
+  const untold = closePort(port);
+  await device?.stop();
+  if (opts.json) console.log(JSON.stringify(report));
+  else {
+    for (const q of report.queues) {
+      console.log(`queue ${q.queue}: tx ${q.tx_packets} packets in ${q.seconds} s: ${q.mpps} Mpps`);
+    }
+  }
+  exitForRun("pktgen", null, "", untold);
+  Deno.exit(0);
+}

@@ -67,6 +67,28 @@ export function closeQuietly(fd: number): void {
   if (fd >= 0) libc.symbols.close(fd);
 }
 
+/** fcntl: duplicate onto the lowest free fd ≥ arg, with FD_CLOEXEC set. */
+const F_DUPFD_CLOEXEC = 1030;
+
+/**
+ * Duplicates `fd` (fcntl F_DUPFD_CLOEXEC): a second fd for the same open file, which stays valid
+ * when the original is closed (e.g. a Worker's copy of a kick eventfd). Throws a SyscallError.
+ *
+ * @example
+ * ```ts
+ * import { close, dupFd, O_CLOEXEC, O_RDWR, openFile } from "./fd.ts";
+ * const fd = openFile("/dev/null", O_RDWR | O_CLOEXEC);
+ * const copy = dupFd(fd);
+ * close(fd);
+ * close(copy);
+ * ```
+ */
+export function dupFd(fd: number): number {
+  const copy = libc.symbols.fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) fail(`fcntl(fd ${fd}, F_DUPFD_CLOEXEC)`, "is the fd still open?");
+  return copy;
+}
+
 /**
  * Removes the file at `path`. With `missingOk`, a path that does not exist is not an error.
  *

@@ -45,6 +45,16 @@ export const LIBC_SYMBOLS = {
   },
   if_nametoindex: { parameters: ["buffer"], result: "u32" },
   poll: { parameters: ["buffer", "u64", "i32"], result: "i32" },
+  /**
+   * poll(2) on one of Deno's FFI threads: returns a Promise, so the calling thread's event loop
+   * keeps running while it waits. errno stays on that thread: callers see only the result.
+   */
+  poll_nonblocking: {
+    name: "poll",
+    parameters: ["buffer", "u64", "i32"],
+    result: "i32",
+    nonblocking: true,
+  },
   /** `ioctl(fd, request, void *arg)`: request is u64 since values like 0xC008AF12 exceed i32. */
   ioctl_buf: { name: "ioctl", parameters: ["i32", "u64", "buffer"], result: "i32" },
   /** `ioctl(fd, request, unsigned long arg)`. */

@@ -107,3 +107,52 @@ export function pollFd(fd: number, events: number, timeoutMs: number): number {
   if (pollLoop(1, toPollTimeout(timeoutMs)) === 0) return 0;
   return pfdEv[3] & 0xffff;
 }
+
+/**
+ * Waits until one of `fds` (at most 8) is readable without blocking this thread: poll(2) runs on
+ * one of Deno's FFI threads (a `nonblocking` symbol) and the promise resolves with the index of
+ * the first readable fd (POLLIN, POLLHUP or POLLERR), -1 when `timeoutMs` passed first
+ * (negative: wait forever). One call per wait, not per packet: it allocates the pollfd array. A
+ * failed poll (its errno stays on the other thread) is retried once (EINTR), then reported.
+ *
+ * @example
+ * ```ts
+ * import { eventfd, eventfdSignal } from "./eventfd.ts";
+ * import { closeQuietly } from "./fd.ts";
+ * import { pollInAsync } from "./poll.ts";
+ * const call = eventfd(), wake = eventfd();
+ * const ready = pollInAsync([call, wake]);
+ * eventfdSignal(wake);
+ * console.log(await ready); // 1
+ * closeQuietly(call);
+ * closeQuietly(wake);
+ * ```
+ */
+export async function pollInAsync(fds: readonly number[], timeoutMs = -1): Promise<number> {
+  const n = fds.length;
+  if (n < 1 || n > 8) throw new RangeError(`pollInAsync: ${n} fds, 1 to 8`);
+  const pfd = new ArrayBuffer(8 * n);
+  const fd32 = new Int32Array(pfd), ev = new Int16Array(pfd);
+  for (let attempt = 0;; attempt++) {
+    for (let i = 0; i < n; i++) {
+      fd32[2 * i] = fds[i];
+      ev[4 * i + 2] = POLLIN;
+      ev[4 * i + 3] = 0;
+    }
+    const r = await libc.symbols.poll_nonblocking(pfd, NFDS[n], toPollTimeout(timeoutMs));
+    if (r === 0) return -1;
+    if (r > 0) {
+      for (let i = 0; i < n; i++) {
+        const rev = ev[4 * i + 3];
+        if (rev & POLLNVAL) throw new Error(`pollInAsync: fd ${fds[i]} is not open (POLLNVAL)`);
+        if (rev & (POLLIN | POLLHUP | POLLERR)) return i;
+      }
+    }
+    if (attempt > 0) {
+      throw new Error(
+        `poll(${fds.join(", ")}) failed twice on Deno's FFI thread (its errno is not visible ` +
+          `here); are the fds still open?`,
+      );
+    }
+  }
+}

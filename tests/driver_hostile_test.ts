@@ -176,6 +176,73 @@ for (const f of FAULTS) {
 }
 
 for (const packed of [true, false]) {
+  const ring = packed ? "packed" : "split";
+  const faults = [
+    {
+      name: "num_buffers 0 in a frame's first buffer",
+      numBuffers: 0,
+      entries: [{ id: 0, len: 100 }],
+      rule: /num_buffers 0, 100 bytes \(§5\.1\.6\.4/,
+    },
+    {
+      name: "an out-of-range id after two buffers of a three-buffer frame",
+      numBuffers: 3,
+      entries: [{ id: 0, len: 2048 }, { id: 1, len: 2048 }, { id: 100, len: 100 }],
+      rule: /id 100 is out of range \(queue size 64\)/,
+    },
+  ];
+  for (const f of faults) {
+    Deno.test(`hostile device (${ring}, mergeable): ${f.name} -> FAILED, every buffer back`, async () => {
+      const dir = await Deno.makeTempDir({ prefix: "driver-hostile-mrg-" });
+      const sock = `${dir}/vhost.sock`;
+      const features = featureMask("F_VERSION_1", "F_RING_PACKED", "NET_F_MRG_RXBUF");
+      const dev = await HostileBackend.listen(sock, { features });
+      try {
+        const port = VirtioNet.open({
+          path: sock,
+          packed,
+          queueSize: SIZE,
+          hugepages: false,
+          mergeable: true,
+        });
+        try {
+          assert.ok(port.mergeable, "MRG_RXBUF negotiated");
+          const { pool } = port;
+          // The device's part of the header: num_buffers (le16 at byte 10) in every buffer.
+          for (let b = 0; b < pool.count; b++) pool.bytes[pool.headerOffset(b) + 10] = f.numBuffers;
+          const usedFlags = f.entries.map((e, slot) => ({ slot, ...e, flags: USED }));
+          if (packed) await dev.packedUsed(0, usedFlags);
+          else await dev.splitUsed(0, f.entries);
+          const bufs = new Uint32Array(32), lens = new Uint32Array(32), segs = new Uint32Array(32);
+          let error: unknown = null;
+          const deadline = Date.now() + SEE_MS;
+          while (error === null && Date.now() < deadline) {
+            try {
+              let j = 0;
+              const frames = port.rxFrames(bufs, lens, segs, 32);
+              for (let i = 0; i < frames; i++) j += segs[i];
+              pool.free(bufs, 0, j);
+            } catch (e) {
+              error = e;
+            }
+          }
+          assert.ok(error instanceof DeviceFailedError, `DeviceFailedError, got ${error}`);
+          assert.match(error.message, f.rule);
+          assert.equal(error.queue, "rx0");
+          assert.equal(port.link, "down");
+          assert.equal(pool.available, pool.count, "every buffer is back in the pool");
+        } finally {
+          port.close();
+        }
+      } finally {
+        await dev.close();
+        await Deno.remove(dir, { recursive: true });
+      }
+    });
+  }
+}
+
+for (const packed of [true, false]) {
   Deno.test(`a device that stops consuming (${packed ? "packed" : "split"}) is reported stalled`, async () => {
     const dir = await Deno.makeTempDir({ prefix: "driver-stall-" });
     const sock = `${dir}/vhost.sock`;

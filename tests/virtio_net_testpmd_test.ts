@@ -19,7 +19,8 @@ import { openFds } from "./helpers.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { requireTestpmd } from "./peers.ts";
-import { type ForwardMode, type ForwardStats, Testpmd } from "./testpmd.ts";
+import type { ForwardMode, ForwardStats, Testpmd } from "./testpmd.ts";
+import { withTestpmdPort } from "./vhost_port.ts";
 
 const ignore = requireTestpmd(1);
 
@@ -61,32 +62,14 @@ async function withVhost(
   txpkts?: number,
 ): Promise<void> {
   const fdsBefore = openFds();
-  const dir = await Deno.makeTempDir({ prefix: "virtio-net-testpmd-" });
-  const sock = `${dir}/vhost.sock`;
-  try {
-    await using tp = await Testpmd.start({
-      vdev: `net_vhost0,iface=${sock},queues=1`,
-      forwardMode,
-      txpkts,
-    });
-    await tp.waitForSocket(sock);
-    const port = VirtioNet.open({
-      path: sock,
-      packed: ring.packed,
-      queueSize: ring.queueSize,
-      hugepages: "auto",
-    });
-    try {
+  await withTestpmdPort(
+    { forwardMode, txpkts },
+    { packed: ring.packed, queueSize: ring.queueSize, hugepages: "auto" },
+    async (tp, port) => {
       assert.equal(port.packed, ring.packed, "ring layout negotiated as asked");
-      await tp.waitForLinkUp();
       await body(tp, port);
-    } finally {
-      port.close();
-    }
-    await tp.stop();
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+    },
+  );
   assert.equal(
     openFds(),
     fdsBefore,

@@ -30,7 +30,7 @@ export interface DeviceThreadOptions {
   mode?: DeviceMode;
   /** Echo: swap the MAC addresses. */
   macSwap?: boolean;
-  /** Source: UDP frame size, 60..2036 bytes (default 64). */
+  /** Source: UDP frame size, 60..2036 bytes, up to 9000 with MRG_RXBUF negotiated (default 64). */
   frameSize?: number;
   /** Queue pairs offered (default 1). */
   queuePairs?: number;
@@ -42,6 +42,12 @@ export interface DeviceThreadOptions {
   untilDisconnect?: boolean;
   /** Virtio features offered (default `DEFAULT_DEVICE_FEATURES`). */
   features?: bigint;
+  /** Protocol features offered (default `DEFAULT_PROTOCOL_FEATURES`; add CONFIG to serve `mac`). */
+  protocolFeatures?: bigint;
+  /** MAC address in the served virtio_net_config (6 bytes). */
+  mac?: Uint8Array;
+  /** MTU in the served virtio_net_config (offers the MTU protocol feature). */
+  mtu?: number;
   /**
    * Module (URL or specifier) whose `hook` export runs over each burst the driver transmits, on
    * the device's thread (a function cannot cross to a Worker). An optional `result()` export is

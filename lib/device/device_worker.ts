@@ -68,6 +68,9 @@ function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
       frame,
       queuePairs: options.queuePairs,
       features: options.features,
+      protocolFeatures: options.protocolFeatures,
+      mac: options.mac,
+      mtu: options.mtu,
       hook: hookModule.hook,
     };
     device = options.connect

@@ -108,6 +108,11 @@ export class NetDevicePath {
    * and `echo` stop taking frames once `fromDriverPackets` reaches it. `Infinity` when unlimited.
    */
   limit: number;
+  /**
+   * VIRTIO_NET_F_MRG_RXBUF was negotiated: source frames may span several receive buffers,
+   * with `num_buffers` in the first one's header (§5.1.6.4). Set on every (re)build of pairs.
+   */
+  mergeable = false;
   /** Counters, updated in place. */
   readonly stats: NetDeviceStats = {
     fromDriverPackets: 0,
@@ -123,6 +128,8 @@ export class NetDevicePath {
   readonly #burstMax: number;
   readonly #hook: FrameHook | undefined;
   readonly #pairs: DevicePair[] = [];
+  /** Per attached pair: the mergeable frame being written into its receive buffers. */
+  readonly #merging: MergeState[] = [];
   readonly #txChain = new DescriptorChain(32768);
   readonly #rxChain = new DescriptorChain(32768);
   /** Header + frame for source mode; the header is also what echo writes first. */
@@ -192,11 +199,13 @@ export class NetDevicePath {
     pair.rx.setNotifications(false);
     pair.tx.setNotifications(false);
     this.#pairs.push(pair);
+    this.#merging.push({ written: 0, buffers: 0, region: 0, offset: 0, unpublished: false });
   }
 
   /** Stops servicing every pair (the rings are gone or about to be). */
   detachAll(): void {
     this.#pairs.length = 0;
+    this.#merging.length = 0;
   }
 
   /** Services every attached pair once. Returns the number of frames moved. */
@@ -204,7 +213,11 @@ export class NetDevicePath {
     let moved = 0;
     for (let i = 0; i < this.#pairs.length; i++) {
       const pair = this.#pairs[i];
-      moved += this.#mode === "source" ? this.#source(pair) : this.#fromDriver(pair);
+      moved += this.#mode !== "source"
+        ? this.#fromDriver(pair)
+        : this.mergeable
+        ? this.#sourceMergeable(pair, this.#merging[i])
+        : this.#source(pair);
     }
     return moved;
   }
@@ -306,6 +319,61 @@ export class NetDevicePath {
   }
 
   /**
+   * Source mode with MRG_RXBUF (§5.1.6.3.2, §5.1.6.4): the template fills as many receive
+   * chains as it needs, each returned with the bytes written into it; the first one's header
+   * gets `num_buffers` once the frame is complete. A frame whose chains the driver has not all
+   * posted yet is finished at a later poll, and nothing is published while one is incomplete
+   * (the driver must never see a first buffer before its num_buffers is right).
+   */
+  #sourceMergeable(pair: DevicePair, st: MergeState): number {
+    const { rx } = pair;
+    const chain = this.#rxChain;
+    const template = this.#template;
+    const total = template.length;
+    const mem = this.#memory;
+    let max = this.#burstMax;
+    const left = this.limit - this.stats.toDriverPackets;
+    if (left < max) max = left;
+    let n = 0;
+    while ((n < max || st.written > 0) && rx.pop(chain)) {
+      const room = writableLength(chain);
+      if (st.written === 0) {
+        if (chain.len[0] < NET_HDR_SIZE) {
+          throw new VirtqueueError(
+            "receiveq",
+            `receive buffer ${chain.id}: first segment of ${chain.len[0]} bytes cannot hold the ` +
+              `${NET_HDR_SIZE}-byte header (§5.1.6.3.1)`,
+          );
+        }
+        st.region = chain.region[0];
+        st.offset = chain.offset[0];
+      }
+      const k = room < total - st.written ? room : total - st.written;
+      scatter(mem, template, st.written, k, chain, 0);
+      rx.pushUsed(chain.id, k);
+      st.unpublished = true;
+      st.written += k;
+      st.buffers++;
+      if (st.written === total) {
+        // num_buffers (le16) of the first buffer, written before the publish below releases it.
+        const bytes = mem.bytes(st.region);
+        bytes[st.offset + NET_HDR_NUM_BUFFERS] = st.buffers & 0xff;
+        bytes[st.offset + NET_HDR_NUM_BUFFERS + 1] = st.buffers >> 8;
+        st.written = 0;
+        st.buffers = 0;
+        n++;
+      }
+    }
+    this.stats.toDriverPackets += n;
+    this.stats.toDriverBytes += n * (total - NET_HDR_SIZE);
+    if (st.unpublished && st.written === 0) {
+      st.unpublished = false;
+      this.#publish(rx, pair.rxCall);
+    }
+    return n;
+  }
+
+  /**
    * Writes header + the transmitted frame (at `burst` slot `i`) into a receive chain; returns
    * the bytes written.
    */
@@ -345,6 +413,20 @@ export class NetDevicePath {
       this.stats.calls++;
     }
   }
+}
+
+/** A frame being spread over receive buffers (mergeable source mode), per pair. */
+interface MergeState {
+  /** Bytes of header + frame written so far; 0 = no frame in progress. */
+  written: number;
+  /** Receive buffers it took so far. */
+  buffers: number;
+  /** Where its first buffer (the header) is. */
+  region: number;
+  /** Byte offset of that header in its region. */
+  offset: number;
+  /** Used entries pushed but not published yet. */
+  unpublished: boolean;
 }
 
 /** Bytes the device may read from a chain (its leading device-readable segments, §2.7.4.2). */

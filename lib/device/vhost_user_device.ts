@@ -18,6 +18,7 @@ import { pollIn } from "../../ffi/poll.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import type { Vring } from "../vhost_user/vring.ts";
 import {
+  type DeviceMode,
   type DevicePair,
   type NetDeviceOptions,
   NetDevicePath,
@@ -25,6 +26,7 @@ import {
 } from "./net_device.ts";
 import { writeUdpFrame } from "../packet/udp_frame.ts";
 import type { DeviceQueue } from "../virtio/virtqueue.ts";
+import { featureMask } from "../virtio/features.ts";
 
 export type {
   DeviceMode,
@@ -191,6 +193,11 @@ export class VhostUserDevice {
       backend.close();
       throw e;
     }
+  }
+
+  /** The data path's mode. */
+  get mode(): DeviceMode {
+    return this.#path.mode;
   }
 
   /** `performance.now()` when the first session's queues started running, or -1. */
@@ -367,6 +374,7 @@ export class VhostUserDevice {
     path.detachAll();
     if (b.started && b.memory !== null) {
       path.setMemory(b.memory);
+      path.mergeable = (b.features & featureMask("NET_F_MRG_RXBUF")) !== 0n;
       for (let i = 0; i < b.queuePairs; i++) {
         const rx = b.queue(2 * i), tx = b.queue(2 * i + 1);
         if (rx !== null && tx !== null) {

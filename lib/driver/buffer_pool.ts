@@ -39,6 +39,20 @@ export class BufferError extends RangeError {
 }
 
 /**
+ * Where a {@linkcode BufferPool} finds its buffers when it shares them with other pools (one
+ * pool per queue pair, each in its own thread): the same numbering, a disjoint set on each
+ * free stack.
+ */
+export interface BufferShare {
+  /** Byte offset of buffer 0, already carved by another pool (default: carve them now). */
+  base?: number;
+  /** First buffer on this pool's free stack (default 0). */
+  first?: number;
+  /** Buffers on this pool's free stack, from `first` (default: all of them). */
+  owned?: number;
+}
+
+/**
  * Packet buffers: buffer number `n` holds a virtio-net header followed by the frame.
  *
  * @example
@@ -73,15 +87,23 @@ export class BufferPool implements BufferTable {
   readonly #stack: Uint32Array;
   #top: number;
 
-  /** Carves `count` buffers of `bufferSize` bytes (a multiple of 64) out of `memory`. */
-  constructor(memory: SharedMemory, count: number, bufferSize = 2048) {
+  /**
+   * Carves `count` buffers of `bufferSize` bytes (a multiple of 64) out of `memory`, or takes
+   * over buffers carved earlier and owns some of them ({@linkcode BufferShare}).
+   */
+  constructor(memory: SharedMemory, count: number, bufferSize = 2048, share: BufferShare = {}) {
     if (bufferSize % 64 !== 0 || bufferSize < 128) {
       throw new RangeError(`buffer size ${bufferSize} must be a multiple of 64 and at least 128`);
     }
     this.count = count;
     this.bufferSize = bufferSize;
     this.frameCapacity = bufferSize - NET_HDR_SIZE;
-    this.base = memory.alloc(count * bufferSize, 4096);
+    this.base = share.base ?? memory.alloc(count * bufferSize, 4096);
+    const first = share.first ?? 0;
+    const owned = share.owned ?? count - first;
+    if (first < 0 || owned < 0 || first + owned > count) {
+      throw new RangeError(`buffer share [${first}, ${first + owned}) is not inside 0..${count}`);
+    }
     this.#memory = memory;
     this.#bytes = memory.bytes;
     this.#owner = new Uint8Array(count);
@@ -93,9 +115,9 @@ export class BufferPool implements BufferTable {
       const addr = memory.addr + this.base + n * bufferSize;
       this.addrLo[n] = addr % 0x1_0000_0000;
       this.addrHi[n] = Math.floor(addr / 0x1_0000_0000);
-      this.#stack[n] = count - 1 - n; // buffer 0 on top
     }
-    this.#top = count;
+    for (let i = 0; i < owned; i++) this.#stack[i] = first + owned - 1 - i; // `first` on top
+    this.#top = owned;
   }
 
   /**

@@ -50,8 +50,47 @@ export function createDriverQueue(
   inOrder = false,
   at = -1,
 ): DriverQueue {
+  if (at < 0) at = memory.alloc(layoutOf(packed, size).byteLength, RING_ALIGN);
+  return driverQueueAt(memory, at, { packed, size, name, buffers, eventIdx, inOrder });
+}
+
+/** How {@linkcode driverQueueAt} builds a queue. */
+export interface DriverQueuePlacement {
+  /** Packed (§2.8) or split (§2.7) layout. */
+  packed: boolean;
+  /** Queue size. */
+  size: number;
+  /** Name for error messages, e.g. `rx1`. */
+  name: string;
+  /** Buffer addresses by number. */
+  buffers: BufferTable;
+  /** VIRTIO_RING_F_EVENT_IDX negotiated. */
+  eventIdx: boolean;
+  /** VIRTIO_F_IN_ORDER negotiated (packed rings). */
+  inOrder: boolean;
+  /** False: take over a fresh ring another instance reset there (see `PackedDriverOptions`). */
+  reset?: boolean;
+}
+
+/**
+ * The driver side of a queue whose ring block starts at byte `at` of `memory` (as
+ * {@linkcode createDriverQueue} placed it); with `reset: false`, a second instance over the same
+ * block, e.g. in the Worker that drives the queue pair.
+ *
+ * @example
+ * ```ts ignore
+ * import { driverQueueAt } from "./driver_queue.ts";
+ * const rx = driverQueueAt(view, handle.rxRing, { packed: true, size: 256, name: "rx1",
+ *   buffers: pool, eventIdx: false, inOrder: true, reset: false });
+ * ```
+ */
+export function driverQueueAt(
+  memory: SharedMemory,
+  at: number,
+  placement: DriverQueuePlacement,
+): DriverQueue {
+  const { packed, size, name, buffers, eventIdx, inOrder, reset } = placement;
   const layout = layoutOf(packed, size);
-  if (at < 0) at = memory.alloc(layout.byteLength, RING_ALIGN);
   const area = (offset: number, length: number) =>
     new Uint8Array(memory.buffer, at + offset, length);
   const desc = area(layout.descOffset, layout.descSize);
@@ -62,8 +101,27 @@ export function createDriverQueue(
     driver: memory.addr + at + layout.driverOffset,
     device: memory.addr + at + layout.deviceOffset,
   };
-  const options = { buffers, addresses, eventIdx };
+  const options = { buffers, addresses, eventIdx, reset };
   return packed
     ? new PackedDriverQueue(desc, driver, device, size, name, { ...options, inOrder })
     : new SplitDriverQueue(desc, driver, device, size, name, options);
+}
+
+/**
+ * Byte offset in its memory of the ring block of a queue {@linkcode createDriverQueue} placed
+ * there (the inverse of the addresses it computed).
+ *
+ * @example
+ * ```ts ignore
+ * import { ringOffset } from "./driver_queue.ts";
+ * const at = ringOffset(memory, true, 256, rx.addresses);
+ * ```
+ */
+export function ringOffset(
+  memory: SharedMemory,
+  packed: boolean,
+  size: number,
+  addresses: { desc: number },
+): number {
+  return addresses.desc - memory.addr - layoutOf(packed, size).descOffset;
 }

@@ -64,7 +64,10 @@ const HUGEPAGE_HINT =
 export class SharedMemory implements MemoryRegion {
   /** Backing file descriptor (passed to vhost-user backends). */
   readonly fd: number;
-  /** Process virtual address of byte 0. */
+  /**
+   * Address of byte 0 in descriptors and the memory table: this process's virtual address of
+   * the creator's mapping (an {@linkcode SharedMemory.attach}ed view keeps the creator's).
+   */
   readonly addr: number;
   /** Size in bytes (a multiple of the page size). */
   readonly size: number;
@@ -78,11 +81,19 @@ export class SharedMemory implements MemoryRegion {
   readonly buffer: ArrayBuffer;
   #mapping: Mapping | null;
   #next = 0;
+  readonly #ownsFd: boolean;
 
-  private constructor(fd: number, mapping: Mapping, hugepages: boolean) {
+  private constructor(
+    fd: number,
+    mapping: Mapping,
+    hugepages: boolean,
+    addr = mapping.addr,
+    ownsFd = true,
+  ) {
     this.fd = fd;
     this.#mapping = mapping;
-    this.addr = mapping.addr;
+    this.#ownsFd = ownsFd;
+    this.addr = addr;
     this.size = mapping.size;
     this.buffer = mapping.buffer;
     this.bytes = new Uint8Array(mapping.buffer);
@@ -136,6 +147,24 @@ export class SharedMemory implements MemoryRegion {
     );
   }
 
+  /**
+   * Maps memory another thread of this process created (`fd`, `size` and `addr` of that
+   * {@linkcode SharedMemory}) a second time, e.g. in a Worker: the pages are the same, `addr`
+   * stays the creator's (descriptors carry it), and {@linkcode close} unmaps this view only,
+   * leaving `fd` to its creator. The view stays valid even after the creator closes.
+   *
+   * @example
+   * ```ts ignore
+   * import { SharedMemory } from "./shared_memory.ts";
+   * const view = SharedMemory.attach(handle.memFd, handle.memSize, handle.memAddr, true);
+   * view.close();
+   * ```
+   */
+  static attach(fd: number, size: number, addr: number, hugepages: boolean): SharedMemory {
+    const mapping = mmapShared(fd, size, 0, hugepages ? HUGEPAGE_HINT : undefined);
+    return new SharedMemory(fd, mapping, hugepages, addr, false);
+  }
+
   static #map(fd: number, size: number, hugepages: boolean, sealable = true): SharedMemory {
     try {
       ftruncate(fd, size);
@@ -180,7 +209,7 @@ export class SharedMemory implements MemoryRegion {
     if (this.#mapping === null) return;
     munmap(this.#mapping);
     this.#mapping = null;
-    closeQuietly(this.fd);
+    if (this.#ownsFd) closeQuietly(this.fd);
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -15,23 +15,39 @@
  * the driver sets FAILED (virtio 1.2 §2.1.2: the device needs a reset), stops the rings, takes
  * every buffer back and throws a {@linkcode DeviceFailedError} naming the rule, once.
  *
+ * The data path of each queue pair is a {@linkcode QueuePair} (lib/driver/queue_pair.ts):
+ * `txBurst` / `rxBurst` here add the link check and the fault handling around it. With
+ * `detachQueues` each pair is driven from its own thread instead (`QueuePair.attach`).
+ *
  * @module
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
 import { pollFd, POLLIN } from "../../ffi/poll.ts";
 import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
-import { eventfd, eventfdSignal } from "../../ffi/eventfd.ts";
+import { eventfd } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
-import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { createDriverQueue, RING_ALIGN, ringBytes } from "./driver_queue.ts";
+import { createDriverQueue, RING_ALIGN, ringBytes, ringOffset } from "./driver_queue.ts";
+import {
+  type CounterSource,
+  QUEUE_STATS_BYTES,
+  type QueueHandle,
+  QueuePair,
+  QueueStats,
+} from "./queue_pair.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
 import { type DriverQueue, VirtqueueError } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
 import { isVhostNetPath, VhostNetFrontend } from "../vhost_net/frontend.ts";
+import {
+  NET_CONFIG_READ_SIZE,
+  NET_CONFIG_STATUS,
+  NET_S_LINK_UP,
+  parseNetConfig,
+} from "../virtio/net_config.ts";
 
 /** Options of {@linkcode VirtioNet.open}. */
 export interface VirtioNetOptions {
@@ -62,8 +78,20 @@ export interface VirtioNetOptions {
   packed?: boolean;
   /** Descriptors per queue (default 256; split rings need a power of two). */
   queueSize?: number;
-  /** Queue pairs to use (default 1). */
+  /**
+   * Queue pairs to use (default 1). More than one needs VIRTIO_NET_F_MQ (§5.1.6.5.5), which is
+   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM).
+   */
   queuePairs?: number;
+  /**
+   * Each queue pair is driven from its own thread: open() gives pair i its own slice of the
+   * buffers (`buffers / queuePairs` each) and leaves its receive ring empty for the thread that
+   * calls `QueuePair.attach(port.queueHandle(i))` to fill. The port's `pool`, `txBurst` and
+   * `rxBurst` are then unused; `stats` and `queueStats(i)` still read every pair's counters.
+   * Not with `server` or `reconnect` (a new backend needs rings rebuilt in every Worker).
+   * Default false.
+   */
+  detachQueues?: boolean;
   /** This port's MAC address, `aa:bb:cc:dd:ee:ff` (default: a random locally administered one). */
   mac?: string;
   /** Hugepage policy for the shared memory (see {@linkcode SharedMemory.create}). */
@@ -78,6 +106,13 @@ export interface VirtioNetOptions {
   eventIdx?: boolean;
   /** Negotiate VIRTIO_F_IN_ORDER when offered, packed rings only (default true). */
   inOrder?: boolean;
+  /**
+   * Negotiate VIRTIO_NET_F_MRG_RXBUF when offered (default false): the device may spread a
+   * frame over several receive buffers (§5.1.6.4), e.g. 9000-byte frames into 2048-byte
+   * buffers; take them with {@linkcode VirtioNet.rxFrames}. For sending frames larger than
+   * 2036 bytes, give a larger `bufferSize` (e.g. 10240).
+   */
+  mergeable?: boolean;
   /** Timeout for each backend reply, ms (default 5000). */
   timeoutMs?: number;
   /** Receives notices such as the hugepage fallback (default `console.error`). */
@@ -100,6 +135,8 @@ export const LINK_CHECK_BURSTS = 64;
  * 100 polls a second (the check runs too rarely to be optimized, so each costs a little garbage).
  */
 export const LINK_CHECK_MS = 10;
+/** How often a pending {@linkcode VirtioNet.readable} wakes to check the link, ms. */
+export const READABLE_LINK_CHECK_MS = 50;
 
 /** Detail of the `linkchange` event a {@linkcode VirtioNet} port dispatches. */
 export interface LinkChange {
@@ -135,7 +172,10 @@ export class DeviceFailedError extends Error {
   }
 }
 
-/** Counters of a {@linkcode VirtioNet} port, updated in place. */
+/**
+ * Counters of a {@linkcode VirtioNet} port or one of its queue pairs, read live from the counter
+ * blocks in shared memory (one per pair, written by the thread that drives it).
+ */
 export interface VirtioNetStats {
   /** Frames handed to the device. */
   txPackets: number;
@@ -151,10 +191,19 @@ export interface VirtioNetStats {
   kicks: number;
   /** Times the receive ring could not be refilled because the pool was empty. */
   rxNoBuffers: number;
+  /** Frames `rxBurst` dropped because they spanned several buffers (take them with rxFrames). */
+  rxDropped: number;
+  /** Times `readable()` slept on a call eventfd and was woken. */
+  wakeups: number;
 }
 
 /** The virtio features this driver can use, beyond the required F_VERSION_1. */
-const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDER"];
+const OPTIONAL: FeatureName[] = [
+  "F_RING_PACKED",
+  "RING_F_EVENT_IDX",
+  "F_IN_ORDER",
+  "NET_F_MRG_RXBUF",
+];
 
 /**
  * A virtio-net port driven from this process.
@@ -173,24 +222,23 @@ const OPTIONAL: FeatureName[] = ["F_RING_PACKED", "RING_F_EVENT_IDX", "F_IN_ORDE
 export class VirtioNet extends EventTarget {
   /** The packet buffers; frames live at `pool.bytes[pool.dataOffset(n)]`. */
   readonly pool: BufferPool;
-  /** Counters, updated in place. */
-  readonly stats: VirtioNetStats = {
-    txPackets: 0,
-    txBytes: 0,
-    rxPackets: 0,
-    rxBytes: 0,
-    txCompleted: 0,
-    kicks: 0,
-    rxNoBuffers: 0,
-  };
-  /** This port's MAC address. */
+  /** Counters summed over every queue pair, read live (see {@linkcode queueStats}). */
+  readonly stats: VirtioNetStats;
+  /**
+   * This port's MAC address: the `mac` option, else the device's (virtio_net_config, with
+   * VIRTIO_NET_F_MAC), else a random locally administered one.
+   */
   readonly mac: Uint8Array;
+  /** The MTU the device advises (VIRTIO_NET_F_MTU, §5.1.4), or null when it gives none. */
+  readonly mtu: number | null;
   /** Features agreed with the device. */
   readonly features: bigint;
   /** True when the queues are packed rings. */
   readonly packed: boolean;
   /** Queue pairs in use. */
   readonly queuePairs: number;
+  /** VIRTIO_NET_F_MRG_RXBUF negotiated: receive frames with {@linkcode rxFrames}. */
+  readonly mergeable: boolean;
   /** The transport to the current device (vhost-user or vhost-net), for diagnostics. */
   get transport(): VirtioTransport {
     return this.#transport;
@@ -214,10 +262,11 @@ export class VirtioNet extends EventTarget {
   readonly #tx: DriverQueue[];
   readonly #kickFds: number[];
   readonly #callFds: number[];
-  readonly #scratchBufs: Uint32Array;
-  readonly #scratchLens: Uint32Array;
-  readonly #refillLens: Uint32Array;
-  readonly #refillThreshold: number;
+  /** The data path of each pair driven from this thread; empty for detached pairs. */
+  readonly #pairs: QueuePair[] = [];
+  readonly #counters: CounterSource;
+  readonly #detached: boolean;
+  readonly #handed: boolean[] = [];
   #closed = false;
   /** True once the link is down or the port is closed: bursts leave the fast path. */
   #down = false;
@@ -239,8 +288,10 @@ export class VirtioNet extends EventTarget {
     queueSize: number,
     pairs: number,
     options: VirtioNetOptions,
+    mtu: number | null,
   ) {
     super();
+    this.mtu = mtu;
     this.#stallMs = options.stallMs ?? 1000;
     this.#transport = transport;
     this.#path = options.path;
@@ -256,15 +307,19 @@ export class VirtioNet extends EventTarget {
     this.features = features;
     this.mac = mac;
     this.packed = hasFeature(features, "F_RING_PACKED");
+    this.mergeable = hasFeature(features, "NET_F_MRG_RXBUF");
     this.queuePairs = pairs;
     this.#rx = [];
     this.#tx = [];
     this.#kickFds = [];
     this.#callFds = [];
-    this.#scratchBufs = new Uint32Array(queueSize);
-    this.#scratchLens = new Uint32Array(queueSize);
-    this.#refillLens = new Uint32Array(queueSize).fill(pool.bufferSize);
-    this.#refillThreshold = Math.max(1, Math.min(32, queueSize >> 2));
+    this.#detached = options.detachQueues ?? false;
+    // One counter block per pair, each on its own cache lines (written by one thread only).
+    const at = memory.alloc(QUEUE_STATS_BYTES * pairs, 64);
+    this.#counters = {
+      counters: new Float64Array(memory.buffer, at, (QUEUE_STATS_BYTES / 8) * pairs),
+    };
+    this.stats = new QueueStats(this.#counters, 0, pairs);
   }
 
   /**
@@ -303,6 +358,12 @@ export class VirtioNet extends EventTarget {
       packedWanted = false;
     }
     if (kernel) options = { ...options, eventIdx: options.eventIdx ?? true };
+    if (options.detachQueues && (options.server || options.reconnect)) {
+      throw new TypeError(
+        "detachQueues cannot be combined with server or reconnect: a new backend needs every " +
+          "queue pair's rings rebuilt, and detached pairs live in other threads; use one mode",
+      );
+    }
     if (!Number.isInteger(queueSize) || queueSize < 1 || queueSize > 32768) {
       throw new RangeError(`queueSize ${queueSize} must be 1..32768`);
     }
@@ -378,19 +439,30 @@ export class VirtioNet extends EventTarget {
     }
     // More than one queue pair needs VIRTIO_NET_F_MQ (§5.1.3, §5.1.6.5.5).
     if (pairs > 1) {
+      // As DPDK's virtio-user, no control queue: over vhost-user the frontend picks the active
+      // pairs with SET_VRING_ENABLE (vhost-user.rst "Multiple queue support"), not
+      // VIRTIO_NET_CTRL_MQ.
       if (!hasFeature(offered, "NET_F_MQ")) {
         throw new Error(
-          `${transport.name} does not offer NET_F_MQ (bit 22): ${pairs} queue pairs need it`,
+          `${transport.name} does not offer NET_F_MQ (bit 22): ${pairs} queue pairs need it ` +
+            `(VIRTIO_NET_F_MQ negotiated, virtio 1.2 §5.1.6.5.5); start the backend with ` +
+            `queues=${pairs} or use queuePairs: 1`,
         );
       }
       required.push("NET_F_MQ");
     }
     let wanted = featureMask(...required);
+    if (transport.configSpace) {
+      // The device config can be read (vhost-user CONFIG): take its MAC, link status and MTU
+      // (§5.1.4). Without it these stay off, as DPDK's frontend strips MAC and STATUS.
+      wanted |= offered & featureMask("NET_F_MAC", "NET_F_STATUS", "NET_F_MTU");
+    }
     for (const name of OPTIONAL) {
       if (name === "RING_F_EVENT_IDX" && !options.eventIdx) continue;
       if (name === "F_RING_PACKED" && !packedWanted) continue;
       // In-order completion (§2.8.20) is implemented for packed rings.
       if (name === "F_IN_ORDER" && (!packedWanted || options.inOrder === false)) continue;
+      if (name === "NET_F_MRG_RXBUF" && !options.mergeable) continue;
       wanted |= offered & featureMask(name);
     }
     transport.setFeatures(wanted);
@@ -408,22 +480,42 @@ export class VirtioNet extends EventTarget {
     const bufferSize = options.bufferSize ?? 2048;
     const buffers = options.buffers ?? 4 * queueSize * pairs;
     const perRing = ringBytes(packedWanted, queueSize);
-    const memory = SharedMemory.create(2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096, {
-      hugepages: options.hugepages,
-      hugetlbfs: options.hugetlbfs,
-      notice: options.notice,
-    });
+    const stats = QUEUE_STATS_BYTES * pairs + 64;
+    const memory = SharedMemory.create(
+      2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096 + stats,
+      {
+        hugepages: options.hugepages,
+        hugetlbfs: options.hugetlbfs,
+        notice: options.notice,
+      },
+    );
     try {
-      const pool = new BufferPool(memory, buffers, bufferSize);
+      // Detached pairs own slices of the buffers (queueHandle); the port's pool keeps none.
+      const pool = new BufferPool(
+        memory,
+        buffers,
+        bufferSize,
+        options.detachQueues ? { owned: 0 } : {},
+      );
+      // §3.1.1 step 7: device-specific setup reads the configuration space.
+      const raw = transport.configSpace
+        ? transport.getConfig?.(0, NET_CONFIG_READ_SIZE) ?? null
+        : null;
+      const config = raw === null ? null : parseNetConfig(raw);
+      const mac = options.mac === undefined && config !== null && hasFeature(wanted, "NET_F_MAC")
+        ? config.mac
+        : parseMac(options.mac);
+      const mtu = config !== null && hasFeature(wanted, "NET_F_MTU") ? config.mtu : null;
       const port = new VirtioNet(
         transport,
         memory,
         pool,
         wanted,
-        parseMac(options.mac),
+        mac,
         queueSize,
         pairs,
         options,
+        mtu,
       );
       port.#setUpQueues(true);
       transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
@@ -436,7 +528,8 @@ export class VirtioNet extends EventTarget {
 
   /**
    * Places the rings (the first time: allocates their blocks; after a reconnect: fresh rings in
-   * the same blocks), fills the receive rings and hands every ring to the transport.
+   * the same blocks), builds each pair's {@linkcode QueuePair} over them, fills the receive
+   * rings (not those of detached pairs: their threads do) and hands every ring to the transport.
    */
   #setUpQueues(first: boolean): void {
     const pairs = this.queuePairs, queueSize = this.#queueSize;
@@ -461,13 +554,31 @@ export class VirtioNet extends EventTarget {
         inOrder,
         this.#ringAt[index],
       );
-      (rx ? this.#rx : this.#tx)[index >> 1] = queue;
+      const i = index >> 1;
+      (rx ? this.#rx : this.#tx)[i] = queue;
       // Poll mode: ask the device not to interrupt us (§2.7.7 / §2.8.10).
       queue.setInterrupts(false);
       // The device starts reading where the ring starts, not past the buffers the refill below
       // posts (vhost SET_VRING_BASE = the device's next avail position).
       const base = queue.base;
-      if (rx) this.#refill(index >> 1, false); // §5.1.5: fill receiveq before DRIVER_OK
+      if (!rx && !this.#detached) {
+        // A new pair each time: after a reconnect its rings, counters' block and pool stay,
+        // its ring state starts fresh (the old pair's pending readable() ends).
+        this.#pairs[i]?.close();
+        this.#pairs[i] = new QueuePair({
+          index: i,
+          rx: this.#rx[i],
+          tx: queue,
+          pool: this.pool,
+          rxKickFd: this.#kickFds[index - 1],
+          txKickFd: this.#kickFds[index],
+          rxCallFd: this.#callFds[index - 1],
+          source: this.#counters,
+          mergeable: this.mergeable,
+        });
+        // §5.1.5: fill receiveq before DRIVER_OK (its base was read when it was placed).
+        this.#pairs[i].refill(false);
+      }
       this.#transport.setupQueue({
         index,
         size: queueSize,
@@ -559,97 +670,210 @@ export class VirtioNet extends EventTarget {
   }
 
   /**
-   * Sends `n` frames: buffer `bufs[i]` holding `lens[i]` frame bytes at
+   * Sends `n` frames on pair `queue`: buffer `bufs[i]` holding `lens[i]` frame bytes at
    * `pool.dataOffset(bufs[i])`. Returns how many were queued; the port owns those buffers now
    * and frees them when the device is done. The rest stay the caller's.
    * One publish and at most one kick per call; no allocation. When the device broke a ring rule
-   * it throws {@linkcode VirtqueueError}, after freeing the buffers it had back.
+   * it throws {@linkcode DeviceFailedError}, after taking every buffer back.
    */
   txBurst(bufs: Uint32Array, lens: Uint32Array, n: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
     // The link check may find the peer gone; its rings are dead then: touch them no more.
     if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
-    const q = this.#tx[queue];
-    const pool = this.pool;
-    // Reclaim what the device finished with (§2.7.14 / §2.8.22 used buffers), but only when the
-    // ring runs low (like DPDK's tx_free_thresh): reading used entries pulls cache lines the
-    // device is writing, so doing it in large batches keeps both cores out of each other's way.
-    if (q.numFree < n || q.numFree < this.#refillThreshold) this.#reclaimTx(q);
-    const free = q.numFree;
-    const count = n < free ? n : free;
-    if (count === 0) return 0;
-    const lensWithHdr = this.#scratchLens;
-    const capacity = pool.frameCapacity;
-    let bytes = 0;
-    for (let i = 0; i < count; i++) {
-      const len = lens[i];
-      if (len > capacity) throw new RangeError(`frame ${i}: ${len} bytes exceed ${capacity}`);
-      lensWithHdr[i] = len + NET_HDR_SIZE;
-      bytes += len;
-    }
-    // Refuses (changing nothing) a buffer the caller does not own: out of range, free, or
-    // already sent.
-    pool.submit(bufs, count);
-    for (let i = 0; i < count; i++) pool.clearHeader(bufs[i]);
-    const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
-    if (q.needsNotify()) {
-      eventfdSignal(this.#kickFds[2 * queue + 1]);
-      this.stats.kicks++;
-    }
-    this.stats.txPackets += sent;
-    this.stats.txBytes += bytes;
-    return sent;
-  }
-
-  /** Takes the used buffers of transmit queue `q` back into the pool (§2.7.14 / §2.8.22). */
-  #reclaimTx(q: DriverQueue): void {
-    let done: number;
+    const pair = this.#pairs[queue] ?? this.#noPair(queue);
     try {
-      done = q.dequeue(this.#scratchBufs, this.#scratchLens, q.size);
+      return pair.txBurst(bufs, lens, n);
     } catch (e) {
-      throw this.#fail(q.name, e, this.#scratchBufs);
-    }
-    if (done > 0) {
-      this.pool.reclaim(this.#scratchBufs, 0, done);
-      this.stats.txCompleted += done;
+      throw this.#fail(pair, e);
     }
   }
 
   /**
-   * Receives up to `max` frames: their buffer numbers into `bufs`, frame lengths into `lens`.
-   * The caller owns those buffers (free them to `pool`, or send them on). Refills the receive
-   * ring in the same call; at most one kick. When the device broke a ring rule it throws
-   * {@linkcode VirtqueueError}, after freeing to `pool` the frames taken before the bad entry.
+   * Receives up to `max` frames from pair `queue`: their buffer numbers into `bufs`, frame
+   * lengths into `lens`. The caller owns those buffers (free them to `pool`, or send them on).
+   * Refills the receive ring in the same call; at most one kick. When the device broke a ring
+   * rule it throws {@linkcode DeviceFailedError}, after taking every buffer back (those the call
+   * had taken before the bad entry too).
    */
   rxBurst(bufs: Uint32Array, lens: Uint32Array, max: number, queue = 0): number {
     if (this.#down) return this.#deadBurst();
     // The link check may find the peer gone; its rings are dead then: touch them no more.
     if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
-    const q = this.#rx[queue];
-    let got: number;
+    const pair = this.#pairs[queue] ?? this.#noPair(queue);
     try {
-      got = q.dequeue(bufs, lens, max);
+      return pair.rxBurst(bufs, lens, max);
     } catch (e) {
-      throw this.#fail(q.name, e, bufs);
+      throw this.#fail(pair, e);
     }
-    let bytes = 0;
-    for (let i = 0; i < got; i++) {
-      // The device writes the header then the frame (§5.1.6.4); the ring checked len ≤ posted.
-      const len = lens[i] - NET_HDR_SIZE;
-      if (len < 0) {
-        const rule = `used buffer ${bufs[i]}: len ${lens[i]} is shorter than the ` +
-          `${NET_HDR_SIZE}-byte virtio-net header (§5.1.6.4)`;
-        throw this.#fail(q.name, new VirtqueueError(q.name, rule, got), bufs);
+  }
+
+  /**
+   * Receives whole frames from pair `queue`, also those spanning several receive buffers
+   * (VIRTIO_NET_F_MRG_RXBUF): returns the frame count; frame `f` is the next `segs[f]` entries
+   * of `bufs` / `lens` (frame bytes in each buffer), at most `maxBufs` entries in all. A frame
+   * starts at `pool.dataOffset(b)` in its first buffer and at `pool.headerOffset(b)` in the
+   * others. The caller owns every buffer returned. Link checks and faults as {@linkcode rxBurst}.
+   *
+   * @example
+   * ```ts ignore
+   * const bufs = new Uint32Array(64), lens = new Uint32Array(64), segs = new Uint32Array(64);
+   * const frames = port.rxFrames(bufs, lens, segs, 64);
+   * let j = 0;
+   * for (let f = 0; f < frames; f++) j += segs[f]; // bufs[0..j) hold the frames
+   * port.pool.free(bufs, 0, j);
+   * ```
+   */
+  rxFrames(
+    bufs: Uint32Array,
+    lens: Uint32Array,
+    segs: Uint32Array,
+    maxBufs: number,
+    queue = 0,
+  ): number {
+    if (this.#down) return this.#deadBurst();
+    if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
+    const pair = this.#pairs[queue] ?? this.#noPair(queue);
+    try {
+      return pair.rxFrames(bufs, lens, segs, maxBufs);
+    } catch (e) {
+      throw this.#fail(pair, e);
+    }
+  }
+
+  /**
+   * Resolves with true once `rxBurst(…, queue)` will find a frame (false after `timeoutMs`):
+   * at once when one waits, else after arming used-buffer notifications and sleeping on the
+   * call eventfd off this thread's event loop (see `QueuePair.readable`). An idle port then
+   * costs no CPU, as DPDK's rx interrupt mode; a busy one never arms. While it sleeps it checks
+   * the link every {@linkcode READABLE_LINK_CHECK_MS} (a departed peer raises no call), and on a
+   * port whose link is down it resolves true after {@linkcode LINK_CHECK_MS} (in server mode or
+   * with `reconnect` after trying a new backend), so a loop of bursts and waits neither spins
+   * nor stops reconnecting; check {@linkcode link}. On a closed port it rejects.
+   *
+   * @example
+   * ```ts ignore
+   * for (;;) {
+   *   const n = port.rxBurst(bufs, lens, 32);
+   *   if (n === 0) await port.readable();
+   *   port.pool.free(bufs, 0, n);
+   * }
+   * ```
+   */
+  async readable(timeoutMs = -1, queue = 0): Promise<boolean> {
+    const deadline = timeoutMs < 0 ? Infinity : performance.now() + timeoutMs;
+    for (;;) {
+      if (this.#closed) throw new TypeError("VirtioNet: the port is closed; open a new one");
+      if (this.#down) {
+        const now = performance.now();
+        if ((this.#listenFd >= 0 || this.#retry !== null) && now >= this.#nextAttempt) {
+          this.#tryReattach(now);
+        }
+        await new Promise((resolve) => setTimeout(resolve, LINK_CHECK_MS));
+        return true;
       }
-      lens[i] = len;
-      bytes += len;
+      const pair = this.#pairs[queue] ?? this.#noPair(queue);
+      const left = deadline - performance.now();
+      if (await pair.readable(Math.max(0, Math.min(left, READABLE_LINK_CHECK_MS)))) return true;
+      if (performance.now() >= deadline) return false;
+      this.checkLink();
     }
-    this.pool.deliver(bufs, got);
-    this.stats.rxPackets += got;
-    this.stats.rxBytes += bytes;
-    // Refill in batches (like DPDK's rx_free_thresh): one publish per batch, not per frame.
-    if (q.numFree >= this.#refillThreshold) this.#refill(queue, true);
-    return got;
+  }
+
+  #noPair(queue: number): never {
+    throw new RangeError(
+      this.#detached
+        ? `queue pair ${queue} is detached: drive it through QueuePair.attach(queueHandle(${queue}))`
+        : `queue pair ${queue} does not exist (the port has ${this.queuePairs})`,
+    );
+  }
+
+  /**
+   * The link status the device reports (VIRTIO_NET_S_LINK_UP in virtio_net_config, §5.1.4),
+   * read now (one GET_CONFIG round trip: not for the data path). True when VIRTIO_NET_F_STATUS
+   * was not negotiated: the link is then assumed up (§5.1.4.2).
+   *
+   * @example
+   * ```ts ignore
+   * if (!port.configLinkUp()) console.log("the device reports link down");
+   * ```
+   */
+  configLinkUp(): boolean {
+    if (!hasFeature(this.features, "NET_F_STATUS")) return true;
+    const raw = this.#transport.getConfig?.(NET_CONFIG_STATUS, 2) ?? null;
+    if (raw === null) {
+      throw new Error(
+        `${this.#transport.name}: GET_CONFIG for the link status failed although ` +
+          `VIRTIO_NET_F_STATUS was negotiated; see the backend's log`,
+      );
+    }
+    return (raw[0] & NET_S_LINK_UP) !== 0;
+  }
+
+  /**
+   * Counters of queue pair `queue`, read live (also while a Worker drives the pair).
+   *
+   * @example
+   * ```ts ignore
+   * for (let i = 0; i < port.queuePairs; i++) console.log(i, port.queueStats(i).rxPackets);
+   * ```
+   */
+  queueStats(queue: number): VirtioNetStats {
+    if (!(queue >= 0 && queue < this.queuePairs)) {
+      throw new RangeError(`queue pair ${queue} does not exist (the port has ${this.queuePairs})`);
+    }
+    return new QueueStats(this.#counters, queue, 1);
+  }
+
+  /**
+   * The handle a Worker turns into the data path of queue pair `queue` with
+   * `QueuePair.attach(handle)`: plain data (post it to the Worker). Only for ports opened with
+   * `detachQueues: true`; once per pair. Stop the Workers (their `close()`) before closing the
+   * port: the port stops the rings.
+   *
+   * @example
+   * ```ts ignore
+   * const port = VirtioNet.open({ path, queuePairs: 2, detachQueues: true });
+   * for (let i = 0; i < 2; i++) workers[i].postMessage(port.queueHandle(i));
+   * ```
+   */
+  queueHandle(queue: number): QueueHandle {
+    if (!this.#detached) {
+      throw new Error(
+        "queueHandle: open the port with detachQueues: true to drive pairs from Workers",
+      );
+    }
+    if (!(queue >= 0 && queue < this.queuePairs) || !Number.isInteger(queue)) {
+      throw new RangeError(`queue pair ${queue} does not exist (the port has ${this.queuePairs})`);
+    }
+    if (this.#closed) throw new Error(`queueHandle(${queue}): the port is closed`);
+    if (this.#handed[queue]) throw new Error(`queueHandle(${queue}): already handed out`);
+    this.#handed[queue] = true;
+    const m = this.#memory, pool = this.pool, size = this.#rx[queue].size;
+    const share = Math.floor(pool.count / this.queuePairs);
+    return {
+      index: queue,
+      memFd: m.fd,
+      memSize: m.size,
+      memAddr: m.addr,
+      hugepages: m.hugepages,
+      packed: this.packed,
+      queueSize: size,
+      eventIdx: hasFeature(this.features, "RING_F_EVENT_IDX"),
+      inOrder: hasFeature(this.features, "F_IN_ORDER"),
+      mergeable: this.mergeable,
+      rxRing: ringOffset(m, this.packed, size, this.#rx[queue].addresses),
+      txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
+      rxKickFd: this.#kickFds[2 * queue],
+      txKickFd: this.#kickFds[2 * queue + 1],
+      rxCallFd: this.#callFds[2 * queue],
+      poolBase: pool.base,
+      poolCount: pool.count,
+      bufferSize: pool.bufferSize,
+      firstBuffer: queue * share,
+      buffers: share,
+      statsOffset: this.#counters.counters.byteOffset,
+      queuePairs: this.queuePairs,
+    };
   }
 
   /** `"up"` while the device side is there; `"down"` after a hang-up, a device fault or close. */
@@ -744,21 +968,22 @@ export class VirtioNet extends EventTarget {
     );
   }
 
-  /** Buffers in every ring back to the pool (the device is gone or broken). */
+  /**
+   * Buffers in every ring of the pairs this thread drives back to the pool (the device is gone
+   * or broken). Detached pairs' buffers belong to their threads' pools.
+   */
   #reclaimAll(): void {
-    const out = this.#scratchBufs;
-    for (const q of [...this.#rx, ...this.#tx]) this.pool.reclaim(out, 0, q.takeInFlight(out));
+    for (const pair of this.#pairs) pair.takeInFlight();
   }
 
   /**
-   * The device broke a ring rule while `queue` was dequeued into `bufs`: the buffers that call
-   * had taken (`e.dequeued`, still the port's) and every buffer in flight return to the pool, the
+   * The device broke a ring rule on `pair` (which already gave back the buffers the failing
+   * call had taken, `VirtqueueError.dequeued`): every buffer in flight returns to the pool, the
    * device is told FAILED and its rings are stopped. Returns the error to throw.
    */
-  #fail(queue: string, e: unknown, bufs: Uint32Array): Error {
+  #fail(pair: QueuePair, e: unknown): Error {
     if (!(e instanceof VirtqueueError)) return e as Error;
-    if (e.dequeued > 0) this.pool.reclaim(bufs, 0, e.dequeued);
-    const error = new DeviceFailedError(queue, e);
+    const error = new DeviceFailedError(pair.faultQueue, e);
     this.#failure = error;
     const { ACKNOWLEDGE, DRIVER, FEATURES_OK, DRIVER_OK, FAILED } = DeviceStatus;
     try {
@@ -784,20 +1009,6 @@ export class VirtioNet extends EventTarget {
     return 0;
   }
 
-  #refill(queue: number, kick: boolean): void {
-    const q = this.#rx[queue];
-    const want = q.numFree;
-    if (want === 0) return;
-    const k = this.pool.takeForPort(this.#scratchBufs, 0, want);
-    if (k < want) this.stats.rxNoBuffers++;
-    if (k === 0) return;
-    q.enqueue(this.#scratchBufs, this.#refillLens, 0, k, true);
-    if (kick && q.needsNotify()) {
-      eventfdSignal(this.#kickFds[2 * queue]);
-      this.stats.kicks++;
-    }
-  }
-
   /** The device fault that took the port down, or null. */
   get failure(): DeviceFailedError | null {
     return this.#failure;
@@ -808,12 +1019,17 @@ export class VirtioNet extends EventTarget {
    * freeing their buffers. Returns the number still in flight: 0 means all were taken.
    */
   txDrain(timeoutMs = 1000, queue = 0): number {
-    const q = this.#tx[queue];
+    if (this.#down) return 0; // the device is gone: its buffers are back in the pool
+    const pair = this.#pairs[queue] ?? this.#noPair(queue);
     const deadline = performance.now() + timeoutMs;
     for (;;) {
-      if (this.#down) return 0; // the device is gone: its buffers are back in the pool
-      this.#reclaimTx(q);
-      const inFlight = q.size - q.numFree;
+      if (this.#down) return 0;
+      try {
+        pair.reclaimTx();
+      } catch (e) {
+        throw this.#fail(pair, e);
+      }
+      const inFlight = pair.txInFlight;
       if (inFlight === 0) return 0;
       const now = performance.now();
       if (now > deadline) return inFlight;
@@ -865,10 +1081,13 @@ export class VirtioNet extends EventTarget {
     this.#down = true;
     if (this.#downReason === "") this.#downReason = "closed";
     this.#reclaimAll();
+    for (const pair of this.#pairs) pair.close(); // ends a pending readable()
     this.#transport.close();
     if (this.#listenFd >= 0) stopListening(this.#listenFd, this.#path!);
     this.#listenFd = -1;
     for (const fd of [...this.#kickFds, ...this.#callFds]) closeQuietly(fd);
+    // Counters stay readable: the views switch to a copy before the memory goes.
+    this.#counters.counters = this.#counters.counters.slice();
     this.#memory.close();
     return untold;
   }

@@ -25,6 +25,7 @@ import { DeviceStatus } from "../virtio/status.ts";
 import {
   PROTOCOL_FEATURES_BIT,
   protocolFeatureMask,
+  VHOST_USER_CONFIG_HDR_SIZE,
   VHOST_USER_HDR_SIZE,
   VHOST_USER_MAX_PAYLOAD,
   VHOST_USER_NEED_REPLY,
@@ -37,8 +38,16 @@ import {
   VhostUserRequest,
 } from "./message.ts";
 
-/** Protocol features this frontend asks for (those DPDK's frontend uses). */
-export const FRONTEND_PROTOCOL_FEATURES: bigint = protocolFeatureMask("MQ", "REPLY_ACK", "STATUS");
+/**
+ * Protocol features this frontend asks for: those DPDK's frontend uses, and CONFIG (the device's
+ * virtio_net_config: MAC, link status, MTU) when the backend offers it.
+ */
+export const FRONTEND_PROTOCOL_FEATURES: bigint = protocolFeatureMask(
+  "MQ",
+  "REPLY_ACK",
+  "STATUS",
+  "CONFIG",
+);
 
 /** Options of {@linkcode VhostUserFrontend.connect}. */
 export interface VhostUserFrontendOptions {
@@ -74,6 +83,8 @@ export class VhostUserFrontend implements VirtioTransport {
   readonly maxQueuePairs: number;
   /** Reply timeout in ms. */
   readonly timeoutMs: number;
+  /** The CONFIG protocol feature is in use: {@linkcode getConfig} reads the device config. */
+  readonly configSpace: boolean;
 
   #fd: number;
   readonly #msg = new VhostUserMessage();
@@ -101,6 +112,7 @@ export class VhostUserFrontend implements VirtioTransport {
     this.protocolFeatures = protocol;
     this.#replyAck = (protocol & protocolFeatureMask("REPLY_ACK")) !== 0n;
     this.#status = (protocol & protocolFeatureMask("STATUS")) !== 0n;
+    this.configSpace = (protocol & protocolFeatureMask("CONFIG")) !== 0n;
     let pairs = 1;
     if ((protocol & protocolFeatureMask("MQ")) !== 0n) {
       const n = this.#getU64(REQ.GET_QUEUE_NUM);
@@ -267,6 +279,34 @@ export class VhostUserFrontend implements VirtioTransport {
   }
 
   /**
+   * GET_CONFIG (vhost-user.rst "Virtio device config space"): `size` bytes of the device's
+   * configuration space from `offset` (for net, virtio_net_config, virtio 1.2 §5.1.4). Returns
+   * null when CONFIG is not in use or the backend answers with an empty payload (its way of
+   * saying it failed, e.g. DPDK's vhost library without a config handler).
+   *
+   * @example
+   * ```ts ignore
+   * const cfg = frontend.getConfig(0, 12); // mac[6], status u16, max_virtqueue_pairs u16, mtu u16
+   * ```
+   */
+  getConfig(offset: number, size: number): Uint8Array | null {
+    if (!this.configSpace) return null;
+    const m = this.#msg;
+    m.begin(REQ.GET_CONFIG).setConfig(offset, size, 0);
+    this.#send(0);
+    this.#receiveReply(REQ.GET_CONFIG, VHOST_USER_CONFIG_HDR_SIZE + size, true);
+    if (m.size === 0) return null;
+    const access = m.configAccess();
+    if (access.offset !== offset || access.size !== size) {
+      throw new VhostUserError(
+        REQ.GET_CONFIG,
+        `reply is for ${access.size} bytes at ${access.offset}, asked for ${size} at ${offset}`,
+      );
+    }
+    return m.configData().slice();
+  }
+
+  /**
    * Stops a ring: SET_VRING_ENABLE 0 (with protocol features), then GET_VRING_BASE; returns the
    * position the backend stopped at (packed rings: the used index and wrap in bits 16-31 when
    * the backend reports them). The backend closes its copies of the ring's eventfds.
@@ -366,9 +406,9 @@ export class VhostUserFrontend implements VirtioTransport {
 
   /**
    * Reads one reply into `#msg` and checks it: request id, flags (version 1 and REPLY, as DPDK's
-   * frontend demands), payload size `size`, no fds.
+   * frontend demands), payload size `size` (or 0 with `orEmpty`), no fds.
    */
-  #receiveReply(request: number, size: number): void {
+  #receiveReply(request: number, size: number, orEmpty = false): void {
     const m = this.#msg, fds = this.#fds;
     fds.length = 0;
     this.#recv(request, VHOST_USER_HDR_SIZE, 0);
@@ -386,7 +426,7 @@ export class VhostUserFrontend implements VirtioTransport {
       throw new VhostUserError(request, `reply payload of ${got} bytes is too large`);
     }
     if (got > 0) this.#recv(request, got, VHOST_USER_HDR_SIZE);
-    if (got !== size) {
+    if (got !== size && !(orEmpty && got === 0)) {
       throw new VhostUserError(request, `reply payload is ${got} bytes, expected ${size}`);
     }
     if (fds.length > 0) {

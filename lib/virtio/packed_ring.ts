@@ -142,6 +142,12 @@ export interface PackedDriverOptions {
    * descriptor may stand for a whole batch.
    */
   inOrder?: boolean;
+  /**
+   * `false`: the areas already hold a fresh ring at `base`, reset by an earlier instance over the
+   * same memory (another thread's) that enqueued nothing; take it over as it is, keeping what
+   * the device wrote since (its event suppression flags). Default true: reset the areas.
+   */
+  reset?: boolean;
 }
 
 /**
@@ -240,6 +246,7 @@ export class PackedDriverQueue implements DriverQueue {
 
     // A fresh ring: no descriptor is available or used in either wrap (§2.8.1), both event
     // suppression structures at ENABLE.
+    if (options.reset === false) return;
     this.#desc32.fill(0);
     this.#driverEvent[0] = 0;
     this.#deviceEvent[0] = 0;
@@ -500,6 +507,19 @@ export class PackedDriverQueue implements DriverQueue {
     } else if (enabled) word = EVENT_FLAG_ENABLE << 16;
     // seq_cst: ordered before the caller's next dequeue flag load.
     Atomics.store(this.#driverEvent, 0, word);
+  }
+
+  /**
+   * True when the device has used a buffer {@linkcode dequeue} has not taken yet (§2.8.22; Linux's
+   * virtqueue_poll). Takes nothing. Call after `setInterrupts(true)` before sleeping: the
+   * seq_cst store there orders this acquire load after it, so a buffer used before the device
+   * saw the change is seen here instead of being waited for.
+   */
+  hasUsed(): boolean {
+    if (this.#batchEnd >= 0) return true; // in order: the rest of a batch already seen
+    if (this.#inFlight.numFree === this.size) return false;
+    const flags = Atomics.load(this.#desc16, (this.#usedPos << 3) + 7);
+    return (flags & AVAIL_USED) === (this.#usedWrap ? AVAIL_USED : 0);
   }
 }
 
@@ -796,6 +816,17 @@ export class PackedDeviceQueue implements DeviceQueue {
       // seq_cst: ordered before the caller's next pop flag load.
       Atomics.store(this.#deviceEvent, 0, flags << 16);
     }
+  }
+
+  /**
+   * True when the driver has made a descriptor available that {@linkcode pop} has not taken
+   * (§2.8.1). Takes nothing. Call after `setNotifications(true)` before sleeping on the kick
+   * eventfd: the seq_cst store there orders this acquire load after it (no lost kick).
+   */
+  hasAvail(): boolean {
+    const flags = Atomics.load(this.#desc16, (this.#availPos << 3) + 7);
+    const wrap = this.#availWrap;
+    return ((flags >>> 7) & 1) === wrap && ((flags >>> 15) & 1) !== wrap;
   }
 
   /** DESC mode: ask to be notified when slot offWrap becomes available. */

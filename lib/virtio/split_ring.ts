@@ -106,6 +106,12 @@ export interface SplitDriverOptions {
   eventIdx?: boolean;
   /** Avail index to start from (vhost SET_VRING_BASE; default 0). */
   base?: number;
+  /**
+   * `false`: the areas already hold a fresh ring at `base`, reset by an earlier instance over the
+   * same memory (another thread's) that enqueued nothing; take it over as it is, keeping what
+   * the device wrote since (used flags, avail_event). Default true: reset the areas.
+   */
+  reset?: boolean;
 }
 
 /**
@@ -199,6 +205,7 @@ export class SplitDriverQueue implements DriverQueue {
     this.#inFlight = new InFlight(size); // descriptor 0 first
 
     // A fresh ring at `base`: nothing available, nothing used, notifications on (§2.7.6, §2.7.8).
+    if (options.reset === false) return;
     this.#desc32.fill(0);
     this.#avail.fill(0);
     this.#used16.fill(0);
@@ -360,6 +367,15 @@ export class SplitDriverQueue implements DriverQueue {
     } else {
       Atomics.store(this.#avail, 0, enabled ? 0 : AVAIL_F_NO_INTERRUPT);
     }
+  }
+
+  /**
+   * True when the device has used a buffer {@linkcode dequeue} has not taken yet (§2.7.14; Linux's
+   * virtqueue_poll). Takes nothing. Call after `setInterrupts(true)` before sleeping: the
+   * seq_cst store there orders this acquire load of used.idx after it.
+   */
+  hasUsed(): boolean {
+    return this.#inFlight.numFree !== this.size && Atomics.load(this.#used16, 1) !== this.#lastUsed;
   }
 }
 
@@ -609,6 +625,15 @@ export class SplitDeviceQueue implements DeviceQueue {
       // seq_cst: ordered before the caller's next avail.idx load.
       Atomics.store(this.#used16, 0, enabled ? 0 : USED_F_NO_NOTIFY);
     }
+  }
+
+  /**
+   * True when the driver has made a chain available that {@linkcode pop} has not taken
+   * (avail.idx moved, §2.7.6). Takes nothing. Call after `setNotifications(true)` before
+   * sleeping on the kick eventfd: the seq_cst store there orders this acquire load after it.
+   */
+  hasAvail(): boolean {
+    return Atomics.load(this.#avail, 1) !== this.#lastAvail;
   }
 
   /**

@@ -66,6 +66,16 @@ export interface VirtioTransport {
   getStatus(): number;
   /** Queue pairs the device supports. */
   readonly maxQueuePairs: number;
+  /**
+   * True when {@linkcode getConfig} can read the device configuration space (vhost-user: the
+   * CONFIG protocol feature). Optional: a transport without it has none.
+   */
+  readonly configSpace?: boolean;
+  /**
+   * Reads `size` bytes of the device configuration space from `offset` (virtio 1.2 §4; for net
+   * §5.1.4), or null when the device does not provide it. Optional.
+   */
+  getConfig?(offset: number, size: number): Uint8Array | null;
   /** Stops a virtqueue and returns its position (vhost GET_VRING_BASE). */
   stopQueue(index: number): number;
   /**

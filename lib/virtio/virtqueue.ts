@@ -98,6 +98,11 @@ export interface DriverQueue {
   /** Asks the device to send (or stop sending) used-buffer notifications. */
   setInterrupts(enabled: boolean): void;
   /**
+   * True when a used buffer waits for {@linkcode dequeue} (which this does not take). After
+   * `setInterrupts(true)`, check this once before sleeping on the call eventfd.
+   */
+  hasUsed(): boolean;
+  /**
    * The driver's next avail position, with wrap for packed rings (vhost SET_VRING_BASE
    * encoding). The device starts reading at the base it is given, so read this *before*
    * enqueueing anything the device must see (e.g. the initial receive buffers).
@@ -210,6 +215,11 @@ export interface DeviceQueue {
   needsCall(): boolean;
   /** Asks the driver to send (or stop sending) available-buffer notifications (kicks). */
   setNotifications(enabled: boolean): void;
+  /**
+   * True when an available chain waits for {@linkcode pop} (which this does not take). After
+   * `setNotifications(true)`, check this once before sleeping on the kick eventfd.
+   */
+  hasAvail(): boolean;
   /** Position for vhost GET_VRING_BASE: next avail index to read, with wrap for packed rings. */
   readonly base: number;
   /**
