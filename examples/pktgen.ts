@@ -615,7 +615,8 @@ async function sendOnQueues(): Promise<never> {
     in_flight_at_exit: results.reduce((a, r) => a + r.inFlight, 0),
   };
   const untold = closePort(port);
-  await device?.stop();
+  const dev = device === null ? null : (await device.stop()).stats;
+  if (dev !== null) Object.assign(report, { device_from_driver_packets: dev.fromDriverPackets });
   if (opts.json) console.log(JSON.stringify(report));
   else {
     for (const q of report.queues) {

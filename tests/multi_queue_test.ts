@@ -17,7 +17,7 @@ import { DeviceThread } from "../lib/device/device_thread.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { type QueueResult, QueueWorkers } from "../examples/multi_queue.ts";
-import { openFds } from "./helpers.ts";
+import { openFds, runBounded } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
 import { type ForwardMode, Testpmd } from "./testpmd.ts";
 import { withTestpmdPort } from "./vhost_port.ts";
@@ -314,4 +314,21 @@ Deno.test({
       await device.stop();
     }
   },
+});
+
+Deno.test("MQ: pktgen.ts --queues 2 --count N: the built-in device counts exactly N", async () => {
+  const N = 100_000;
+  const root = new URL("..", import.meta.url).pathname;
+  const run = await runBounded(
+    Deno.execPath(),
+    ["run", "-A", "examples/pktgen.ts", "--queues", "2", "--count", String(N), "--json"],
+    { timeoutMs: 60_000, cwd: root },
+  );
+  assert.equal(run.code, 0, run.stderr);
+  const report = JSON.parse(run.stdout.trim().split("\n").at(-1)!);
+  assert.equal(report.tx_packets, N);
+  assert.equal(report.queues.length, 2);
+  assert.equal(report.queues[0].tx_packets + report.queues[1].tx_packets, N);
+  assert.equal(report.in_flight_at_exit, 0);
+  assert.equal(report.device_from_driver_packets, N, "the device took every frame");
 });
