@@ -10,7 +10,7 @@
  * ```
  *
  * Run: `deno run -A bench/latency.ts [--rounds 3] [--duration 5] [--rates 0.1,1,5]
- * [--rings packed,split] [--testpmd "--burst=1"] [--pktgen "--burst 1"] [--markdown]`.
+ * [--rings packed,split] [--testpmd=--burst=1] [--pktgen="--burst 1"] [--markdown]`.
  *
  * @module
  */
