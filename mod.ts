@@ -51,6 +51,7 @@ export { type UdpFrameOptions, writeUdpFrame } from "./lib/packet/udp_frame.ts";
 export {
   applyChecksumDelta,
   checksumDelta32,
+  checksumDeltaWords,
   foldChecksum,
   internetChecksum,
   onesSum,

@@ -172,8 +172,11 @@ export function matrix(opts: MatrixOptions): Pair[] {
       }
     }
   }
-  for (const mpps of [0.1, 1, 5]) {
-    out.push(latencyPair(mpps, { packed: true, size: 64, queueSize: opts.queueSize, flows: 0 }));
+  for (const ring of opts.rings) {
+    for (const mpps of [0.1, 1, 5]) {
+      const packed = ring === "packed";
+      out.push(latencyPair(mpps, { packed, size: 64, queueSize: opts.queueSize, flows: 0 }));
+    }
   }
   return out;
 }

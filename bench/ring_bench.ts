@@ -8,6 +8,7 @@
  * ```
  *
  * Run: `deno bench bench/ring_bench.ts`. Mpps-equivalent = 32 / (time per iteration in µs).
+ * The `packed ring, one step` and `split ring, one step` groups time each operation alone.
  *
  * @module
  */
@@ -38,11 +39,11 @@ interface Loop {
   device: DeviceQueue;
 }
 
-function build(packed: boolean, eventIdx: boolean): Loop {
-  const l: RingLayout = packed ? packedRingLayout(SIZE) : splitRingLayout(SIZE);
-  const mem = new Uint8Array(l.byteLength + SIZE * BUF_SIZE);
-  const addrLo = new Uint32Array(SIZE), addrHi = new Uint32Array(SIZE);
-  for (let b = 0; b < SIZE; b++) addrLo[b] = BASE + l.byteLength + b * BUF_SIZE;
+function build(packed: boolean, eventIdx: boolean, size = SIZE, bufSize = BUF_SIZE): Loop {
+  const l: RingLayout = packed ? packedRingLayout(size) : splitRingLayout(size);
+  const mem = new Uint8Array(l.byteLength + size * bufSize);
+  const addrLo = new Uint32Array(size), addrHi = new Uint32Array(size);
+  for (let b = 0; b < size; b++) addrLo[b] = BASE + l.byteLength + b * bufSize;
   const desc = mem.subarray(l.descOffset, l.descOffset + l.descSize);
   const drv = mem.subarray(l.driverOffset, l.driverOffset + l.driverSize);
   const dev = mem.subarray(l.deviceOffset, l.deviceOffset + l.deviceSize);
@@ -55,17 +56,17 @@ function build(packed: boolean, eventIdx: boolean): Loop {
   const memory = new LocalMemory(mem, BASE);
   if (packed) {
     return {
-      driver: new PackedDriverQueue(desc, drv, dev, SIZE, "bench", {
+      driver: new PackedDriverQueue(desc, drv, dev, size, "bench", {
         buffers,
         addresses,
         eventIdx,
       }),
-      device: new PackedDeviceQueue(desc, drv, dev, SIZE, "bench", { memory, eventIdx }),
+      device: new PackedDeviceQueue(desc, drv, dev, size, "bench", { memory, eventIdx }),
     };
   }
   return {
-    driver: new SplitDriverQueue(desc, drv, dev, SIZE, "bench", { buffers, addresses, eventIdx }),
-    device: new SplitDeviceQueue(desc, drv, dev, SIZE, "bench", { memory, eventIdx }),
+    driver: new SplitDriverQueue(desc, drv, dev, size, "bench", { buffers, addresses, eventIdx }),
+    device: new SplitDeviceQueue(desc, drv, dev, size, "bench", { memory, eventIdx }),
   };
 }
 
@@ -92,24 +93,104 @@ const splitBurst = loopback(false);
 const packedEventBurst = loopback(true, true);
 const splitEventBurst = loopback(false, true);
 
-Deno.bench({ name: "packed ring: burst of 32 round trip", group: "ring", baseline: true }, () => {
+Deno.bench({
+  name: "packed ring: burst of 32 round trip",
+  group: "ring, burst of 32 round trip (ns per burst)",
+  baseline: true,
+}, () => {
   packedBurst();
 });
-Deno.bench({ name: "split ring: burst of 32 round trip", group: "ring" }, () => {
+Deno.bench({
+  name: "split ring: burst of 32 round trip",
+  group: "ring, burst of 32 round trip (ns per burst)",
+}, () => {
   splitBurst();
 });
-Deno.bench({ name: "packed ring, event index: burst of 32", group: "ring" }, () => {
+Deno.bench({
+  name: "packed ring, event index: burst of 32",
+  group: "ring, burst of 32 round trip (ns per burst)",
+}, () => {
   packedEventBurst();
 });
-Deno.bench({ name: "split ring, event index: burst of 32", group: "ring" }, () => {
+Deno.bench({
+  name: "split ring, event index: burst of 32",
+  group: "ring, burst of 32 round trip (ns per burst)",
+}, () => {
   splitEventBurst();
 });
+
+/**
+ * Per-descriptor cost of each ring operation, packed and split. An iteration fills a 4096-entry
+ * ring and empties it again, in bursts of 32, but times only one step (`b.start()` /
+ * `b.end()`: Deno honours them from 10 µs per iteration, hence the large ring), so a figure is
+ * that step for 4096 descriptors. The steps: the driver adds buffers to the available ring
+ * (enqueue, one publish per burst), the device pops the chains, the device marks them used
+ * (pushUsed, one publishUsed per burst), the driver takes them back (dequeue).
+ */
+type Step = "enqueue" | "pop" | "pushUsed" | "dequeue";
+const STEPS: readonly Step[] = ["enqueue", "pop", "pushUsed", "dequeue"];
+/** Descriptors per iteration of a step benchmark. */
+export const STEP_DESCRIPTORS = 4096;
+
+function stepBench(packed: boolean, step: Step): (b: Deno.BenchContext) => void {
+  const { driver, device } = build(packed, false, STEP_DESCRIPTORS, 64);
+  const chain = new DescriptorChain(STEP_DESCRIPTORS);
+  const bufs = new Uint32Array(STEP_DESCRIPTORS);
+  const lens = new Uint32Array(STEP_DESCRIPTORS).fill(60);
+  for (let i = 0; i < STEP_DESCRIPTORS; i++) bufs[i] = i;
+  const ids = new Uint16Array(STEP_DESCRIPTORS);
+  const outB = new Uint32Array(BURST), outL = new Uint32Array(BURST);
+  device.setNotifications(false);
+  const enqueue = () => {
+    for (let at = 0; at < STEP_DESCRIPTORS; at += BURST) {
+      driver.enqueue(bufs, lens, at, BURST, false);
+    }
+  };
+  return (b) => {
+    if (step === "enqueue") b.start();
+    enqueue();
+    if (step === "enqueue") b.end();
+    if (step === "pop") b.start();
+    let n = 0;
+    while (device.pop(chain)) ids[n++] = chain.id;
+    if (step === "pop") b.end();
+    if (step === "pushUsed") b.start();
+    for (let at = 0; at < n; at += BURST) {
+      for (let i = at; i < at + BURST; i++) device.pushUsed(ids[i], 0);
+      device.publishUsed();
+    }
+    if (step === "pushUsed") b.end();
+    if (step === "dequeue") b.start();
+    let got = 0;
+    for (let k = 0; k < STEP_DESCRIPTORS / BURST; k++) got += driver.dequeue(outB, outL, BURST);
+    if (step === "dequeue") b.end();
+    if (n !== STEP_DESCRIPTORS || got !== n) {
+      throw new Error(`loopback lost buffers (${n}, ${got})`);
+    }
+  };
+}
+
+for (const packed of [true, false]) {
+  const ring = packed ? "packed" : "split";
+  for (const step of STEPS) {
+    Deno.bench({
+      name: `${ring}: ${step}, ${STEP_DESCRIPTORS} descriptors in bursts of 32 ` +
+        `(ns/descriptor = time / ${STEP_DESCRIPTORS})`,
+      group: `${ring} ring, one step per descriptor`,
+      baseline: step === "enqueue",
+      fn: stepBench(packed, step),
+    });
+  }
+}
 
 const poolMemory = SharedMemory.create(SIZE * BUF_SIZE + 4096, { hugepages: false });
 const pool = new BufferPool(poolMemory, SIZE, BUF_SIZE);
 const poolBufs = new Uint32Array(BURST);
 
-Deno.bench({ name: "buffer pool: alloc + free a burst of 32", group: "pool" }, () => {
+Deno.bench({
+  name: "buffer pool: alloc + free a burst of 32",
+  group: "buffer pool (ns per burst of 32)",
+}, () => {
   const n = pool.alloc(poolBufs, 0, BURST);
   pool.free(poolBufs, 0, n);
 });

@@ -155,8 +155,11 @@ export const TURN_MS = 100;
 
 /**
  * Decides when a run ends (count, duration, or the port's link going down) and prints live
- * rates once a second. `done()` is cheap enough to call once per burst: it reads the clock only
- * every 256 calls. Signals and event-loop turns are {@linkcode EventLoop}'s (event_loop.ts).
+ * rates once a second. `done()` is called once per burst and only compares counts; the clock is
+ * read by `tick()`, once per loop slice. A clock read per so many bursts would scale with the
+ * poll rate (millions of empty polls a second), and `performance.now()` returns a double,
+ * boxed (an allocation) whenever V8 did not inline the call. Signals and event-loop turns are
+ * {@linkcode EventLoop}'s (event_loop.ts).
  */
 export class RunMeter {
   readonly start = performance.now();
@@ -165,7 +168,6 @@ export class RunMeter {
   readonly #live: boolean;
   readonly #counters: RunCounters;
   readonly #link: LinkWatch | null;
-  #calls = 0;
   #lastPrint: number;
   #lastPackets = 0;
   #lastBytes = 0;
@@ -190,19 +192,35 @@ export class RunMeter {
     this.#lastPrint = this.start;
   }
 
-  /** Packets still allowed before the count limit. */
-  remaining(packets: number): number {
-    return this.#limitPackets - packets;
+  /**
+   * The next burst's size: `max`, or fewer when the count limit leaves fewer after `packets`.
+   * Always a small integer: a double returned by a call V8 did not inline (`Infinity - packets`
+   * without a count) is boxed, an allocation per burst.
+   */
+  burstSize(packets: number, max: number): number {
+    const left = this.#limitPackets - packets;
+    return left < max ? left | 0 : max;
   }
 
-  /** True when the run should end; `packets` is the count the limit applies to. */
+  /**
+   * True when the run should end: `packets` (the count the limit applies to) reached the limit,
+   * or {@linkcode tick} or {@linkcode stop} ended it. Per burst; reads no clock.
+   */
   done(packets: number): boolean {
     if (this.#done) return true;
     if (packets >= this.#limitPackets) {
       this.ended = "count";
       return (this.#done = true);
     }
-    if ((++this.#calls & 255) !== 0) return false;
+    return false;
+  }
+
+  /**
+   * Once per loop slice: prints the per-second line when a second has passed, and ends the run
+   * at its duration or when the link went down.
+   */
+  tick(): void {
+    if (this.#done) return;
     const now = performance.now();
     if (now - this.#lastPrint >= 1000) this.#print(now);
     if (this.#link !== null && this.#link.link === "down") {
@@ -211,7 +229,6 @@ export class RunMeter {
       this.ended = "duration";
       this.#done = true;
     }
-    return this.#done;
   }
 
   /** Ends the run for `why` (a signal, the link, an error), with a one-line `reason`. */

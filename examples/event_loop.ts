@@ -85,17 +85,27 @@ export class EventLoop {
    * Calls `burst()` (one burst of work; true when the run is over) until it ends the run or a
    * signal arrives, in slices of `sliceMs` with one event-loop turn and `everySlice()` between
    * them. Returns "" when `burst` ended the run, else the signal's name; errors propagate.
+   *
+   * The clock is read about once a millisecond, not once per so many bursts: the number of
+   * bursts between reads is learned from the last slice. `performance.now()` returns a double,
+   * boxed (an allocation) whenever V8 did not inline the call, so the reads must not scale
+   * with the poll rate (millions of empty polls a second).
    */
   async run(
     burst: () => boolean,
     everySlice?: () => void,
     sliceMs = TURN_MS,
   ): Promise<string> {
+    let stride = 16; // bursts between clock reads
     for (;;) {
       const end = performance.now() + sliceMs;
+      let bursts = 0;
       do {
-        for (let k = 0; k < 16; k++) if (burst()) return "";
+        for (let k = 0; k < stride; k++) if (burst()) return "";
+        bursts += stride;
       } while (performance.now() < end);
+      // About a millisecond's worth of bursts, at least one.
+      stride = Math.max(1, Math.min(bursts / sliceMs, 1 << 20) | 0);
       everySlice?.();
       await this.turn();
       if (this.signal !== "") return this.signal;
@@ -130,8 +140,8 @@ export async function receiveUntilDone(
       ended = count > 0 && stats.rxPackets >= count ? "count" : meter.ended;
       return true;
     }
-    receive(Math.min(burst, meter.remaining(stats.rxPackets)));
+    receive(meter.burstSize(stats.rxPackets, burst));
     return false;
-  });
+  }, () => meter.tick());
   return signal !== "" ? signal : ended;
 }

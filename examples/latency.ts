@@ -16,11 +16,21 @@
  */
 
 import * as hdr from "hdr-histogram-js";
-import { read32 } from "../lib/packet/checksum.ts";
+import { read16, read32 } from "../lib/packet/checksum.ts";
 import type { PacketTemplate } from "../lib/packet/template.ts";
+import type { LoopClock } from "./rate.ts";
 
 /** Marks a probe frame ("vdlt"). */
 export const PROBE_MAGIC = 0x76646c74;
+/**
+ * Whether the payload at `bytes[at]` starts with {@linkcode PROBE_MAGIC}. Compared as 16-bit
+ * words: `read32` returns 2^30 or more here, a boxed heap number when the call is not inlined.
+ */
+export function isProbe(bytes: Uint8Array, at: number): boolean {
+  return read16(bytes, at) === PROBE_MAGIC >>> 16 &&
+    read16(bytes, at + 2) === (PROBE_MAGIC & 0xffff);
+}
+
 /** Payload bytes a probe needs. */
 export const PROBE_BYTES = 16;
 /** Largest latency recorded: a minute, in ns. */
@@ -97,10 +107,11 @@ export class SequenceTracker {
  *
  * @example
  * ```ts ignore
- * const probes = new LatencyProbes(template, 1 << 20, performance.now());
- * probes.stamp(bytes, offset, nowMs);   // a probe, in the send loop
+ * const clock = new LoopClock(); // the loop sets clock.ms[0] once per burst
+ * const probes = new LatencyProbes(template, 1 << 20, performance.now(), clock);
+ * probes.stamp(bytes, offset);          // a probe sent at the clock's time, in the send loop
  * probes.unmark(bytes, offset);         // a load frame
- * probes.receive(bytes, offset, length, nowMs); // in the receive loop
+ * probes.receive(bytes, offset, length); // in the receive loop, received at the clock's time
  * ```
  */
 export class LatencyProbes {
@@ -114,10 +125,15 @@ export class LatencyProbes {
   readonly histogram: hdr.Histogram;
   readonly #template: PacketTemplate;
   readonly #t0: number;
+  readonly #clock: Float64Array;
 
-  /** Probes of `template`'s frames; sequence numbers are tracked modulo `window` (2^k). */
-  constructor(template: PacketTemplate, window: number, t0Ms: number) {
+  /**
+   * Probes of `template`'s frames; sequence numbers are tracked modulo `window` (2^k). Send and
+   * receive times are `clock`'s (a typed array, not an argument: see {@linkcode LoopClock}).
+   */
+  constructor(template: PacketTemplate, window: number, t0Ms: number, clock: LoopClock) {
     this.#template = template;
+    this.#clock = clock.ms;
     this.sequence = new SequenceTracker(window);
     this.#t0 = t0Ms;
     this.histogram = hdr.build({
@@ -127,16 +143,19 @@ export class LatencyProbes {
     });
   }
 
-  /** Makes the frame at `bytes[offset]` the next probe, sent at `nowMs`. */
-  stamp(bytes: Uint8Array, offset: number, nowMs: number): void {
+  /** Makes the frame at `bytes[offset]` the next probe, sent at the clock's time. */
+  stamp(bytes: Uint8Array, offset: number): void {
     const t = this.#template, at = t.payload;
-    const ns = Math.round((nowMs - this.#t0) * 1e6);
+    const ns = Math.round((this.#clock[0] - this.#t0) * 1e6);
     const seq = this.sent++;
     this.sequence.clear(seq);
-    t.patch32(bytes, offset, at, PROBE_MAGIC);
-    t.patch32(bytes, offset, at + 4, seq);
-    t.patch32(bytes, offset, at + 8, Math.floor(ns / 4294967296));
-    t.patch32(bytes, offset, at + 12, ns >>> 0);
+    // 16-bit words, not 32-bit values, to the calls (see PacketTemplate.patch32Words).
+    const low = ns % 4294967296;
+    t.patch32Words(bytes, offset, at, PROBE_MAGIC >>> 16, PROBE_MAGIC & 0xffff);
+    t.patch32Words(bytes, offset, at + 4, seq >>> 16, seq & 0xffff);
+    const high = Math.floor(ns / 4294967296);
+    t.patch32Words(bytes, offset, at + 8, high >>> 16, high & 0xffff);
+    t.patch32Words(bytes, offset, at + 12, Math.floor(low / 65536), low & 0xffff);
   }
 
   /** Takes back the last `n` {@linkcode stamp}s: those frames were not sent after all. */
@@ -149,10 +168,13 @@ export class LatencyProbes {
     this.#template.patch32(bytes, offset, this.#template.payload, 0);
   }
 
-  /** Measures the frame at `bytes[offset]` if it is a probe; returns true when it was. */
-  receive(bytes: Uint8Array, offset: number, length: number, nowMs: number): boolean {
+  /**
+   * Measures the frame at `bytes[offset]`, received at the clock's time, if it is a probe;
+   * returns true when it was.
+   */
+  receive(bytes: Uint8Array, offset: number, length: number): boolean {
     const at = offset + this.#template.payload;
-    if (length < this.#template.payload + PROBE_BYTES || read32(bytes, at) !== PROBE_MAGIC) {
+    if (length < this.#template.payload + PROBE_BYTES || !isProbe(bytes, at)) {
       return false;
     }
     const seq = read32(bytes, at + 4);
@@ -161,8 +183,9 @@ export class LatencyProbes {
       return true;
     }
     if (!this.sequence.record(seq)) return true;
-    const sentNs = read32(bytes, at + 8) * 4294967296 + read32(bytes, at + 12);
-    const latency = Math.round((nowMs - this.#t0) * 1e6) - sentNs;
+    const sentNs = read32(bytes, at + 8) * 4294967296 + read16(bytes, at + 12) * 65536 +
+      read16(bytes, at + 14);
+    const latency = Math.round((this.#clock[0] - this.#t0) * 1e6) - sentNs;
     // Clamped to the histogram's range (a minute): a stamp that old is a broken peer's.
     this.histogram.recordValue(latency > 0 ? (latency < MAX_NS ? latency : MAX_NS) : 0);
     return true;

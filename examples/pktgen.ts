@@ -34,7 +34,7 @@ import { EventLoop, exitForRun } from "./event_loop.ts";
 import { type SizeTable, sizeTable } from "./frame_sizes.ts";
 import { histogramCsv, LatencyProbes, plotSvg, PROBE_BYTES } from "./latency.ts";
 import { LiveLine } from "./live_line.ts";
-import { L1_OVERHEAD, Pacer, parseBitRate, parseRate, type Spacing } from "./rate.ts";
+import { L1_OVERHEAD, LoopClock, Pacer, parseBitRate, parseRate, type Spacing } from "./rate.ts";
 import { sendFromWorkers } from "./multi_queue.ts";
 
 const USAGE = `usage: pktgen.ts [--path SOCK] [--rate R] [--count N | --duration S] [options]
@@ -288,8 +288,11 @@ const sweeps = template === null || flows === 0
   );
 const perPacket = capture !== null || !fixedSize || sweeps.length > 0 || latency || numberAll;
 const t0 = performance.now();
+/** The time of the current burst: the pacer, the probes and fill() read it (see LoopClock). */
+const clock = new LoopClock();
+const now = clock.ms;
 const probes = (latency || numberAll) && template !== null
-  ? new LatencyProbes(template, 1 << 22, t0)
+  ? new LatencyProbes(template, 1 << 22, t0, clock)
   : null;
 const probeGapMs = probeRate > 0 ? 1000 / probeRate : Infinity;
 /**
@@ -297,8 +300,8 @@ const probeGapMs = probeRate > 0 ? 1000 / probeRate : Infinity;
  * module-level `let` is boxed on the heap each time (context slots hold no raw doubles), which
  * would be an allocation per burst.
  */
-const times = new Float64Array(3);
-const LAST_SEND = 0, NEXT_PROBE_AT = 1, PROBE_DUE = 2;
+const times = new Float64Array(4);
+const LAST_SEND = 0, NEXT_PROBE_AT = 1, PROBE_DUE = 2, START = 3;
 let sizeAt = 0;
 let fileAt = 0;
 let fileLoop = 0;
@@ -319,8 +322,8 @@ const rxLens = new Uint32Array(burst);
 times[PROBE_DUE] = -1; // when the probe of the burst being filled was due, or -1
 let rxOther = 0; // received frames that were not probes (latency mode)
 
-/** Writes the per-packet fields of `n` frames in `bufs`; sets `lens`. */
-function fill(n: number, nowMs: number): void {
+/** Writes the per-packet fields of `n` frames in `bufs` (probes sent at `now[0]`); sets `lens`. */
+function fill(n: number): void {
   const t = template;
   if (t === null) {
     const c = capture!;
@@ -343,13 +346,13 @@ function fill(n: number, nowMs: number): void {
     }
     for (let s = 0; s < sweeps.length; s++) sweeps[s].apply(bytes, off);
     if (probes !== null) {
-      if (numberAll) probes.stamp(bytes, off, nowMs);
-      else if (i === 0 && nowMs >= times[NEXT_PROBE_AT]) {
-        probes.stamp(bytes, off, nowMs);
+      if (numberAll) probes.stamp(bytes, off);
+      else if (i === 0 && now[0] >= times[NEXT_PROBE_AT]) {
+        probes.stamp(bytes, off);
         times[PROBE_DUE] = times[NEXT_PROBE_AT];
-        times[NEXT_PROBE_AT] = times[NEXT_PROBE_AT] + probeGapMs > nowMs
+        times[NEXT_PROBE_AT] = times[NEXT_PROBE_AT] + probeGapMs > now[0]
           ? times[NEXT_PROBE_AT] + probeGapMs
-          : nowMs;
+          : now[0];
       } else probes.unmark(bytes, off);
     }
   }
@@ -364,10 +367,10 @@ function receive(): void {
   for (let round = 0; round < 16; round++) {
     const got = port.rxBurst(rxBufs, rxLens, burst);
     if (got === 0) return;
-    const nowMs = performance.now();
+    clock.read();
     for (let i = 0; i < got; i++) {
       const off = pool.dataOffset(rxBufs[i]);
-      if (probes !== null && !probes.receive(bytes, off, rxLens[i], nowMs)) rxOther++;
+      if (probes !== null && !probes.receive(bytes, off, rxLens[i])) rxOther++;
       // The buffer goes back to the pool for sending: make it a template frame again (every
       // pool buffer is zero past the headers, up to the largest frame ever in it).
       if (template !== null) template.write(bytes, off, sizes.min, rxLens[i]);
@@ -377,13 +380,14 @@ function receive(): void {
   }
 }
 
-/** Frames due at `nowMs` with the file's own timing. */
-function dueByFile(nowMs: number, max: number, startMs: number): number {
+/** Frames due at `now[0]` with the file's own timing (sending began at `times[START]`). */
+function dueByFile(max: number): number {
   const c = capture!;
   let n = 0, k = fileAt, loop = fileLoop;
   while (n < max) {
-    const at = startMs + loop * fileSpanMs + (c.seconds[k] * 1000 + c.nanos[k] / 1e6 - fileStart);
-    if (at > nowMs) break;
+    const at = times[START] + loop * fileSpanMs +
+      (c.seconds[k] * 1000 + c.nanos[k] / 1e6 - fileStart);
+    if (at > now[0]) break;
     n++;
     if (++k === c.count) {
       k = 0;
@@ -394,7 +398,7 @@ function dueByFile(nowMs: number, max: number, startMs: number): number {
 }
 
 // --- The run: slices of busy polling, one event-loop turn between them ---
-const pacer = new Pacer(pps, spacing, 0);
+const pacer = new Pacer(pps, spacing, 0, clock);
 const byFile = capture !== null && opts["pcap-timing"] && opts.rate === "max";
 const receiving = latency;
 const CATCH_UP_MS = 100;
@@ -403,6 +407,7 @@ const loop = new EventLoop();
 let endedBy = "count";
 let failure: string | null = null;
 const start = performance.now();
+times[START] = start;
 const deadline = duration > 0 ? start + duration * 1000 : Infinity;
 pacer.restart(start);
 meter.start(start);
@@ -410,7 +415,7 @@ times[NEXT_PROBE_AT] = start;
 times[LAST_SEND] = start;
 try {
   const signal = await loop.run(() => {
-    let now = performance.now();
+    clock.read();
     if (stats.txPackets >= limit) return true;
     // In server mode a departed backend is waited for (the port reconnects), not the end.
     if (!opts.server && port.link === "down") {
@@ -418,26 +423,27 @@ try {
       endedBy = "link down";
       return true;
     }
-    if (now >= deadline) {
+    if (now[0] >= deadline) {
       // Paced: what fell due before the deadline still goes (a sender descheduled just before
       // it would otherwise miss the rate), for at most CATCH_UP_MS.
-      if ((pps === Infinity && !byFile) || now >= deadline + CATCH_UP_MS) {
+      if ((pps === Infinity && !byFile) || now[0] >= deadline + CATCH_UP_MS) {
         endedBy = "duration";
         return true;
       }
-      now = deadline;
+      now[0] = deadline;
     }
-    let want = limit - stats.txPackets;
-    if (want > burst) want = burst;
-    want = byFile ? dueByFile(now, want, start) : pacer.due(now, want);
-    if (now === deadline && want === 0) {
+    // A small integer, never Infinity (a double crossing a call is boxed: see LoopClock).
+    let want = burst;
+    if (limit - stats.txPackets < want) want = (limit - stats.txPackets) | 0;
+    want = byFile ? dueByFile(want) : pacer.due(want);
+    if (now[0] === deadline && want === 0) {
       endedBy = "duration";
       return true;
     }
     if (want > 0) {
       const n = pool.alloc(bufs, 0, want);
       times[PROBE_DUE] = -1;
-      if (perPacket) fill(n, now);
+      if (perPacket) fill(n);
       const sent = port.txBurst(bufs, lens, n);
       if (sent < n) {
         pool.free(bufs, sent, n - sent);
@@ -449,7 +455,7 @@ try {
         }
       }
       pacer.sent(sent);
-      if (sent > 0) times[LAST_SEND] = now;
+      if (sent > 0) times[LAST_SEND] = now[0];
     }
     if (receiving) receive();
     return false;

@@ -12,6 +12,11 @@
  * frame is due at start + k/rate (CBR) or at the sum of k exponential gaps (Poisson). No sleep
  * per packet, and a sender that fell behind catches up in bursts, so the average holds.
  *
+ * The pacer reads that time from a {@linkcode LoopClock}, not from an argument: a double passed
+ * to a call V8 did not inline is boxed (a 16-byte heap number per burst), and whether TurboFan
+ * inlines a call depends on its inlining budget and the order it meets the call sites, which vary
+ * from run to run.
+ *
  * @module
  */
 
@@ -62,32 +67,60 @@ export function parseRate(text: string, linkBps: number, meanFrame: number): num
   );
 }
 
+/**
+ * The time of a busy loop's current burst, in ms (`performance.now()`), in a `Float64Array`
+ * that the loop sets once per burst and what it calls reads: a double that crosses a call V8
+ * did not inline (an argument, a return value) is boxed, an allocation per call; one held in a
+ * typed array never is.
+ *
+ * @example
+ * ```ts
+ * import { LoopClock } from "./rate.ts";
+ * const clock = new LoopClock();
+ * clock.read();
+ * console.assert(clock.ms[0] > 0);
+ * ```
+ */
+export class LoopClock {
+  /** `ms[0]`: the time of the current burst, in ms. */
+  readonly ms: Float64Array = new Float64Array(1);
+
+  /** Sets the time to `performance.now()`. */
+  read(): void {
+    this.ms[0] = performance.now();
+  }
+}
+
 /** Inter-departure rule of a {@linkcode Pacer}. */
 export type Spacing = "cbr" | "poisson";
 
 /**
- * Decides how many frames are due from the clock alone. `due(now, max)` returns how many of at
- * most `max` may go at `now` (ms); `sent(n)` records what the ring took. Allocates nothing.
+ * Decides how many frames are due from the clock alone. `due(max)` returns how many of at most
+ * `max` may go at the clock's time; `sent(n)` records what the ring took. Allocates nothing.
  *
  * @example
  * ```ts
- * import { Pacer } from "./rate.ts";
- * const p = new Pacer(1000, "cbr", 0); // 1000 frames/s from t = 0 ms
- * console.assert(p.due(10, 32) === 10);
+ * import { LoopClock, Pacer } from "./rate.ts";
+ * const clock = new LoopClock();
+ * const p = new Pacer(1000, "cbr", 0, clock); // 1000 frames/s from t = 0 ms
+ * clock.ms[0] = 10;
+ * console.assert(p.due(32) === 10);
  * ```
  */
 export class Pacer {
   readonly #perMs: number;
   readonly #poisson: boolean;
+  readonly #clock: Float64Array;
   #start: number;
   #sent = 0;
   #nextAt: number;
   #queued = 0;
   #state = 0x2545f491;
 
-  /** Paces `pps` frames/s (Infinity: no pacing) starting at `startMs`. */
-  constructor(pps: number, spacing: Spacing, startMs: number) {
+  /** Paces `pps` frames/s (Infinity: no pacing) starting at `startMs`, by `clock`'s time. */
+  constructor(pps: number, spacing: Spacing, startMs: number, clock: LoopClock) {
     this.#perMs = pps / 1000;
+    this.#clock = clock.ms;
     this.#poisson = spacing === "poisson";
     this.#start = startMs;
     this.#nextAt = startMs;
@@ -101,9 +134,10 @@ export class Pacer {
     this.#queued = 0;
   }
 
-  /** Frames due at `nowMs`, at most `max`. */
-  due(nowMs: number, max: number): number {
+  /** Frames due at the clock's time, at most `max`. */
+  due(max: number): number {
     if (this.#perMs === Infinity) return max;
+    const nowMs = this.#clock[0];
     if (!this.#poisson) {
       const due = Math.floor((nowMs - this.#start) * this.#perMs) - this.#sent;
       return due < max ? (due > 0 ? due : 0) : max;

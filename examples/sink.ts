@@ -29,7 +29,7 @@ import { PcapWriter } from "../lib/packet/pcap.ts";
 import { parseArgs } from "node:util";
 import { closePort, commonOptions, intOption, openPort, parseCli, RunMeter } from "./cli.ts";
 import { EventLoop, exitForRun, receiveUntilDone } from "./event_loop.ts";
-import { PROBE_BYTES, PROBE_MAGIC, SequenceTracker } from "./latency.ts";
+import { isProbe, PROBE_BYTES, SequenceTracker } from "./latency.ts";
 
 const USAGE = `usage: sink.ts [--path SOCK] [--count N | --duration S] [--check] [--capture FILE]
 
@@ -133,7 +133,7 @@ function check(at: number, len: number): void {
   if (l4 !== 0 && (flags & FrameFlag.L4_CHECKSUM_OK) === 0) checked.badL4Checksum++;
   const p = view[VIEW_PAYLOAD];
   if ((flags & FrameFlag.UDP) !== 0 && view[VIEW_L4_LENGTH] >= 8 + PROBE_BYTES) {
-    if (read32(bytes, p) === PROBE_MAGIC) sequence.record(read32(bytes, p + 4));
+    if (isProbe(bytes, p)) sequence.record(read32(bytes, p + 4));
   }
 }
 

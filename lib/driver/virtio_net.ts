@@ -934,7 +934,8 @@ export class VirtioNet extends EventTarget {
   #checkStall(now: number): void {
     const sent = this.stats.txPackets;
     let full = false;
-    for (const q of this.#tx) if (q.numFree === 0) full = true;
+    // Indexed, not for-of: an iterator that TurboFan does not optimize away is an allocation.
+    for (let i = 0; i < this.#tx.length; i++) if (this.#tx[i].numFree === 0) full = true;
     if (sent !== this.#lastTxPackets || !full) {
       this.#lastTxPackets = sent;
       this.#stallSince = -1;

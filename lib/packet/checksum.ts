@@ -110,8 +110,26 @@ export function updateChecksum32(check: number, oldValue: number, newValue: numb
  * ```
  */
 export function checksumDelta32(oldValue: number, newValue: number): number {
-  return (~(oldValue >>> 16) & 0xffff) + (~oldValue & 0xffff) + (newValue >>> 16) +
-    (newValue & 0xffff);
+  return checksumDeltaWords(oldValue >>> 16, oldValue & 0xffff, newValue >>> 16, newValue & 0xffff);
+}
+
+/**
+ * {@linkcode checksumDelta32} of a field given as 16-bit words (high, low), old and new: what
+ * per-packet code calls, since 16-bit arguments are never boxed.
+ *
+ * @example
+ * ```ts
+ * import { checksumDelta32, checksumDeltaWords } from "./checksum.ts";
+ * console.assert(checksumDeltaWords(0x0a00, 0x0001, 0x0a00, 0x0002) === checksumDelta32(0x0a000001, 0x0a000002));
+ * ```
+ */
+export function checksumDeltaWords(
+  oldHigh: number,
+  oldLow: number,
+  newHigh: number,
+  newLow: number,
+): number {
+  return (~oldHigh & 0xffff) + (~oldLow & 0xffff) + (newHigh & 0xffff) + (newLow & 0xffff);
 }
 
 /**

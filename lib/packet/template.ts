@@ -18,12 +18,11 @@
 
 import {
   applyChecksumDelta,
-  checksumDelta32,
+  checksumDeltaWords,
   read16,
   read32,
   updateChecksum16,
   write16,
-  write32,
 } from "./checksum.ts";
 import { ETHERNET_HEADER, ETHERNET_MIN_FRAME, EtherType, writeEthernet } from "./ethernet.ts";
 import { IpProtocol, IPV4_HEADER, writeIpv4 } from "./ipv4.ts";
@@ -230,15 +229,27 @@ export class PacketTemplate {
 
   /**
    * Writes the 32-bit `value` at frame offset `field` (16-bit aligned relative to the IP header)
-   * of the frame at `bytes[offset]`, updating each checksum that covers it. No allocation.
+   * of the frame at `bytes[offset]`, updating each checksum that covers it. No allocation when
+   * inlined; per-packet loops call {@linkcode patch32Words}.
    */
   patch32(bytes: Uint8Array, offset: number, field: number, value: number): void {
+    this.patch32Words(bytes, offset, field, value >>> 16, value & 0xffff);
+  }
+
+  /**
+   * {@linkcode patch32} with the value as its two 16-bit words, `high` and `low`. No allocation:
+   * a 32-bit value of 2^30 or more (an IPv4 address like 198.18.0.1) passed to or returned from
+   * a call V8 did not inline is boxed, a heap number per call; 16-bit words never are.
+   */
+  patch32Words(bytes: Uint8Array, offset: number, field: number, high: number, low: number): void {
     const at = offset + field;
-    const old = read32(bytes, at);
-    value >>>= 0;
-    if (old === value) return;
-    write32(bytes, at, value);
-    const delta = checksumDelta32(old, value); // the same change for every checksum
+    const oldHigh = read16(bytes, at), oldLow = read16(bytes, at + 2);
+    high &= 0xffff;
+    low &= 0xffff;
+    if (oldHigh === high && oldLow === low) return;
+    write16(bytes, at, high);
+    write16(bytes, at + 2, low);
+    const delta = checksumDeltaWords(oldHigh, oldLow, high, low); // the same for every checksum
     if (field >= this.l3 && field < this.#ipEnd) {
       const c = offset + this.l3 + 10;
       write16(bytes, c, applyChecksumDelta(read16(bytes, c), delta));
@@ -350,8 +361,10 @@ export class FieldSweep {
       k = this.#next;
       this.#next = k + 1 === this.#count ? 0 : k + 1;
     }
-    if (this.#wide) this.#template.patch32(bytes, offset, this.#field, this.#base + k);
-    else this.#template.patch16(bytes, offset, this.#field, this.#base + k);
+    if (this.#wide) {
+      const v = this.#base + k; // 16-bit words to the call: see patch32Words
+      this.#template.patch32Words(bytes, offset, this.#field, v >>> 16, v & 0xffff);
+    } else this.#template.patch16(bytes, offset, this.#field, this.#base + k);
   }
 }
 
