@@ -852,7 +852,9 @@ export class VirtioNet extends EventTarget {
 
   /**
    * Promiscuous receive as last acked (VIRTIO_NET_CTRL_RX_PROMISC; on from the start, as
-   * QEMU's device resets it). The backends here do not filter: recorded, not enforced.
+   * QEMU's device resets it). Enforced over vhost-net (the tap's TUNSETTXFILTER passes only
+   * this port's MAC, broadcast, and with {@linkcode allMulticast} multicast); over vhost-user
+   * recorded only (DPDK's vhost PMD cannot filter).
    */
   get promiscuous(): boolean {
     return this.#promiscuous;
@@ -936,7 +938,8 @@ export class VirtioNet extends EventTarget {
   /**
    * The emulated device's answer to a control command (as DPDK's virtio_user_handle_cq):
    * VQ_PAIRS_SET enables and disables rings over the transport; MAC_ADDR_SET, PROMISC and
-   * ALLMULTI are recorded (the backends cannot filter); anything else is VIRTIO_NET_ERR.
+   * ALLMULTI become the transport's receive filter where it has one (vhost-net), and are
+   * recorded; anything else is VIRTIO_NET_ERR.
    */
   #handleControl(cmd: CtrlCommand, device: ControlDevice): number {
     const size = ctrlDataSize(cmd.cls, cmd.command);
@@ -963,16 +966,25 @@ export class VirtioNet extends EventTarget {
         device.reason = (e as Error).message;
         return NET_ERR;
       }
-    } else if (cmd.cls === NetCtrl.MAC) {
-      this.mac.set(d.subarray(0, 6));
-    } else {
-      if (d[0] > 1) {
-        device.reason = `on/off byte ${d[0]} is neither 0 nor 1`;
-        return NET_ERR;
-      }
-      if (cmd.command === NetCtrl.RX_PROMISC) this.#promiscuous = d[0] === 1;
-      else this.#allMulticast = d[0] === 1;
+      return NET_OK;
     }
+    let mac = this.mac, promiscuous = this.#promiscuous, allMulticast = this.#allMulticast;
+    if (cmd.cls === NetCtrl.MAC) mac = d.slice(0, 6);
+    else if (d[0] > 1) {
+      device.reason = `on/off byte ${d[0]} is neither 0 nor 1`;
+      return NET_ERR;
+    } else if (cmd.command === NetCtrl.RX_PROMISC) promiscuous = d[0] === 1;
+    else allMulticast = d[0] === 1;
+    try {
+      // vhost-net: the tap filters; vhost-user backends cannot, the modes are recorded.
+      this.#transport.setReceiveFilter?.({ promiscuous, allMulticast, mac });
+    } catch (e) {
+      device.reason = (e as Error).message;
+      return NET_ERR;
+    }
+    this.mac.set(mac);
+    this.#promiscuous = promiscuous;
+    this.#allMulticast = allMulticast;
     return NET_OK;
   }
 

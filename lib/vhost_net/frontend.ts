@@ -22,7 +22,12 @@
 import { E2BIG, EBUSY, EINVAL, ENOTTY, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
-import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
+import type {
+  MemoryRegion,
+  QueueSetup,
+  ReceiveFilter,
+  VirtioTransport,
+} from "../virtio/transport.ts";
 import { featureMask, unofferedFeatures } from "../virtio/features.ts";
 import {
   VHOST_F_LOG_ALL,
@@ -37,6 +42,9 @@ import { Tap, type TapOptions } from "./tap.ts";
 
 /** The vhost-net character device. */
 export const VHOST_NET_DEVICE = "/dev/vhost-net";
+
+/** ff:ff:ff:ff:ff:ff: always received, as virtio-net does without VIRTIO_NET_CTRL_RX_NOBCAST. */
+const BROADCAST = new Uint8Array(6).fill(0xff);
 
 /** Where the kernel publishes how many memory regions SET_MEM_TABLE accepts. */
 const MAX_MEM_REGIONS_PATH = "/sys/module/vhost/parameters/max_mem_regions";
@@ -109,6 +117,8 @@ export class VhostNetFrontend implements VirtioTransport {
     this.path = path;
     this.tap = tap;
     this.name = `vhost-net ${path}, tap ${tap.name}`;
+    // A persistent tap keeps its filter across owners: start promiscuous, as the port assumes.
+    tap.setTxFilter([], false);
     this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER");
     this.#ioctl(IOC.VHOST_GET_FEATURES, this.#arg, "VHOST_GET_FEATURES");
     this.offeredFeatures = new DataView(this.#arg.buffer).getBigUint64(0, true);
@@ -212,6 +222,15 @@ export class VhostNetFrontend implements VirtioTransport {
       "VHOST_NET_SET_BACKEND",
     );
     this.#attached[index] = enabled;
+  }
+
+  /**
+   * The tap's TUNSETTXFILTER: off when promiscuous, else the port's MAC and broadcast exactly
+   * (plus every multicast frame with `allMulticast`); the kernel drops the rest before
+   * vhost-net sees them.
+   */
+  setReceiveFilter(filter: ReceiveFilter): void {
+    this.tap.setTxFilter(filter.promiscuous ? [] : [filter.mac, BROADCAST], filter.allMulticast);
   }
 
   /** vhost-net has no device status: ignored. */

@@ -55,6 +55,7 @@ export const TunIoctl = {
   TUNSETPERSIST: ioc(IOC_WRITE, TUN, 203, 4),
   TUNGETFEATURES: ioc(IOC_READ, TUN, 207, 4),
   TUNSETOFFLOAD: ioc(IOC_WRITE, TUN, 208, 4),
+  TUNSETTXFILTER: ioc(IOC_WRITE, TUN, 209, 4),
   TUNGETIFF: ioc(IOC_READ, TUN, 210, 4),
   TUNSETSNDBUF: ioc(IOC_WRITE, TUN, 212, 4),
   TUNSETVNETHDRSZ: ioc(IOC_WRITE, TUN, 216, 4),
@@ -68,6 +69,9 @@ export const TunFlag = {
   IFF_VNET_HDR: 0x4000,
   IFF_MULTI_QUEUE: 0x0100,
 } as const;
+
+/** `struct tun_filter` flags of TUNSETTXFILTER: pass every multicast frame (if_tun.h). */
+export const TUN_FLT_ALLMULTI = 1;
 
 /** Bit 26, VHOST_F_LOG_ALL (vhost.h): dirty-page logging for live migration; never used here. */
 export const VHOST_F_LOG_ALL = 1n << 26n;

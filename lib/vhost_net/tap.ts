@@ -17,7 +17,7 @@ import { EACCES, EBUSY, EINVAL, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { ifreq, IFREQ_SIZE, ifreqName, TunFlag, TunIoctl } from "./ioctl.ts";
+import { ifreq, IFREQ_SIZE, ifreqName, TUN_FLT_ALLMULTI, TunFlag, TunIoctl } from "./ioctl.ts";
 
 /** The clone device every tap is opened through. */
 export const TUN_DEVICE = "/dev/net/tun";
@@ -127,6 +127,22 @@ export class Tap {
   /** TUNSETOFFLOAD: the TUN_F_* offloads (CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8) the driver accepts. */
   setOffload(flags: number): void {
     ioctl(this.#fd, TunIoctl.TUNSETOFFLOAD, flags, "TUNSETOFFLOAD");
+  }
+
+  /**
+   * TUNSETTXFILTER: the tap passes on (to vhost-net) only frames whose destination is one of
+   * `addresses` (exact; the kernel keeps up to 8), or any multicast one when `allMulticast`;
+   * no addresses turns the filter off (every frame passes). Frames it holds back count in the
+   * interface's tx_dropped.
+   */
+  setTxFilter(addresses: readonly Uint8Array[], allMulticast: boolean): void {
+    // struct tun_filter { u16 flags; u16 count; u8 addr[count][6]; }
+    const arg = new Uint8Array(4 + 6 * addresses.length);
+    const view = new DataView(arg.buffer);
+    view.setUint16(0, allMulticast ? TUN_FLT_ALLMULTI : 0, true);
+    view.setUint16(2, addresses.length, true);
+    addresses.forEach((mac, i) => arg.set(mac.subarray(0, 6), 4 + 6 * i));
+    ioctl(this.#fd, TunIoctl.TUNSETTXFILTER, arg, "TUNSETTXFILTER");
   }
 
   /** TUNSETPERSIST: keep (or stop keeping) the interface when no fd has it open. */
