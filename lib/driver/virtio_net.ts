@@ -4,7 +4,8 @@
  *
  * ```
  *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device, vhost-net)
- *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
+ *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘                ▲ SET_VRING_ENABLE / SET_BACKEND,
+ *   setQueuePairs(n) ─► controlq 2N ─► emulated device ┘ tap filter (control_device.ts)
  * ```
  *
  * Link state: every {@linkcode LINK_CHECK_BURSTS} bursts the driver reads the clock, and at most
@@ -18,6 +19,10 @@
  * The data path of each queue pair is a {@linkcode QueuePair} (lib/driver/queue_pair.ts):
  * `txBurst` / `rxBurst` here add the link check and the fault handling around it. With
  * `detachQueues` each pair is driven from its own thread instead (`QueuePair.attach`).
+ *
+ * The control queue (§5.1.6.5; lib/driver/control_queue.ts) carries VQ_PAIRS_SET, MAC_ADDR_SET,
+ * PROMISC and ALLMULTI; its device side is answered in this process over the transport (the
+ * backends have no control queue), as DPDK's virtio-user does.
  *
  * @module
  */
