@@ -51,6 +51,7 @@ Deno.test("vhost-net: request numbers are the uapi _IOC encodings (x86-64)", () 
     TUNGETIFF: 0x800454d2,
     TUNSETSNDBUF: 0x400454d4,
     TUNSETVNETHDRSZ: 0x400454d8,
+    TUNSETQUEUE: 0x400454d9,
   });
 });
 

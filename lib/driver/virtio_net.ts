@@ -94,7 +94,8 @@ export interface VirtioNetOptions {
   queueSize?: number;
   /**
    * Queue pairs to use (default 1). More than one needs VIRTIO_NET_F_MQ (§5.1.6.5.5), which is
-   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM).
+   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM; vhost-net: a
+   * vhost fd per pair on a multi-queue tap, created so when missing).
    */
   queuePairs?: number;
   /**
@@ -430,7 +431,7 @@ export class VirtioNet extends EventTarget {
             "server and reconnect are vhost-user modes; /dev/vhost-net is opened, not connected",
           );
         }
-        transport = VhostNetFrontend.open(options.path, { tap: options.tap });
+        transport = VhostNetFrontend.open(options.path, { tap: options.tap, queuePairs: pairs });
       } else if (options.server) {
         listenFd = unixListen(options.path, 0o600);
         try {

@@ -59,6 +59,7 @@ export const TunIoctl = {
   TUNGETIFF: ioc(IOC_READ, TUN, 210, 4),
   TUNSETSNDBUF: ioc(IOC_WRITE, TUN, 212, 4),
   TUNSETVNETHDRSZ: ioc(IOC_WRITE, TUN, 216, 4),
+  TUNSETQUEUE: ioc(IOC_WRITE, TUN, 217, 4),
 } as const;
 
 /** `ifr_flags` of TUNSETIFF (if_tun.h). */
@@ -68,6 +69,10 @@ export const TunFlag = {
   IFF_NO_PI: 0x1000,
   IFF_VNET_HDR: 0x4000,
   IFF_MULTI_QUEUE: 0x0100,
+  /** TUNSETQUEUE: put this fd's queue back into the tap's steering. */
+  IFF_ATTACH_QUEUE: 0x0200,
+  /** TUNSETQUEUE: take this fd's queue out of the tap's steering. */
+  IFF_DETACH_QUEUE: 0x0400,
 } as const;
 
 /** `struct tun_filter` flags of TUNSETTXFILTER: pass every multicast frame (if_tun.h). */

@@ -28,12 +28,17 @@ export interface TapOptions {
   persist?: boolean;
   /** Socket send buffer in bytes (TUNSETSNDBUF; default INT_MAX, as DPDK's vhost-kernel). */
   sndbuf?: number;
+  /**
+   * One queue of a multi-queue tap (IFF_MULTI_QUEUE): open the same name once per queue; the
+   * tap steers frames across the queues attached (see {@linkcode Tap.setQueue}). Default false.
+   */
+  multiQueue?: boolean;
 }
 
 /** The flags a vhost-net tap is opened with. */
 const TAP_FLAGS = TunFlag.IFF_TAP | TunFlag.IFF_NO_PI | TunFlag.IFF_VNET_HDR;
 
-function setIffHint(name: string): (e: number) => string | undefined {
+function setIffHint(name: string, multiQueue: boolean): (e: number) => string | undefined {
   return (e) => {
     if (e === EPERM || e === EACCES) {
       return `creating or attaching tap "${name}" needs CAP_NET_ADMIN (run as root), or create it ` +
@@ -43,7 +48,10 @@ function setIffHint(name: string): (e: number) => string | undefined {
     }
     if (e === EBUSY) return `tap "${name}" is already attached by another process`;
     if (e === EINVAL) {
-      return `"${name}" exists but is not a single-queue tap (a tun, or multi_queue?)`;
+      return multiQueue
+        ? `"${name}" exists but is not a multi-queue tap (a tun, or created without ` +
+          "multi_queue?); remove it or let the driver create it"
+        : `"${name}" exists but is not a single-queue tap (a tun, or multi_queue?)`;
     }
     return undefined;
   };
@@ -103,7 +111,15 @@ export class Tap {
             "IFF_VNET_HDR; this kernel's tun driver cannot serve vhost-net",
         );
       }
-      ioctl(fd, TunIoctl.TUNSETIFF, ifreq(arg, asked, TAP_FLAGS), "TUNSETIFF", setIffHint(asked));
+      const multi = options.multiQueue ?? false;
+      const flags = TAP_FLAGS | (multi ? TunFlag.IFF_MULTI_QUEUE : 0);
+      ioctl(
+        fd,
+        TunIoctl.TUNSETIFF,
+        ifreq(arg, asked, flags),
+        "TUNSETIFF",
+        setIffHint(asked, multi),
+      );
       const tap = new Tap(fd, ifreqName(arg), features);
       // The header vhost-net leaves to the tap (VERSION_1: 12 bytes; virtio 1.2 §5.1.6).
       view.setInt32(0, NET_HDR_SIZE, true);
@@ -143,6 +159,16 @@ export class Tap {
     view.setUint16(2, addresses.length, true);
     addresses.forEach((mac, i) => arg.set(mac.subarray(0, 6), 4 + 6 * i));
     ioctl(this.#fd, TunIoctl.TUNSETTXFILTER, arg, "TUNSETTXFILTER");
+  }
+
+  /**
+   * TUNSETQUEUE: attach this queue of a multi-queue tap to the tap's steering again, or detach
+   * it (the tap then sends no frame to it).
+   */
+  setQueue(attached: boolean): void {
+    const flags = attached ? TunFlag.IFF_ATTACH_QUEUE : TunFlag.IFF_DETACH_QUEUE;
+    const arg = ifreq(new Uint8Array(IFREQ_SIZE), "", flags);
+    ioctl(this.#fd, TunIoctl.TUNSETQUEUE, arg, "TUNSETQUEUE");
   }
 
   /** TUNSETPERSIST: keep (or stop keeping) the interface when no fd has it open. */
