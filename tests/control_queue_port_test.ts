@@ -19,6 +19,7 @@ import { ControlCommandError } from "../lib/driver/control_queue.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { requireTestpmd } from "./peers.ts";
+import { PortDriver } from "./port_driver.ts";
 import type { Testpmd } from "./testpmd.ts";
 import { withTestpmdPort } from "./vhost_port.ts";
 
@@ -189,5 +190,44 @@ Deno.test("control queue: controlQueue false leaves the port without one, and sa
     );
   } finally {
     await device.stop();
+  }
+});
+
+Deno.test("control queue: VQ_PAIRS_SET 1 holds across a reconnect; 2 then works with the new device", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "cvq-reconnect-" });
+  const path = `${dir}/device.sock`;
+  let device = await DeviceThread.start({ path, mode: "sink", queuePairs: 2 });
+  const port = VirtioNet.open({
+    path,
+    queuePairs: 2,
+    hugepages: false,
+    reconnect: { retryMs: 5, maxRetryMs: 50 },
+  });
+  try {
+    const drive = new PortDriver(port);
+    port.setQueuePairs(1);
+    send(port, 0, A[0]);
+    const first = await device.stop();
+    assert.deepEqual(first.errors, []);
+    assert.equal(first.stats.fromDriverPackets, A[0]);
+    assert.ok(await drive.untilLink("down", 30_000), "the port saw the device go");
+    device = await DeviceThread.start({ path, mode: "sink", queuePairs: 2 });
+    assert.ok(await drive.untilLink("up", 30_000), `reconnected (${port.downReason})`);
+    assert.equal(port.activeQueuePairs, 1, "the pairs set before are kept");
+    assertRefused(port, 1);
+    send(port, 0, B0);
+    port.setQueuePairs(2);
+    send(port, 1, C[1]);
+    const second = await device.stop();
+    assert.deepEqual(second.errors, []);
+    assert.equal(
+      second.stats.fromDriverPackets,
+      B0 + C[1],
+      "the new device got both pairs' frames",
+    );
+  } finally {
+    port.close();
+    await device.stop();
+    await Deno.remove(dir, { recursive: true });
   }
 });
