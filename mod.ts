@@ -27,6 +27,7 @@ export {
   type VirtioNetStats,
 } from "./lib/driver/virtio_net.ts";
 export { BufferError, BufferPool, type BufferShare } from "./lib/driver/buffer_pool.ts";
+export { ControlCommandError } from "./lib/driver/control_queue.ts";
 export {
   type CounterSource,
   type QueueHandle,
@@ -37,7 +38,12 @@ export {
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
 export { Feature, type FeatureName } from "./lib/virtio/features.ts";
-export type { MemoryRegion, QueueSetup, VirtioTransport } from "./lib/virtio/transport.ts";
+export type {
+  MemoryRegion,
+  QueueSetup,
+  ReceiveFilter,
+  VirtioTransport,
+} from "./lib/virtio/transport.ts";
 export {
   type AddressTranslator,
   type BufferTable,

@@ -47,9 +47,11 @@ Deno.test("vhost-net: request numbers are the uapi _IOC encodings (x86-64)", () 
     TUNSETPERSIST: 0x400454cb,
     TUNGETFEATURES: 0x800454cf,
     TUNSETOFFLOAD: 0x400454d0,
+    TUNSETTXFILTER: 0x400454d1,
     TUNGETIFF: 0x800454d2,
     TUNSETSNDBUF: 0x400454d4,
     TUNSETVNETHDRSZ: 0x400454d8,
+    TUNSETQUEUE: 0x400454d9,
   });
 });
 

@@ -6,9 +6,16 @@
  */
 
 import type { SharedMemory } from "./shared_memory.ts";
-import { PackedDriverQueue, packedRingLayout } from "../virtio/packed_ring.ts";
-import { SplitDriverQueue, splitRingLayout } from "../virtio/split_ring.ts";
-import type { BufferTable, DriverQueue, RingLayout } from "../virtio/virtqueue.ts";
+import { PackedDeviceQueue, PackedDriverQueue, packedRingLayout } from "../virtio/packed_ring.ts";
+import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../virtio/split_ring.ts";
+import type {
+  AddressTranslator,
+  BufferTable,
+  DeviceQueue,
+  DriverQueue,
+  QueueAddresses,
+  RingLayout,
+} from "../virtio/virtqueue.ts";
 
 /** Alignment of a ring block: a page, so no ring shares a page with packet buffers. */
 export const RING_ALIGN = 4096;
@@ -70,6 +77,8 @@ export interface DriverQueuePlacement {
   inOrder: boolean;
   /** False: take over a fresh ring another instance reset there (see `PackedDriverOptions`). */
   reset?: boolean;
+  /** Every buffer is an indirect table (the control queue; see `SplitDriverOptions`). */
+  indirect?: boolean;
 }
 
 /**
@@ -89,22 +98,61 @@ export function driverQueueAt(
   at: number,
   placement: DriverQueuePlacement,
 ): DriverQueue {
-  const { packed, size, name, buffers, eventIdx, inOrder, reset } = placement;
-  const layout = layoutOf(packed, size);
-  const area = (offset: number, length: number) =>
-    new Uint8Array(memory.buffer, at + offset, length);
-  const desc = area(layout.descOffset, layout.descSize);
-  const driver = area(layout.driverOffset, layout.driverSize);
-  const device = area(layout.deviceOffset, layout.deviceSize);
-  const addresses = {
-    desc: memory.addr + at + layout.descOffset,
-    driver: memory.addr + at + layout.driverOffset,
-    device: memory.addr + at + layout.deviceOffset,
-  };
-  const options = { buffers, addresses, eventIdx, reset };
+  const { packed, size, name, buffers, eventIdx, inOrder, reset, indirect } = placement;
+  const { desc, driver, device, addresses } = ringAreas(memory, at, packed, size);
+  const options = { buffers, addresses, eventIdx, reset, indirect };
   return packed
     ? new PackedDriverQueue(desc, driver, device, size, name, { ...options, inOrder })
     : new SplitDriverQueue(desc, driver, device, size, name, options);
+}
+
+/**
+ * The device side of a queue whose ring block starts at byte `at` of `memory`, served in this
+ * process (the emulated control queue), its descriptors translated by `translator` (a
+ * `LocalMemory` over `memory`). Notifications stay on; no event index.
+ *
+ * @example
+ * ```ts ignore
+ * import { deviceQueueAt } from "./driver_queue.ts";
+ * const local = new LocalMemory(new Uint8Array(memory.buffer), memory.addr);
+ * const device = deviceQueueAt(memory, at, true, 8, "ctrl", local);
+ * ```
+ */
+export function deviceQueueAt(
+  memory: SharedMemory,
+  at: number,
+  packed: boolean,
+  size: number,
+  name: string,
+  translator: AddressTranslator,
+): DeviceQueue {
+  const { desc, driver, device } = ringAreas(memory, at, packed, size);
+  const options = { memory: translator };
+  return packed
+    ? new PackedDeviceQueue(desc, driver, device, size, name, options)
+    : new SplitDeviceQueue(desc, driver, device, size, name, options);
+}
+
+/** Views and addresses of the three areas of the ring block at byte `at` of `memory`. */
+function ringAreas(memory: SharedMemory, at: number, packed: boolean, size: number): {
+  desc: Uint8Array;
+  driver: Uint8Array;
+  device: Uint8Array;
+  addresses: QueueAddresses;
+} {
+  const layout = layoutOf(packed, size);
+  const area = (offset: number, length: number) =>
+    new Uint8Array(memory.buffer, at + offset, length);
+  return {
+    desc: area(layout.descOffset, layout.descSize),
+    driver: area(layout.driverOffset, layout.driverSize),
+    device: area(layout.deviceOffset, layout.deviceSize),
+    addresses: {
+      desc: memory.addr + at + layout.descOffset,
+      driver: memory.addr + at + layout.driverOffset,
+      device: memory.addr + at + layout.deviceOffset,
+    },
+  };
 }
 
 /**

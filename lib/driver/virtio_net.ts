@@ -4,7 +4,8 @@
  *
  * ```
  *   txBurst(bufs) ─► transmitq 2i+1 ─► transport ─► device (DPDK vhost, TS device, vhost-net)
- *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘
+ *   rxBurst(bufs) ◄─ receiveq  2i   ◄─┘                ▲ SET_VRING_ENABLE / SET_BACKEND,
+ *   setQueuePairs(n) ─► controlq 2N ─► emulated device ┘ tap filter (control_device.ts)
  * ```
  *
  * Link state: every {@linkcode LINK_CHECK_BURSTS} bursts the driver reads the clock, and at most
@@ -19,6 +20,10 @@
  * `txBurst` / `rxBurst` here add the link check and the fault handling around it. With
  * `detachQueues` each pair is driven from its own thread instead (`QueuePair.attach`).
  *
+ * The control queue (§5.1.6.5; lib/driver/control_queue.ts) carries VQ_PAIRS_SET, MAC_ADDR_SET,
+ * PROMISC and ALLMULTI; its device side is answered in this process over the transport (the
+ * backends have no control queue), as DPDK's virtio-user does.
+ *
  * @module
  */
 
@@ -30,7 +35,16 @@ import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
-import { createDriverQueue, RING_ALIGN, ringBytes, ringOffset } from "./driver_queue.ts";
+import {
+  createDriverQueue,
+  deviceQueueAt,
+  RING_ALIGN,
+  ringBytes,
+  ringOffset,
+} from "./driver_queue.ts";
+import { CONTROL_QUEUE_SIZE, ControlQueue } from "./control_queue.ts";
+import { ControlDevice } from "./control_device.ts";
+import { type CtrlCommand, ctrlDataSize, NET_ERR, NET_OK, NetCtrl } from "../virtio/net_ctrl.ts";
 import {
   type CounterSource,
   QUEUE_STATS_BYTES,
@@ -39,7 +53,7 @@ import {
   QueueStats,
 } from "./queue_pair.ts";
 import { DeviceStatus, statusName } from "../virtio/status.ts";
-import { type DriverQueue, VirtqueueError } from "../virtio/virtqueue.ts";
+import { type DriverQueue, LocalMemory, VirtqueueError } from "../virtio/virtqueue.ts";
 import { VhostUserFrontend } from "../vhost_user/frontend.ts";
 import { isVhostNetPath, VhostNetFrontend } from "../vhost_net/frontend.ts";
 import {
@@ -80,7 +94,8 @@ export interface VirtioNetOptions {
   queueSize?: number;
   /**
    * Queue pairs to use (default 1). More than one needs VIRTIO_NET_F_MQ (§5.1.6.5.5), which is
-   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM).
+   * then negotiated, and a backend offering that many (vhost-user GET_QUEUE_NUM; vhost-net: a
+   * vhost fd per pair on a multi-queue tap, created so when missing).
    */
   queuePairs?: number;
   /**
@@ -94,6 +109,13 @@ export interface VirtioNetOptions {
   detachQueues?: boolean;
   /** This port's MAC address, `aa:bb:cc:dd:ee:ff` (default: a random locally administered one). */
   mac?: string;
+  /**
+   * A control virtqueue (VIRTIO_NET_F_CTRL_VQ, §5.1.6.5) at index 2 × queuePairs, for
+   * {@linkcode VirtioNet.setQueuePairs}, `setMac`, `setPromiscuous` and `setAllMulticast`
+   * (default true). Its device side is emulated in this process over the transport, as DPDK's
+   * virtio-user does: the backend never sees the queue.
+   */
+  controlQueue?: boolean;
   /** Hugepage policy for the shared memory (see {@linkcode SharedMemory.create}). */
   hugepages?: boolean | "auto";
   /** A hugetlbfs mount to take hugepages from instead of a hugetlb memfd. */
@@ -264,6 +286,12 @@ export class VirtioNet extends EventTarget {
   readonly #callFds: number[];
   /** The data path of each pair driven from this thread; empty for detached pairs. */
   readonly #pairs: QueuePair[] = [];
+  /** The pairs bursts may use: `#pairs` up to the active count, then nothing. */
+  readonly #active: QueuePair[] = [];
+  #activePairs: number;
+  #promiscuous = true;
+  #allMulticast = false;
+  readonly #control: ControlQueue | null = null;
   readonly #counters: CounterSource;
   readonly #detached: boolean;
   readonly #handed: boolean[] = [];
@@ -320,6 +348,28 @@ export class VirtioNet extends EventTarget {
       counters: new Float64Array(memory.buffer, at, (QUEUE_STATS_BYTES / 8) * pairs),
     };
     this.stats = new QueueStats(this.#counters, 0, pairs);
+    this.#activePairs = pairs;
+    if (options.controlQueue ?? true) {
+      const local = new LocalMemory(new Uint8Array(memory.buffer), memory.addr);
+      let device: ControlDevice | null = null;
+      const control = new ControlQueue({
+        memory,
+        packed: this.packed,
+        notify: () => device!.serve(),
+        timeoutMs: options.timeoutMs,
+        reason: () => device!.reason,
+      });
+      const queue = deviceQueueAt(
+        memory,
+        control.ringAt,
+        this.packed,
+        CONTROL_QUEUE_SIZE,
+        "ctrl",
+        local,
+      );
+      device = new ControlDevice(queue, local, (cmd, d) => this.#handleControl(cmd, d));
+      this.#control = control;
+    }
   }
 
   /**
@@ -381,7 +431,7 @@ export class VirtioNet extends EventTarget {
             "server and reconnect are vhost-user modes; /dev/vhost-net is opened, not connected",
           );
         }
-        transport = VhostNetFrontend.open(options.path, { tap: options.tap });
+        transport = VhostNetFrontend.open(options.path, { tap: options.tap, queuePairs: pairs });
       } else if (options.server) {
         listenFd = unixListen(options.path, 0o600);
         try {
@@ -481,8 +531,9 @@ export class VirtioNet extends EventTarget {
     const buffers = options.buffers ?? 4 * queueSize * pairs;
     const perRing = ringBytes(packedWanted, queueSize);
     const stats = QUEUE_STATS_BYTES * pairs + 64;
+    const control = ringBytes(packedWanted, CONTROL_QUEUE_SIZE) + 4096 + 128;
     const memory = SharedMemory.create(
-      2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096 + stats,
+      2 * pairs * (perRing + 4096) + buffers * bufferSize + 4096 + stats + control,
       {
         hugepages: options.hugepages,
         hugetlbfs: options.hugetlbfs,
@@ -578,6 +629,7 @@ export class VirtioNet extends EventTarget {
         });
         // §5.1.5: fill receiveq before DRIVER_OK (its base was read when it was placed).
         this.#pairs[i].refill(false);
+        if (i < this.#activePairs) this.#active[i] = this.#pairs[i];
       }
       this.#transport.setupQueue({
         index,
@@ -588,7 +640,10 @@ export class VirtioNet extends EventTarget {
         callFd: this.#callFds[index],
       });
     }
-    for (let index = 0; index < 2 * pairs; index++) this.#transport.enableQueue(index, true);
+    // The pairs VQ_PAIRS_SET made active (all of them until it is sent).
+    for (let index = 0; index < 2 * this.#activePairs; index++) {
+      this.#transport.enableQueue(index, true);
+    }
   }
 
   /**
@@ -680,7 +735,7 @@ export class VirtioNet extends EventTarget {
     if (this.#down) return this.#deadBurst();
     // The link check may find the peer gone; its rings are dead then: touch them no more.
     if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
-    const pair = this.#pairs[queue] ?? this.#noPair(queue);
+    const pair = this.#active[queue] ?? this.#noPair(queue);
     try {
       return pair.txBurst(bufs, lens, n);
     } catch (e) {
@@ -699,7 +754,7 @@ export class VirtioNet extends EventTarget {
     if (this.#down) return this.#deadBurst();
     // The link check may find the peer gone; its rings are dead then: touch them no more.
     if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
-    const pair = this.#pairs[queue] ?? this.#noPair(queue);
+    const pair = this.#active[queue] ?? this.#noPair(queue);
     try {
       return pair.rxBurst(bufs, lens, max);
     } catch (e) {
@@ -732,7 +787,7 @@ export class VirtioNet extends EventTarget {
   ): number {
     if (this.#down) return this.#deadBurst();
     if (++this.#bursts === LINK_CHECK_BURSTS && this.#checkLink()) return 0;
-    const pair = this.#pairs[queue] ?? this.#noPair(queue);
+    const pair = this.#active[queue] ?? this.#noPair(queue);
     try {
       return pair.rxFrames(bufs, lens, segs, maxBufs);
     } catch (e) {
@@ -771,7 +826,7 @@ export class VirtioNet extends EventTarget {
         await new Promise((resolve) => setTimeout(resolve, LINK_CHECK_MS));
         return true;
       }
-      const pair = this.#pairs[queue] ?? this.#noPair(queue);
+      const pair = this.#active[queue] ?? this.#noPair(queue);
       const left = deadline - performance.now();
       if (await pair.readable(Math.max(0, Math.min(left, READABLE_LINK_CHECK_MS)))) return true;
       if (performance.now() >= deadline) return false;
@@ -780,11 +835,176 @@ export class VirtioNet extends EventTarget {
   }
 
   #noPair(queue: number): never {
+    const set = Number.isInteger(queue) && queue >= 0 && queue < this.queuePairs;
     throw new RangeError(
       this.#detached
         ? `queue pair ${queue} is detached: drive it through QueuePair.attach(queueHandle(${queue}))`
+        : set
+        ? `queue pair ${queue} is disabled (setQueuePairs(${this.#activePairs}) is in force); ` +
+          `enable it with setQueuePairs(${queue + 1})`
         : `queue pair ${queue} does not exist (the port has ${this.queuePairs})`,
     );
+  }
+
+  /** True when the port has a control virtqueue (option `controlQueue`, default true). */
+  get controlQueue(): boolean {
+    return this.#control !== null;
+  }
+
+  /** Queue pairs the device uses now (VQ_PAIRS_SET; {@linkcode queuePairs} until it is sent). */
+  get activeQueuePairs(): number {
+    return this.#activePairs;
+  }
+
+  /**
+   * Promiscuous receive as last acked (VIRTIO_NET_CTRL_RX_PROMISC; on from the start, as
+   * QEMU's device resets it). Enforced over vhost-net (the tap's TUNSETTXFILTER passes only
+   * this port's MAC, broadcast, and with {@linkcode allMulticast} multicast); over vhost-user
+   * recorded only (DPDK's vhost PMD cannot filter).
+   */
+  get promiscuous(): boolean {
+    return this.#promiscuous;
+  }
+
+  /** All-multicast receive as last acked (VIRTIO_NET_CTRL_RX_ALLMULTI; off from the start). */
+  get allMulticast(): boolean {
+    return this.#allMulticast;
+  }
+
+  /**
+   * Uses the first `n` queue pairs (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, §5.1.6.5.5), 1 to
+   * {@linkcode queuePairs}: the device's rings of the other pairs are disabled (vhost-user
+   * SET_VRING_ENABLE 0, vhost-net SET_BACKEND -1) and bursts on them throw a RangeError until
+   * they are enabled again; buffers in their rings stay there. Pairs driven by Workers
+   * (`detachQueues`) are not refused in their threads: stop them first. Throws a
+   * `ControlCommandError` when the device answers VIRTIO_NET_ERR (e.g. more pairs than set up).
+   *
+   * @example
+   * ```ts ignore
+   * const port = VirtioNet.open({ path: "/tmp/vhost.sock", queuePairs: 2 });
+   * port.setQueuePairs(1); // queue pair 1 disabled
+   * port.setQueuePairs(2); // and back
+   * ```
+   */
+  setQueuePairs(n: number): void {
+    if (!Number.isInteger(n)) throw new RangeError(`setQueuePairs(${n}): not an integer`);
+    this.#controlCommand(NetCtrl.MQ, NetCtrl.MQ_VQ_PAIRS_SET, Uint8Array.of(n & 0xff, n >> 8));
+  }
+
+  /**
+   * Makes `mac` (`aa:bb:cc:dd:ee:ff` or 6 bytes) the port's address
+   * (VIRTIO_NET_CTRL_MAC_ADDR_SET, §5.1.6.5.2): once acked, {@linkcode mac} holds it.
+   *
+   * @example
+   * ```ts ignore
+   * port.setMac("02:00:00:00:00:42");
+   * ```
+   */
+  setMac(mac: string | Uint8Array): void {
+    const bytes = typeof mac === "string" ? parseMac(mac) : mac;
+    if (bytes.length !== 6) throw new RangeError(`setMac: ${bytes.length} bytes, a MAC has 6`);
+    this.#controlCommand(NetCtrl.MAC, NetCtrl.MAC_ADDR_SET, Uint8Array.from(bytes));
+  }
+
+  /**
+   * Turns promiscuous receive on or off (VIRTIO_NET_CTRL_RX_PROMISC, §5.1.6.5.1).
+   *
+   * @example
+   * ```ts ignore
+   * port.setPromiscuous(false);
+   * ```
+   */
+  setPromiscuous(on: boolean): void {
+    this.#controlCommand(NetCtrl.RX, NetCtrl.RX_PROMISC, Uint8Array.of(on ? 1 : 0));
+  }
+
+  /**
+   * Turns all-multicast receive on or off (VIRTIO_NET_CTRL_RX_ALLMULTI, §5.1.6.5.1).
+   *
+   * @example
+   * ```ts ignore
+   * port.setAllMulticast(true);
+   * ```
+   */
+  setAllMulticast(on: boolean): void {
+    this.#controlCommand(NetCtrl.RX, NetCtrl.RX_ALLMULTI, Uint8Array.of(on ? 1 : 0));
+  }
+
+  #controlCommand(cls: number, command: number, data: Uint8Array): void {
+    if (this.#control === null) {
+      throw new TypeError("this port has no control queue: open it with controlQueue: true");
+    }
+    if (this.#closed) throw new TypeError("VirtioNet: the port is closed; open a new one");
+    if (this.#down) {
+      throw new Error(`control command not sent: the link is down (${this.#downReason})`);
+    }
+    this.#control.send(cls, command, data);
+  }
+
+  /**
+   * The emulated device's answer to a control command (as DPDK's virtio_user_handle_cq):
+   * VQ_PAIRS_SET enables and disables rings over the transport; MAC_ADDR_SET, PROMISC and
+   * ALLMULTI become the transport's receive filter where it has one (vhost-net), and are
+   * recorded; anything else is VIRTIO_NET_ERR.
+   */
+  #handleControl(cmd: CtrlCommand, device: ControlDevice): number {
+    const size = ctrlDataSize(cmd.cls, cmd.command);
+    if (size < 0) {
+      device.reason = "not implemented by this device (only RX PROMISC/ALLMULTI, MAC ADDR_SET, " +
+        "MQ VQ_PAIRS_SET)";
+      return NET_ERR;
+    }
+    if (cmd.dataLength !== size) {
+      device.reason = `${cmd.dataLength} data bytes, the command has ${size}`;
+      return NET_ERR;
+    }
+    const d = cmd.data;
+    if (cmd.cls === NetCtrl.MQ) {
+      const n = d[0] | d[1] << 8;
+      if (n < 1 || n > this.queuePairs) {
+        device.reason = `${n} queue pairs asked, the port set up ${this.queuePairs}` +
+          (n > this.queuePairs ? ` (open it with queuePairs: ${n})` : "");
+        return NET_ERR;
+      }
+      try {
+        this.#enablePairs(n);
+      } catch (e) {
+        device.reason = (e as Error).message;
+        return NET_ERR;
+      }
+      return NET_OK;
+    }
+    let mac = this.mac, promiscuous = this.#promiscuous, allMulticast = this.#allMulticast;
+    if (cmd.cls === NetCtrl.MAC) mac = d.slice(0, 6);
+    else if (d[0] > 1) {
+      device.reason = `on/off byte ${d[0]} is neither 0 nor 1`;
+      return NET_ERR;
+    } else if (cmd.command === NetCtrl.RX_PROMISC) promiscuous = d[0] === 1;
+    else allMulticast = d[0] === 1;
+    try {
+      // vhost-net: the tap filters; vhost-user backends cannot, the modes are recorded.
+      this.#transport.setReceiveFilter?.({ promiscuous, allMulticast, mac });
+    } catch (e) {
+      device.reason = (e as Error).message;
+      return NET_ERR;
+    }
+    this.mac.set(mac);
+    this.#promiscuous = promiscuous;
+    this.#allMulticast = allMulticast;
+    return NET_OK;
+  }
+
+  /** Enables the rings of pairs below `n` and disables the others, changing only what differs. */
+  #enablePairs(n: number): void {
+    for (let i = 0; i < this.queuePairs; i++) {
+      const on = i < n;
+      if (on === i < this.#activePairs) continue;
+      if (!on) delete this.#active[i]; // bursts refuse the pair before its rings stop
+      this.#transport.enableQueue(2 * i, on);
+      this.#transport.enableQueue(2 * i + 1, on);
+      if (on && this.#pairs[i] !== undefined) this.#active[i] = this.#pairs[i];
+    }
+    this.#activePairs = n;
   }
 
   /**

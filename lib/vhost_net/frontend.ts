@@ -14,7 +14,15 @@
  * ```
  *
  * vhost-net has split rings only (no VIRTIO_F_RING_PACKED), one queue pair per fd; vring 0 is
- * receiveq, vring 1 transmitq (virtio 1.2 §5.1.2).
+ * receiveq, vring 1 transmitq (virtio 1.2 §5.1.2). With several pairs (as DPDK's vhost-kernel
+ * backend) pair i has its own `/dev/vhost-net` fd and its own queue of a multi-queue tap
+ * (IFF_MULTI_QUEUE), and the frontend offers VIRTIO_NET_F_MQ itself (the kernel does not):
+ *
+ * ```
+ *   virtqueues 2i, 2i+1 ──► vhost fd i (vrings 0, 1) ──SET_BACKEND──► tap queue fd i ─┐
+ *                                                                    tap <name> ◄─────┘ steering
+ *   pair i disabled: SET_BACKEND -1 on both vrings, TUNSETQUEUE IFF_DETACH_QUEUE (i > 0)
+ * ```
  *
  * @module
  */
@@ -22,7 +30,12 @@
 import { E2BIG, EBUSY, EINVAL, ENOTTY, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
-import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
+import type {
+  MemoryRegion,
+  QueueSetup,
+  ReceiveFilter,
+  VirtioTransport,
+} from "../virtio/transport.ts";
 import { featureMask, unofferedFeatures } from "../virtio/features.ts";
 import {
   VHOST_F_LOG_ALL,
@@ -35,8 +48,14 @@ import {
 } from "./ioctl.ts";
 import { Tap, type TapOptions } from "./tap.ts";
 
+/** VIRTIO_NET_F_MQ: provided by this frontend with a vhost fd per pair, never sent to the kernel. */
+const MQ = featureMask("NET_F_MQ");
+
 /** The vhost-net character device. */
 export const VHOST_NET_DEVICE = "/dev/vhost-net";
+
+/** ff:ff:ff:ff:ff:ff: always received, as virtio-net does without VIRTIO_NET_CTRL_RX_NOBCAST. */
+const BROADCAST = new Uint8Array(6).fill(0xff);
 
 /** Where the kernel publishes how many memory regions SET_MEM_TABLE accepts. */
 const MAX_MEM_REGIONS_PATH = "/sys/module/vhost/parameters/max_mem_regions";
@@ -49,9 +68,14 @@ export const VHOST_NET_UNUSED_FEATURES: bigint =
   featureMask("VHOST_NET_F_VIRTIO_NET_HDR", "F_ACCESS_PLATFORM") | VHOST_F_LOG_ALL;
 
 /** Options of {@linkcode VhostNetFrontend.open}. */
-export interface VhostNetFrontendOptions extends TapOptions {
+export interface VhostNetFrontendOptions extends Omit<TapOptions, "multiQueue"> {
   /** Tap interface to attach (created when missing); default a new `tap<N>`. */
   tap?: string;
+  /**
+   * Queue pairs (default 1): one vhost-net fd each; more than one needs a multi-queue tap
+   * (created so when missing).
+   */
+  queuePairs?: number;
 }
 
 const IOC = VhostIoctl;
@@ -91,25 +115,37 @@ export class VhostNetFrontend implements VirtioTransport {
   readonly name: string;
   /** The vhost character device opened. */
   readonly path: string;
-  /** The tap the rings are attached to. */
+  /** The tap the rings are attached to (its first queue). */
   readonly tap: Tap;
+  /** One tap queue fd per queue pair (`taps[0]` is {@linkcode tap}). */
+  readonly taps: readonly Tap[];
   /** Feature bits the kernel offered (VHOST_GET_FEATURES), as received. */
   readonly offeredFeatures: bigint;
-  /** One queue pair per vhost-net fd. */
-  readonly maxQueuePairs = 1;
+  /** Queue pairs opened: one vhost-net fd each. */
+  readonly maxQueuePairs: number;
   /** SET_MEM_TABLE's region limit (max_mem_regions, 64 when unreadable). */
   readonly maxMemRegions: number;
 
-  #fd: number;
+  /** The vhost-net fd of each pair; all -1 after close. */
+  readonly #fds: number[];
   readonly #arg = new Uint8Array(VRING_ADDR_SIZE);
-  readonly #attached = [false, false];
+  /** SET_BACKEND state by virtqueue index (2i, 2i+1). */
+  readonly #attached: boolean[];
+  /** TUNSETQUEUE state of each pair's tap queue. */
+  readonly #tapQueued: boolean[];
 
-  private constructor(fd: number, path: string, tap: Tap) {
-    this.#fd = fd;
+  private constructor(fds: number[], path: string, taps: Tap[]) {
+    this.#fds = fds;
     this.path = path;
-    this.tap = tap;
-    this.name = `vhost-net ${path}, tap ${tap.name}`;
-    this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER");
+    this.taps = taps;
+    this.tap = taps[0];
+    this.maxQueuePairs = fds.length;
+    this.#attached = new Array(2 * fds.length).fill(false);
+    this.#tapQueued = new Array(fds.length).fill(true);
+    this.name = `vhost-net ${path}, tap ${taps[0].name}`;
+    // A persistent tap keeps its filter across owners: start promiscuous, as the port assumes.
+    taps[0].setTxFilter([], false);
+    for (let i = 0; i < fds.length; i++) this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER", i);
     this.#ioctl(IOC.VHOST_GET_FEATURES, this.#arg, "VHOST_GET_FEATURES");
     this.offeredFeatures = new DataView(this.#arg.buffer).getBigUint64(0, true);
     let limit = 64;
@@ -131,35 +167,51 @@ export class VhostNetFrontend implements VirtioTransport {
    * ```
    */
   static open(path = VHOST_NET_DEVICE, options: VhostNetFrontendOptions = {}): VhostNetFrontend {
-    const fd = openFile(
-      path,
-      O_RDWR | O_CLOEXEC,
-      0,
-      "is vhost-net loaded (sudo modprobe vhost_net) and the device read-writable by this user " +
-        "(root, or a udev rule giving your group access)?",
-    );
-    let tap: Tap | undefined;
+    const pairs = options.queuePairs ?? 1;
+    if (!Number.isInteger(pairs) || pairs < 1) {
+      throw new RangeError(`vhost-net: queuePairs ${pairs} must be a positive integer`);
+    }
+    const fds: number[] = [], taps: Tap[] = [];
     try {
-      tap = Tap.open(options.tap, options);
-      return new VhostNetFrontend(fd, path, tap);
+      for (let i = 0; i < pairs; i++) {
+        fds.push(openFile(
+          path,
+          O_RDWR | O_CLOEXEC,
+          0,
+          "is vhost-net loaded (sudo modprobe vhost_net) and the device read-writable by this " +
+            "user (root, or a udev rule giving your group access)?",
+        ));
+        const multiQueue = pairs > 1;
+        taps.push(Tap.open(i === 0 ? options.tap : taps[0].name, { ...options, multiQueue }));
+      }
+      return new VhostNetFrontend(fds, path, taps);
     } catch (e) {
-      closeQuietly(fd);
-      tap?.close();
+      for (const fd of fds) closeQuietly(fd);
+      for (const tap of taps) tap.close();
       throw e;
     }
   }
 
-  /** Virtio feature bits offered, without those a vhost-net frontend must not set. */
+  /**
+   * Virtio feature bits offered, without those a vhost-net frontend must not set; with several
+   * pairs, plus VIRTIO_NET_F_MQ, which this frontend provides (a vhost fd per pair).
+   */
   getFeatures(): bigint {
-    return this.offeredFeatures & ~VHOST_NET_UNUSED_FEATURES;
+    return (this.offeredFeatures & ~VHOST_NET_UNUSED_FEATURES) |
+      (this.maxQueuePairs > 1 ? MQ : 0n);
   }
 
-  /** VHOST_SET_FEATURES; throws when `features` has bits {@linkcode getFeatures} did not offer. */
+  /**
+   * VHOST_SET_FEATURES on every fd (VIRTIO_NET_F_MQ is this frontend's, not sent); throws when
+   * `features` has bits {@linkcode getFeatures} did not offer.
+   */
   setFeatures(features: bigint): void {
     const extra = unofferedFeatures(features, this.getFeatures());
     if (extra) throw new Error(`VHOST_SET_FEATURES: ${extra} not offered by ${this.path}`);
-    new DataView(this.#arg.buffer).setBigUint64(0, features, true);
-    this.#ioctl(IOC.VHOST_SET_FEATURES, this.#arg, "VHOST_SET_FEATURES");
+    new DataView(this.#arg.buffer).setBigUint64(0, features & ~MQ, true);
+    for (let i = 0; i < this.#fds.length; i++) {
+      this.#ioctl(IOC.VHOST_SET_FEATURES, this.#arg, "VHOST_SET_FEATURES", i);
+    }
   }
 
   /**
@@ -178,40 +230,75 @@ export class VhostNetFrontend implements VirtioTransport {
       size: r.size,
       userspaceAddr: r.addr,
     })));
-    this.#ioctl(IOC.VHOST_SET_MEM_TABLE, table, "VHOST_SET_MEM_TABLE");
+    for (let i = 0; i < this.#fds.length; i++) {
+      this.#ioctl(IOC.VHOST_SET_MEM_TABLE, table, "VHOST_SET_MEM_TABLE", i);
+    }
   }
 
-  /** Per ring: SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL. */
+  /**
+   * Per ring: SET_VRING_NUM, SET_VRING_BASE, SET_VRING_ADDR, SET_VRING_KICK, SET_VRING_CALL, on
+   * vring `index & 1` of pair `index >> 1`'s fd.
+   */
   setupQueue(q: QueueSetup): void {
-    if (q.index !== 0 && q.index !== 1) {
-      throw new RangeError(`vhost-net has vrings 0 (rx) and 1 (tx), not ${q.index}`);
+    if (!Number.isInteger(q.index) || q.index < 0 || q.index >= 2 * this.#fds.length) {
+      throw new RangeError(
+        `vhost-net with ${this.#fds.length} queue pair(s) has virtqueues 0..${
+          2 * this.#fds.length - 1
+        }, not ${q.index}`,
+      );
     }
     if (q.size < 1 || q.size > 32768 || (q.size & (q.size - 1)) !== 0) {
       throw new RangeError(`vhost-net: ring size ${q.size} is not a power of two in 1..32768`);
     }
-    const a = this.#arg;
-    this.#ioctl(IOC.VHOST_SET_VRING_NUM, vringState(a, q.index, q.size), "VHOST_SET_VRING_NUM");
-    this.#ioctl(IOC.VHOST_SET_VRING_BASE, vringState(a, q.index, q.base), "VHOST_SET_VRING_BASE");
+    const a = this.#arg, pair = q.index >> 1, ring = q.index & 1;
+    const ioctlOn = (request: number, arg: Uint8Array, name: string) =>
+      this.#ioctl(request, arg, name, pair);
+    ioctlOn(IOC.VHOST_SET_VRING_NUM, vringState(a, ring, q.size), "VHOST_SET_VRING_NUM");
+    ioctlOn(IOC.VHOST_SET_VRING_BASE, vringState(a, ring, q.base), "VHOST_SET_VRING_BASE");
     const { desc, device: used, driver: avail } = q.addresses;
-    this.#ioctl(
+    ioctlOn(
       IOC.VHOST_SET_VRING_ADDR,
-      vringAddr(a, { index: q.index, desc, used, avail }),
+      vringAddr(a, { index: ring, desc, used, avail }),
       "VHOST_SET_VRING_ADDR",
     );
-    this.#ioctl(IOC.VHOST_SET_VRING_KICK, vringFile(a, q.index, q.kickFd), "VHOST_SET_VRING_KICK");
-    this.#ioctl(IOC.VHOST_SET_VRING_CALL, vringFile(a, q.index, q.callFd), "VHOST_SET_VRING_CALL");
+    ioctlOn(IOC.VHOST_SET_VRING_KICK, vringFile(a, ring, q.kickFd), "VHOST_SET_VRING_KICK");
+    ioctlOn(IOC.VHOST_SET_VRING_CALL, vringFile(a, ring, q.callFd), "VHOST_SET_VRING_CALL");
   }
 
-  /** VHOST_NET_SET_BACKEND: the tap fd to start the ring, -1 to stop it. */
+  /**
+   * VHOST_NET_SET_BACKEND: the pair's tap queue fd to start the ring, -1 to stop it. A pair
+   * other than the first whose two rings are both stopped leaves the tap's steering
+   * (TUNSETQUEUE IFF_DETACH_QUEUE), and comes back before a ring starts again (as DPDK's
+   * vhost-kernel backend): frames go only to pairs that are served.
+   */
   enableQueue(index: number, enabled: boolean): void {
     if (this.#attached[index] === enabled) return;
-    const fd = enabled ? this.tap.fd : -1;
+    const pair = index >> 1, tap = this.taps[pair];
+    if (enabled && !this.#tapQueued[pair]) {
+      tap.setQueue(true);
+      this.#tapQueued[pair] = true;
+    }
     this.#ioctl(
       IOC.VHOST_NET_SET_BACKEND,
-      vringFile(this.#arg, index, fd),
+      vringFile(this.#arg, index & 1, enabled ? tap.fd : -1),
       "VHOST_NET_SET_BACKEND",
+      pair,
     );
     this.#attached[index] = enabled;
+    const idle = !this.#attached[index ^ 1] && !enabled;
+    if (idle && pair > 0 && this.#tapQueued[pair]) {
+      tap.setQueue(false);
+      this.#tapQueued[pair] = false;
+    }
+  }
+
+  /**
+   * The tap's TUNSETTXFILTER: off when promiscuous, else the port's MAC and broadcast exactly
+   * (plus every multicast frame with `allMulticast`); the kernel drops the rest before
+   * vhost-net sees them.
+   */
+  setReceiveFilter(filter: ReceiveFilter): void {
+    this.tap.setTxFilter(filter.promiscuous ? [] : [filter.mac, BROADCAST], filter.allMulticast);
   }
 
   /** vhost-net has no device status: ignored. */
@@ -226,7 +313,12 @@ export class VhostNetFrontend implements VirtioTransport {
   stopQueue(index: number): number {
     this.enableQueue(index, false);
     const a = this.#arg;
-    this.#ioctl(IOC.VHOST_GET_VRING_BASE, vringState(a, index, 0), "VHOST_GET_VRING_BASE");
+    this.#ioctl(
+      IOC.VHOST_GET_VRING_BASE,
+      vringState(a, index & 1, 0),
+      "VHOST_GET_VRING_BASE",
+      index >> 1,
+    );
     return new DataView(a.buffer).getUint32(4, true);
   }
 
@@ -235,14 +327,16 @@ export class VhostNetFrontend implements VirtioTransport {
    * VHOST_SET_OWNER again: without it every later ioctl answers EPERM.
    */
   resetOwner(): void {
-    this.#ioctl(IOC.VHOST_RESET_OWNER, 0, "VHOST_RESET_OWNER");
+    for (let i = 0; i < this.#fds.length; i++) {
+      this.#ioctl(IOC.VHOST_RESET_OWNER, 0, "VHOST_RESET_OWNER", i);
+      this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER", i);
+    }
     this.#attached.fill(false);
-    this.#ioctl(IOC.VHOST_SET_OWNER, 0, "VHOST_SET_OWNER");
   }
 
   /** True after {@linkcode close}. */
   get closed(): boolean {
-    return this.#fd < 0;
+    return this.#fds[0] < 0;
   }
 
   /** Closes the vhost fd (the kernel stops the worker) and the tap. Idempotent. */
@@ -251,14 +345,16 @@ export class VhostNetFrontend implements VirtioTransport {
    * tap keeps its queue too), so there is no hang-up to detect. No syscall.
    */
   checkConnection(): string | null {
-    return this.#fd < 0 ? `${this.name} is closed` : null;
+    return this.closed ? `${this.name} is closed` : null;
   }
 
   close(): void {
-    if (this.#fd < 0) return;
-    closeQuietly(this.#fd);
-    this.#fd = -1;
-    this.tap.close();
+    if (this.closed) return;
+    for (let i = 0; i < this.#fds.length; i++) {
+      closeQuietly(this.#fds[i]);
+      this.#fds[i] = -1;
+    }
+    for (const tap of this.taps) tap.close();
   }
 
   /** Same as {@linkcode close}, for `using`. */
@@ -266,9 +362,11 @@ export class VhostNetFrontend implements VirtioTransport {
     this.close();
   }
 
-  #ioctl(request: number, arg: Uint8Array | number, name: string): void {
-    if (this.#fd < 0) throw new Error(`${name}: ${this.path} is closed`);
-    ioctl(this.#fd, request, arg, name, vhostHint(name));
+  /** An ioctl on the vhost fd of `pair` (default the first). */
+  #ioctl(request: number, arg: Uint8Array | number, name: string, pair = 0): void {
+    const fd = this.#fds[pair];
+    if (fd < 0) throw new Error(`${name}: ${this.path} is closed`);
+    ioctl(fd, request, arg, name, vhostHint(name));
   }
 }
 

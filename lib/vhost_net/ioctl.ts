@@ -55,9 +55,11 @@ export const TunIoctl = {
   TUNSETPERSIST: ioc(IOC_WRITE, TUN, 203, 4),
   TUNGETFEATURES: ioc(IOC_READ, TUN, 207, 4),
   TUNSETOFFLOAD: ioc(IOC_WRITE, TUN, 208, 4),
+  TUNSETTXFILTER: ioc(IOC_WRITE, TUN, 209, 4),
   TUNGETIFF: ioc(IOC_READ, TUN, 210, 4),
   TUNSETSNDBUF: ioc(IOC_WRITE, TUN, 212, 4),
   TUNSETVNETHDRSZ: ioc(IOC_WRITE, TUN, 216, 4),
+  TUNSETQUEUE: ioc(IOC_WRITE, TUN, 217, 4),
 } as const;
 
 /** `ifr_flags` of TUNSETIFF (if_tun.h). */
@@ -67,7 +69,14 @@ export const TunFlag = {
   IFF_NO_PI: 0x1000,
   IFF_VNET_HDR: 0x4000,
   IFF_MULTI_QUEUE: 0x0100,
+  /** TUNSETQUEUE: put this fd's queue back into the tap's steering. */
+  IFF_ATTACH_QUEUE: 0x0200,
+  /** TUNSETQUEUE: take this fd's queue out of the tap's steering. */
+  IFF_DETACH_QUEUE: 0x0400,
 } as const;
+
+/** `struct tun_filter` flags of TUNSETTXFILTER: pass every multicast frame (if_tun.h). */
+export const TUN_FLT_ALLMULTI = 1;
 
 /** Bit 26, VHOST_F_LOG_ALL (vhost.h): dirty-page logging for live migration; never used here. */
 export const VHOST_F_LOG_ALL = 1n << 26n;

@@ -17,7 +17,7 @@ import { EACCES, EBUSY, EINVAL, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
 import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import { ifreq, IFREQ_SIZE, ifreqName, TunFlag, TunIoctl } from "./ioctl.ts";
+import { ifreq, IFREQ_SIZE, ifreqName, TUN_FLT_ALLMULTI, TunFlag, TunIoctl } from "./ioctl.ts";
 
 /** The clone device every tap is opened through. */
 export const TUN_DEVICE = "/dev/net/tun";
@@ -28,12 +28,17 @@ export interface TapOptions {
   persist?: boolean;
   /** Socket send buffer in bytes (TUNSETSNDBUF; default INT_MAX, as DPDK's vhost-kernel). */
   sndbuf?: number;
+  /**
+   * One queue of a multi-queue tap (IFF_MULTI_QUEUE): open the same name once per queue; the
+   * tap steers frames across the queues attached (see {@linkcode Tap.setQueue}). Default false.
+   */
+  multiQueue?: boolean;
 }
 
 /** The flags a vhost-net tap is opened with. */
 const TAP_FLAGS = TunFlag.IFF_TAP | TunFlag.IFF_NO_PI | TunFlag.IFF_VNET_HDR;
 
-function setIffHint(name: string): (e: number) => string | undefined {
+function setIffHint(name: string, multiQueue: boolean): (e: number) => string | undefined {
   return (e) => {
     if (e === EPERM || e === EACCES) {
       return `creating or attaching tap "${name}" needs CAP_NET_ADMIN (run as root), or create it ` +
@@ -43,7 +48,10 @@ function setIffHint(name: string): (e: number) => string | undefined {
     }
     if (e === EBUSY) return `tap "${name}" is already attached by another process`;
     if (e === EINVAL) {
-      return `"${name}" exists but is not a single-queue tap (a tun, or multi_queue?)`;
+      return multiQueue
+        ? `"${name}" exists but is not a multi-queue tap (a tun, or created without ` +
+          "multi_queue?); remove it or let the driver create it"
+        : `"${name}" exists but is not a single-queue tap (a tun, or multi_queue?)`;
     }
     return undefined;
   };
@@ -103,7 +111,15 @@ export class Tap {
             "IFF_VNET_HDR; this kernel's tun driver cannot serve vhost-net",
         );
       }
-      ioctl(fd, TunIoctl.TUNSETIFF, ifreq(arg, asked, TAP_FLAGS), "TUNSETIFF", setIffHint(asked));
+      const multi = options.multiQueue ?? false;
+      const flags = TAP_FLAGS | (multi ? TunFlag.IFF_MULTI_QUEUE : 0);
+      ioctl(
+        fd,
+        TunIoctl.TUNSETIFF,
+        ifreq(arg, asked, flags),
+        "TUNSETIFF",
+        setIffHint(asked, multi),
+      );
       const tap = new Tap(fd, ifreqName(arg), features);
       // The header vhost-net leaves to the tap (VERSION_1: 12 bytes; virtio 1.2 §5.1.6).
       view.setInt32(0, NET_HDR_SIZE, true);
@@ -127,6 +143,32 @@ export class Tap {
   /** TUNSETOFFLOAD: the TUN_F_* offloads (CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8) the driver accepts. */
   setOffload(flags: number): void {
     ioctl(this.#fd, TunIoctl.TUNSETOFFLOAD, flags, "TUNSETOFFLOAD");
+  }
+
+  /**
+   * TUNSETTXFILTER: the tap passes on (to vhost-net) only frames whose destination is one of
+   * `addresses` (exact; the kernel keeps up to 8), or any multicast one when `allMulticast`;
+   * no addresses turns the filter off (every frame passes). Frames it holds back count in the
+   * interface's tx_dropped.
+   */
+  setTxFilter(addresses: readonly Uint8Array[], allMulticast: boolean): void {
+    // struct tun_filter { u16 flags; u16 count; u8 addr[count][6]; }
+    const arg = new Uint8Array(4 + 6 * addresses.length);
+    const view = new DataView(arg.buffer);
+    view.setUint16(0, allMulticast ? TUN_FLT_ALLMULTI : 0, true);
+    view.setUint16(2, addresses.length, true);
+    addresses.forEach((mac, i) => arg.set(mac.subarray(0, 6), 4 + 6 * i));
+    ioctl(this.#fd, TunIoctl.TUNSETTXFILTER, arg, "TUNSETTXFILTER");
+  }
+
+  /**
+   * TUNSETQUEUE: attach this queue of a multi-queue tap to the tap's steering again, or detach
+   * it (the tap then sends no frame to it).
+   */
+  setQueue(attached: boolean): void {
+    const flags = attached ? TunFlag.IFF_ATTACH_QUEUE : TunFlag.IFF_DETACH_QUEUE;
+    const arg = ifreq(new Uint8Array(IFREQ_SIZE), "", flags);
+    ioctl(this.#fd, TunIoctl.TUNSETQUEUE, arg, "TUNSETQUEUE");
   }
 
   /** TUNSETPERSIST: keep (or stop keeping) the interface when no fd has it open. */

@@ -119,6 +119,39 @@ export interface IndirectFormat {
 }
 
 /**
+ * Writes entry `k` of an indirect table in `format` (the driver side of §2.7.5.3 / §2.8.7):
+ * address, length, WRITE when `writable`; split tables link entry `k` to `k + 1` with NEXT
+ * unless it is the `last`.
+ *
+ * @example
+ * ```ts
+ * import { DESC_F_NEXT, writeIndirectEntry } from "./descriptor.ts";
+ * const split = { flagsAt: 12, linked: true, lengthSection: "", nestedSection: "" };
+ * const table = new Uint8Array(32);
+ * writeIndirectEntry(table, split, 0, 0x1000, 4, false, false);
+ * console.assert(table[12] === DESC_F_NEXT && table[14] === 1 && table[8] === 4);
+ * ```
+ */
+export function writeIndirectEntry(
+  table: Uint8Array,
+  format: IndirectFormat,
+  k: number,
+  addr: number,
+  len: number,
+  writable: boolean,
+  last: boolean,
+): void {
+  const view = new DataView(table.buffer, table.byteOffset + k * DESC_BYTES, DESC_BYTES);
+  view.setUint32(0, addr % 0x1_0000_0000, true);
+  view.setUint32(4, Math.floor(addr / 0x1_0000_0000), true);
+  view.setUint32(8, len, true);
+  const next = format.linked && !last;
+  view.setUint16(format.flagsAt, (writable ? DESC_F_WRITE : 0) | (next ? DESC_F_NEXT : 0), true);
+  // Split: `next` at 14 (flags at 12); packed: the entry's id at 12, ignored in a table.
+  view.setUint16(format.linked ? 14 : 12, next ? k + 1 : 0, true);
+}
+
+/**
  * Walks the indirect table that descriptor `desc` names (`[hi:lo, +len)`) into `chain` from
  * segment `segs` on, and returns the new segment count. Checks every rule on the table (length
  * a non-zero multiple of 16, inside memory, no nested table, every entry inside memory, the

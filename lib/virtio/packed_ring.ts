@@ -63,7 +63,7 @@ const EVENT_FLAG_DESC = 2;
  * Packed indirect tables (§2.8.7): flags at byte 14, every entry used in order (NEXT and id
  * ignored).
  */
-const INDIRECT_TABLE: IndirectFormat = {
+export const PACKED_INDIRECT_TABLE: IndirectFormat = {
   flagsAt: 14,
   linked: false,
   lengthSection: "§2.8.7",
@@ -148,6 +148,11 @@ export interface PackedDriverOptions {
    * the device wrote since (its event suppression flags). Default true: reset the areas.
    */
   reset?: boolean;
+  /**
+   * Every buffer is an indirect table of packed descriptors (§2.8.13; the control queue's
+   * commands): each is posted with DESC_F_INDIRECT, and its writable parts are in the table.
+   */
+  indirect?: boolean;
 }
 
 /**
@@ -170,6 +175,8 @@ export class PackedDriverQueue implements DriverQueue {
   readonly #addrHi: Uint32Array;
   readonly #eventIdx: boolean;
   readonly #inOrder: boolean;
+  /** DESC_F_INDIRECT when every buffer is an indirect table, else 0. */
+  readonly #indirect: number;
   /** In-order: ring position of the last buffer the current used batch covers, or -1. */
   #batchEnd = -1;
   /** In-order: the length the device wrote for that last buffer. */
@@ -237,6 +244,7 @@ export class PackedDriverQueue implements DriverQueue {
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
     this.#inOrder = options.inOrder ?? false;
+    this.#indirect = options.indirect ? DESC_F_INDIRECT : 0;
 
     const base = checkPackedBase(name, "base", options.base ?? 1 << 15, size);
     this.#availPos = this.#usedPos = base & 0x7fff;
@@ -285,7 +293,8 @@ export class PackedDriverQueue implements DriverQueue {
     const d32 = this.#desc32, d16 = this.#desc16;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
     const state = writable ? BUF_WRITABLE : BUF_READABLE;
-    const writeFlag = writable ? DESC_F_WRITE : 0;
+    // An indirect table's descriptor carries INDIRECT; its entries say what is writable.
+    const writeFlag = this.#indirect !== 0 ? this.#indirect : writable ? DESC_F_WRITE : 0;
     let pos = this.#availPos;
     let wrap = this.#availWrap;
     // In order, the id is the slot: buffers are used in the order they were made available.
@@ -682,7 +691,7 @@ export class PackedDeviceQueue implements DeviceQueue {
           this.#fail(`descriptor ${slot}: INDIRECT and NEXT are both set (§2.8.19)`);
         }
         segs = readIndirect(
-          INDIRECT_TABLE,
+          PACKED_INDIRECT_TABLE,
           chain,
           segs,
           memory,

@@ -58,7 +58,7 @@ const USED_F_NO_NOTIFY = 1;
  * Split indirect tables (§2.7.5.3): flags at byte 12, a chain of their own from entry 0 linked
  * by `next`.
  */
-const INDIRECT_TABLE: IndirectFormat = {
+export const SPLIT_INDIRECT_TABLE: IndirectFormat = {
   flagsAt: 12,
   linked: true,
   lengthSection: "§2.7.5.3",
@@ -112,6 +112,11 @@ export interface SplitDriverOptions {
    * the device wrote since (used flags, avail_event). Default true: reset the areas.
    */
   reset?: boolean;
+  /**
+   * Every buffer is an indirect table of split descriptors (§2.7.5.3; the control queue's
+   * commands): each is posted with VIRTQ_DESC_F_INDIRECT, its writable parts are in the table.
+   */
+  indirect?: boolean;
 }
 
 /**
@@ -135,6 +140,8 @@ export class SplitDriverQueue implements DriverQueue {
   readonly #addrHi: Uint32Array;
   readonly #eventIdx: boolean;
   readonly #mask: number;
+  /** VIRTQ_DESC_F_INDIRECT when every buffer is an indirect table, else 0. */
+  readonly #indirect: number;
 
   /** Buffers in flight by id (= descriptor index). */
   readonly #inFlight: InFlight;
@@ -198,6 +205,7 @@ export class SplitDriverQueue implements DriverQueue {
     this.#addrLo = buffers.addrLo;
     this.#addrHi = buffers.addrHi;
     this.#eventIdx = options.eventIdx ?? false;
+    this.#indirect = options.indirect ? DESC_F_INDIRECT : 0;
 
     const base = checkSplitBase(name, "base", options.base ?? 0);
     this.#availIdx = this.#notifiedIdx = this.#lastUsed = base;
@@ -248,7 +256,8 @@ export class SplitDriverQueue implements DriverQueue {
     const d32 = this.#desc32, d16 = this.#desc16, avail = this.#avail;
     const addrLo = this.#addrLo, addrHi = this.#addrHi;
     const mask = this.#mask;
-    const flags = writable ? DESC_F_WRITE : 0;
+    // An indirect table's descriptor carries INDIRECT; its entries say what is writable.
+    const flags = this.#indirect !== 0 ? this.#indirect : writable ? DESC_F_WRITE : 0;
     const ids = inFlight.add(bufs, lens, offset, count, writable ? BUF_WRITABLE : BUF_READABLE);
     let idx = this.#availIdx;
     for (let i = 0; i < count; i++) {
@@ -532,7 +541,18 @@ export class SplitDeviceQueue implements DeviceQueue {
         if ((flags & DESC_F_NEXT) !== 0) {
           this.#fail(`descriptor ${i}: INDIRECT and NEXT are both set (§2.7.5.3.1)`);
         }
-        segs = readIndirect(INDIRECT_TABLE, chain, segs, memory, this.name, size, i, lo, hi, len);
+        segs = readIndirect(
+          SPLIT_INDIRECT_TABLE,
+          chain,
+          segs,
+          memory,
+          this.name,
+          size,
+          i,
+          lo,
+          hi,
+          len,
+        );
         break;
       }
       const r = memory.translate(lo | 0, hi, len | 0);

@@ -43,6 +43,16 @@ export interface QueueSetup {
   readonly callFd: number;
 }
 
+/** What the driver wants to receive (VIRTIO_NET_CTRL_RX and _MAC, virtio 1.2 §5.1.6.5.1-2). */
+export interface ReceiveFilter {
+  /** Every frame, whatever its destination. */
+  readonly promiscuous: boolean;
+  /** Every multicast frame. */
+  readonly allMulticast: boolean;
+  /** The port's address: unicast frames to it (and broadcast) always pass. */
+  readonly mac: Uint8Array;
+}
+
 /**
  * Operations a virtio-user backend provides, called by the driver in the order of virtio 1.2
  * §3.1.1 (status ACKNOWLEDGE → DRIVER → features → FEATURES_OK → queues → DRIVER_OK).
@@ -58,8 +68,17 @@ export interface VirtioTransport {
   setMemTable(regions: readonly MemoryRegion[]): void;
   /** Sets up one virtqueue (size, base, addresses, kick and call eventfds). */
   setupQueue(queue: QueueSetup): void;
-  /** Enables or disables a set-up virtqueue. */
+  /**
+   * Enables or disables a set-up virtqueue (also how the emulated control queue carries out
+   * VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET, as DPDK's virtio-user does).
+   */
   enableQueue(index: number, enabled: boolean): void;
+  /**
+   * Makes the backend deliver only what `filter` asks for (the emulated control queue's
+   * VIRTIO_NET_CTRL_RX / MAC commands). Optional: a backend that cannot filter (DPDK's vhost
+   * PMD) has none, and the modes are then recorded, not enforced.
+   */
+  setReceiveFilter?(filter: ReceiveFilter): void;
   /** Writes the device status byte (§2.1); a backend that cannot carry it ignores it. */
   setStatus(status: number): void;
   /** Reads the device status byte back, or -1 when the backend cannot report it. */
