@@ -111,3 +111,173 @@ for (const packed of [true, false]) {
     });
   }
 }
+
+function virtioUser(sock: string, packed: boolean): string {
+  return `net_virtio_user0,path=${sock},queues=2,packed_vq=${packed ? 1 : 0},queue_size=256`;
+}
+
+for (const packed of [true, false]) {
+  const rings = packed ? "packed" : "split";
+
+  Deno.test({
+    name:
+      `device Workers ${rings}: DPDK virtio-user queues=2 txonly -> TS device sink, 2 Workers: exact per queue`,
+    ignore: ignoreTestpmd,
+    async fn() {
+      const device = await DeviceThread.start({ mode: "sink", queuePairs: 2, workers: true });
+      try {
+        await using tp = await Testpmd.start({
+          vdev: virtioUser(device.path, packed),
+          forwardMode: "txonly",
+          rxq: 2,
+          txq: 2,
+        });
+        await tp.startForwarding();
+        await new Promise((r) => setTimeout(r, RUN_MS));
+        const sent = await tp.stopForwarding();
+        const x = await xstats(tp);
+        const perQueue = [0, 1].map((i) => counter(x, `tx_q${i}_good_packets`));
+        assert.ok(perQueue[0] > 0 && perQueue[1] > 0, "testpmd sent on both queues");
+        assert.equal(perQueue[0] + perQueue[1], sent.txPackets);
+        // Every frame testpmd's PMD accepted is in a ring; the Workers take them all.
+        await waitFor(
+          "the device to take every frame",
+          () => device.stats.fromDriverPackets >= sent.txPackets,
+        );
+        await tp.stop();
+        const { stats, errors, queues } = await device.stop();
+        console.log(`  ${rings}: per queue ${perQueue.join(" + ")} frames`);
+        assert.deepEqual(errors, []);
+        for (let i = 0; i < 2; i++) {
+          assert.equal(
+            queues![i].fromDriverPackets,
+            perQueue[i],
+            `device Worker ${i} == testpmd tx queue ${i}`,
+          );
+          assert.equal(queues![i].fromDriverBytes, FRAME * perQueue[i]);
+        }
+        assert.equal(stats.fromDriverPackets, sent.txPackets, "aggregate == TX-packets");
+      } finally {
+        await device.stop();
+      }
+    },
+  });
+
+  Deno.test({
+    name:
+      `device Workers ${rings}: TS device source, 2 Workers -> DPDK virtio-user queues=2 rxonly: exact per queue`,
+    ignore: ignoreTestpmd,
+    async fn() {
+      const device = await DeviceThread.start({ mode: "source", queuePairs: 2, workers: true });
+      try {
+        await using tp = await Testpmd.start({
+          vdev: virtioUser(device.path, packed),
+          forwardMode: "rxonly",
+          rxq: 2,
+          txq: 2,
+          extraArgs: ["--no-flush-rx"],
+        });
+        await tp.startForwarding();
+        await new Promise((r) => setTimeout(r, RUN_MS));
+        const sent = (await device.pause()).toDriverPackets; // no more frames from here on
+        await waitFor(
+          "testpmd to receive every frame",
+          async () => (await tp.stats()).rxPackets >= sent,
+        );
+        const got = await tp.stopForwarding();
+        const x = await xstats(tp);
+        await tp.stop();
+        const { errors, queues } = await device.stop();
+        assert.deepEqual(errors, []);
+        assert.equal(got.rxPackets, sent, "testpmd RX-packets == device's frames");
+        for (let i = 0; i < 2; i++) {
+          const q = counter(x, `rx_q${i}_good_packets`);
+          console.log(`  ${rings} queue ${i}: ${q} frames`);
+          assert.ok(q > 0, `the device sent on queue ${i}`);
+          assert.equal(
+            queues![i].toDriverPackets,
+            q,
+            `device Worker ${i} == testpmd rx queue ${i}`,
+          );
+          assert.equal(counter(x, `rx_q${i}_good_bytes`), FRAME * q);
+        }
+      } finally {
+        await device.stop();
+      }
+    },
+  });
+}
+
+Deno.test({
+  name:
+    "device Workers: a frontend killed (-9) mid-traffic: Workers detach, fds back, the next frontend works",
+  ignore: ignoreTestpmd,
+  async fn() {
+    await warmUp();
+    const fdsBefore = openFds();
+    const device = await DeviceThread.start({ mode: "sink", queuePairs: 2, workers: true });
+    try {
+      const tp = await Testpmd.start({
+        vdev: virtioUser(device.path, true),
+        forwardMode: "txonly",
+        rxq: 2,
+        txq: 2,
+      });
+      try {
+        await tp.startForwarding();
+        await waitFor("frames on both queues", () => device.stats.fromDriverPackets > 10_000);
+        await tp.killHard(); // mid-traffic: no GET_VRING_BASE, the socket just hangs up
+      } finally {
+        await tp.stop();
+      }
+      const killedAt = device.stats.fromDriverPackets;
+      await using next = await Testpmd.start({
+        vdev: virtioUser(device.path, false),
+        forwardMode: "txonly",
+        rxq: 2,
+        txq: 2,
+      });
+      await next.startForwarding();
+      await new Promise((r) => setTimeout(r, RUN_MS));
+      const sent = await next.stopForwarding();
+      assert.ok(sent.txPackets > 0);
+      await waitFor(
+        "the device to take every frame",
+        () => device.stats.fromDriverPackets >= killedAt + sent.txPackets,
+      );
+      await next.stop();
+      const { stats, errors } = await device.stop();
+      assert.deepEqual(errors, [], "a frontend that hangs up broke no rule");
+      assert.equal(
+        stats.fromDriverPackets - killedAt,
+        sent.txPackets,
+        "the next session: every frame",
+      );
+    } finally {
+      await device.stop();
+    }
+    assert.equal(await fdsSettled(fdsBefore), fdsBefore, "device and its Workers closed every fd");
+  },
+});
+
+let warmedUp = false;
+
+/** One device with Workers started and stopped, so fds a first Worker leaves (the runtime's module cache) are in the baseline. */
+async function warmUp(): Promise<void> {
+  if (warmedUp) return;
+  warmedUp = true;
+  const device = await DeviceThread.start({ mode: "sink", queuePairs: 2, workers: true });
+  await device.stop();
+  await fdsSettled(-1);
+}
+
+/** Open fds once ended Workers' threads are gone (at most 5 s): until `target`, or steady. */
+async function fdsSettled(target: number): Promise<number> {
+  const until = Date.now() + 5000;
+  let n = openFds(), last = -1;
+  while (n !== target && n !== last && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 50));
+    [last, n] = [n, openFds()];
+  }
+  return n;
+}

@@ -18,7 +18,6 @@ import { pollIn } from "../../ffi/poll.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import {
   type DeviceMode,
-  type DevicePair,
   type NetDeviceOptions,
   NetDevicePath,
   type NetDeviceStats,
@@ -229,7 +228,10 @@ export class VhostUserDevice {
   set paused(value: boolean) {
     if (value === this.#paused) return;
     this.#paused = value;
-    if (this.#workers !== null) this.#rebuild(); // detach all, or attach the running pairs
+    if (this.#workers !== null) {
+      this.#rebuild(); // detach all (their counters final), or attach the running pairs
+      this.#workers.sum(this.stats);
+    }
     this.#active = !value && this.#path.pairs > 0;
   }
 
