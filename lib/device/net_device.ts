@@ -13,6 +13,7 @@
 
 import { eventfdSignal } from "../../ffi/eventfd.ts";
 import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import { gatherScatter, readableLength, scatter, writableLength } from "./chain_copy.ts";
 import {
   type AddressTranslator,
   DescriptorChain,
@@ -398,7 +399,7 @@ export class NetDevicePath {
       srcBytes.copyWithin(dst + NET_HDR_SIZE, at, at + frameLen);
     } else {
       scatter(mem, template, 0, NET_HDR_SIZE, to, 0);
-      gatherScatter(mem, from, NET_HDR_SIZE, to, NET_HDR_SIZE, frameLen);
+      gatherScatter(mem, from, NET_HDR_SIZE, mem, to, NET_HDR_SIZE, frameLen);
     }
     if (this.#macSwap && frameLen >= 12 && to.len[0] >= NET_HDR_SIZE + 12) {
       swapMacs(mem.bytes(to.region[0]), to.offset[0] + NET_HDR_SIZE);
@@ -429,88 +430,11 @@ interface MergeState {
   unpublished: boolean;
 }
 
-/** Bytes the device may read from a chain (its leading device-readable segments, §2.7.4.2). */
-function readableLength(chain: DescriptorChain): number {
-  let total = 0;
-  for (let s = 0; s < chain.count; s++) {
-    if (chain.writable[s] === 1) {
-      throw new VirtqueueError(
-        "transmitq",
-        `chain ${chain.id}: segment ${s} is device-writable in a transmit queue (§5.1.6.2)`,
-      );
-    }
-    total += chain.len[s];
-  }
-  return total;
-}
-
-/** Bytes the device may write into a chain. */
-function writableLength(chain: DescriptorChain): number {
-  let total = 0;
-  for (let s = 0; s < chain.count; s++) {
-    if (chain.writable[s] === 0) {
-      throw new VirtqueueError(
-        "receiveq",
-        `chain ${chain.id}: segment ${s} is device-readable in a receive queue (§5.1.6.3)`,
-      );
-    }
-    total += chain.len[s];
-  }
-  return total;
-}
-
 /** Swaps destination and source MAC addresses of the frame at `bytes[at]`. */
 function swapMacs(bytes: Uint8Array, at: number): void {
   for (let k = 0; k < 6; k++) {
     const t = bytes[at + k];
     bytes[at + k] = bytes[at + 6 + k];
     bytes[at + 6 + k] = t;
-  }
-}
-
-/** Copies `src[from .. from+len)` into the chain's segments starting `skip` bytes in. */
-function scatter(
-  mem: AddressTranslator,
-  src: Uint8Array,
-  from: number,
-  len: number,
-  to: DescriptorChain,
-  skip: number,
-): void {
-  let s = 0;
-  while (s < to.count && skip >= to.len[s]) skip -= to.len[s++];
-  while (len > 0 && s < to.count) {
-    const room = to.len[s] - skip;
-    const n = room < len ? room : len;
-    const bytes = mem.bytes(to.region[s]);
-    const at = to.offset[s] + skip;
-    for (let k = 0; k < n; k++) bytes[at + k] = src[from + k];
-    from += n;
-    len -= n;
-    skip = 0;
-    s++;
-  }
-}
-
-/** Copies `len` bytes from chain `from` (skipping `fromSkip`) to chain `to` (at `toSkip`). */
-function gatherScatter(
-  mem: AddressTranslator,
-  from: DescriptorChain,
-  fromSkip: number,
-  to: DescriptorChain,
-  toSkip: number,
-  len: number,
-): void {
-  let s = 0;
-  while (s < from.count && fromSkip >= from.len[s]) fromSkip -= from.len[s++];
-  while (len > 0 && s < from.count) {
-    const avail = from.len[s] - fromSkip;
-    const n = avail < len ? avail : len;
-    const bytes = mem.bytes(from.region[s]);
-    scatter(mem, bytes, from.offset[s] + fromSkip, n, to, toSkip);
-    toSkip += n;
-    len -= n;
-    fromSkip = 0;
-    s++;
   }
 }

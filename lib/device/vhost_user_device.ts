@@ -111,6 +111,11 @@ export class VhostUserDevice {
   readonly stats: NetDeviceStats;
   /** Every session-ending error (protocol or data path), in order. */
   readonly errors: Error[] = [];
+  /**
+   * Called after the device rebuilt its pairs from the backend's running rings (a ring started,
+   * stopped or changed, a session ended), e.g. for a data path kept outside the device.
+   */
+  onPairsChanged: ((device: VhostUserDevice) => void) | null = null;
 
   readonly #path: NetDevicePath;
   #polls = 0;
@@ -452,6 +457,7 @@ export class VhostUserDevice {
     this.#noteBackend();
     if (this.#workers !== null) {
       this.#rebuildWorkers();
+      this.onPairsChanged?.(this);
       return;
     }
     path.detachAll();
@@ -470,6 +476,7 @@ export class VhostUserDevice {
     this.#active = !this.#paused && path.pairs > 0;
     if (path.pairs > 0 && this.#startedAt < 0) this.#startedAt = performance.now();
     this.#polls = 0;
+    this.onPairsChanged?.(this);
   }
 
   /** #rebuild with pair Workers: every pair detached, then each running one attached again. */
