@@ -145,7 +145,7 @@ const limits = {
 // Forward mode: A's driver's frames count as "from driver", those forwarded to A as "to driver".
 const stats = fwd === null ? device.stats : {
   get fromDriverPackets() {
-    return fwd.aToB.packets + fwd.aToB.dropped;
+    return fwd.aToB.taken;
   },
   get toDriverPackets() {
     return fwd.bToA.packets;

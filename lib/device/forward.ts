@@ -19,29 +19,12 @@
  * @module
  */
 
-import { eventfdSignal } from "../../ffi/eventfd.ts";
-import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../virtio/net_hdr.ts";
-import {
-  type AddressTranslator,
-  DescriptorChain,
-  type DeviceQueue,
-  VirtqueueError,
-} from "../virtio/virtqueue.ts";
-import { gatherScatter, readableLength, writableLength } from "./chain_copy.ts";
+import type { AddressTranslator } from "../virtio/virtqueue.ts";
 import type { DevicePair } from "./net_device.ts";
+import { Relay, type RelayStats, relayStats } from "./relay.ts";
 import { EMPTY_MEMORY } from "./vring_pair.ts";
 
-/** One direction's counters. */
-export interface ForwardStats {
-  /** Frames copied into the other driver's receive buffers. */
-  packets: number;
-  /** Their bytes (virtio-net header excluded). */
-  bytes: number;
-  /** Frames taken and dropped: the other driver had no receive buffer posted. */
-  dropped: number;
-  /** Call eventfd signals sent (both rings of the direction). */
-  calls: number;
-}
+export type { RelayStats } from "./relay.ts";
 
 /** One port as the forwarder sees it: its memory, its running pairs, MRG_RXBUF. */
 export interface ForwardPort {
@@ -51,25 +34,6 @@ export interface ForwardPort {
   pairs: DevicePair[];
   /** VIRTIO_NET_F_MRG_RXBUF negotiated: its receive buffers may be merged. */
   mergeable: boolean;
-}
-
-/** A frame being forwarded, per pair and direction. */
-class Transfer {
-  /** The transmit chain being copied (held until the frame is complete). */
-  readonly tx = new DescriptorChain(32768);
-  readonly rx = new DescriptorChain(32768);
-  /** True while a frame is partly written into receive buffers. */
-  pending = false;
-  /** Header + frame bytes written so far, and in all. */
-  written = 0;
-  total = 0;
-  /** Receive buffers it took so far. */
-  buffers = 0;
-  /** Where its first receive buffer (the header) is. */
-  region = 0;
-  offset = 0;
-  /** Used entries pushed to the receiving ring but not published (a frame is incomplete). */
-  unpublished = false;
 }
 
 /**
@@ -84,10 +48,10 @@ class Transfer {
  * ```
  */
 export class ForwardPath {
-  /** Frames from A's driver to B's. */
-  readonly aToB: ForwardStats = { packets: 0, bytes: 0, dropped: 0, calls: 0 };
+  /** Frames from A's driver to B's (`packets` forwarded, `dropped`, ...). */
+  readonly aToB: RelayStats = relayStats();
   /** Frames from B's driver to A's. */
-  readonly bToA: ForwardStats = { packets: 0, bytes: 0, dropped: 0, calls: 0 };
+  readonly bToA: RelayStats = relayStats();
   /**
    * After {@linkcode poll} threw: the port (0 = A, 1 = B) whose driver broke the rule (its
    * session is to end; the other port's rings are left consistent).
@@ -99,7 +63,7 @@ export class ForwardPath {
     { memory: EMPTY_MEMORY, pairs: [], mergeable: false },
   ];
   /** Per pair: [A → B, B → A]. */
-  #transfers: Transfer[][] = [];
+  #relays: Relay[][] = [];
 
   /**
    * A forwarder with no pairs yet.
@@ -115,29 +79,20 @@ export class ForwardPath {
 
   /**
    * Sets port `index`'s memory and running pairs (after its rings started, stopped or were
-   * rebuilt); frames partly forwarded into or out of the old rings are dropped with them.
+   * rebuilt). Frames in progress through the old rings are given back to the port that stays
+   * (see `Relay.abandon`).
    */
   setPort(index: 0 | 1, port: ForwardPort): void {
-    // A frame cut short toward the port that stays: its buffers so far become a whole (short)
-    // frame, so that driver never sees a header whose num_buffers is wrong.
-    // A transmit chain the staying port's driver is owed goes back to it (a drop).
     const stay = this.#ports[index ^ 1];
-    for (let i = 0; i < this.#transfers.length; i++) {
-      const t = this.#transfers[i][index]; // direction index → the other port
-      if (t.unpublished) {
-        if (stay.mergeable && t.pending) setNumBuffers(stay.memory, t);
-        stay.pairs[i].rx.publishUsed();
-      }
-      const back = this.#transfers[i][index ^ 1]; // from the staying port
-      if (back.pending) {
-        stay.pairs[i].tx.pushUsed(back.tx.id, 0);
-        stay.pairs[i].tx.publishUsed();
-        (index === 0 ? this.bToA : this.aToB).dropped++;
-      }
+    const toStay = index === 0 ? this.aToB : this.bToA;
+    const fromStay = index === 0 ? this.bToA : this.aToB;
+    for (let i = 0; i < this.#relays.length; i++) {
+      this.#relays[i][index].abandon(null, stay.memory, stay.pairs[i], stay.mergeable, toStay);
+      this.#relays[i][index ^ 1].abandon(stay.pairs[i], null, null, false, fromStay);
     }
     this.#ports[index] = port;
     const n = Math.min(this.#ports[0].pairs.length, this.#ports[1].pairs.length);
-    this.#transfers = Array.from({ length: n }, () => [new Transfer(), new Transfer()]);
+    this.#relays = Array.from({ length: n }, () => [new Relay(), new Relay()]);
     // Poll mode: no kicks wanted (§2.7.10 / §2.8.10).
     for (const pair of port.pairs) {
       pair.rx.setNotifications(false);
@@ -147,132 +102,45 @@ export class ForwardPath {
 
   /** Pairs forwarded (those both ports run). */
   get pairs(): number {
-    return this.#transfers.length;
+    return this.#relays.length;
   }
 
   /** Services every forwarded pair once in both directions; returns the frames forwarded. */
   poll(): number {
     const [a, b] = this.#ports;
+    const burst = this.#burst;
     let moved = 0;
-    for (let i = 0; i < this.#transfers.length; i++) {
-      const t = this.#transfers[i];
-      moved += this.#forward(a, b, a.pairs[i], b.pairs[i], t[0], this.aToB, 0);
-      moved += this.#forward(b, a, b.pairs[i], a.pairs[i], t[1], this.bToA, 1);
+    for (let i = 0; i < this.#relays.length; i++) {
+      const r = this.#relays[i];
+      let k = 0;
+      try {
+        moved += r[0].burst(
+          a.memory,
+          a.pairs[i],
+          b.memory,
+          b.pairs[i],
+          b.mergeable,
+          burst,
+          this.aToB,
+          false,
+        );
+        k = 1;
+        moved += r[1].burst(
+          b.memory,
+          b.pairs[i],
+          a.memory,
+          a.pairs[i],
+          a.mergeable,
+          burst,
+          this.bToA,
+          false,
+        );
+      } catch (e) {
+        // Direction k runs from port k to port k^1: the transmitq is k's, the receiveq k^1's.
+        this.faultPort = r[k].fault === "transmitq" ? k : k ^ 1;
+        throw e;
+      }
     }
     return moved;
   }
-
-  /** One burst from `src`'s transmitq into `dst`'s receiveq. */
-  #forward(
-    src: ForwardPort,
-    dst: ForwardPort,
-    sp: DevicePair,
-    dp: DevicePair,
-    t: Transfer,
-    stats: ForwardStats,
-    srcIndex: number,
-  ): number {
-    const dstIndex = srcIndex ^ 1;
-    const txq = sp.tx, rxq = dp.rx;
-    let taken = 0, forwarded = 0, dropped = 0, bytes = 0;
-    try {
-      for (;;) {
-        if (!t.pending) {
-          if (taken === this.#burst) break;
-          this.faultPort = srcIndex;
-          if (!txq.pop(t.tx)) break;
-          const total = readableLength(t.tx);
-          if (total < NET_HDR_SIZE) {
-            throw new VirtqueueError(
-              "transmitq",
-              `chain ${t.tx.id} holds ${total} bytes, less than the ${NET_HDR_SIZE}-byte ` +
-                "virtio-net header (§5.1.6.2)",
-            );
-          }
-          t.pending = true;
-          t.total = total;
-          t.written = t.buffers = 0;
-        }
-        this.faultPort = dstIndex;
-        if (!rxq.pop(t.rx)) {
-          if (t.written > 0) break; // mid-frame: finished at a later poll
-          txq.pushUsed(t.tx.id, 0); // no receive buffer: dropped
-          t.pending = false;
-          taken++;
-          dropped++;
-          continue;
-        }
-        rxq.pushUsed(t.rx.id, this.#copy(src.memory, dst, t));
-        t.unpublished = true;
-        if (t.written === t.total) {
-          if (dst.mergeable) setNumBuffers(dst.memory, t);
-          txq.pushUsed(t.tx.id, 0);
-          t.pending = false;
-          taken++;
-          forwarded++;
-          bytes += t.total - NET_HDR_SIZE;
-        }
-      }
-    } finally {
-      // What was completed is returned even when a driver broke a rule mid-burst: each ring
-      // gets one release store (publishUsed) and at most one call.
-      if (taken > 0) this.#publish(txq, sp.txCall, stats);
-      if (t.unpublished && !t.pending) {
-        t.unpublished = false;
-        this.#publish(rxq, dp.rxCall, stats);
-      }
-      stats.packets += forwarded;
-      stats.bytes += bytes;
-      stats.dropped += dropped;
-    }
-    return forwarded;
-  }
-
-  /**
-   * Copies the next part of the frame into the receive chain just popped (`t.rx`); returns the
-   * bytes written into it.
-   */
-  #copy(srcMem: AddressTranslator, dst: ForwardPort, t: Transfer): number {
-    const rx = t.rx, mem = dst.memory;
-    const room = writableLength(rx);
-    let at = 0;
-    if (t.written === 0) {
-      if (rx.len[0] < NET_HDR_SIZE || (!dst.mergeable && room < t.total)) {
-        throw new VirtqueueError(
-          "receiveq",
-          `receive buffer ${rx.id} holds ${room} bytes (first segment ${rx.len[0]}), frame ` +
-            `needs ${t.total} (§5.1.6.3.1: without MRG_RXBUF a buffer holds a whole frame; ` +
-            `the header fits the first segment)`,
-        );
-      }
-      // A fresh header: no offloads, num_buffers 1 (set for the whole frame once complete).
-      const hdr = mem.bytes(rx.region[0]), h = rx.offset[0];
-      for (let k = 0; k < NET_HDR_SIZE; k++) hdr[h + k] = 0;
-      hdr[h + NET_HDR_NUM_BUFFERS] = 1;
-      t.region = rx.region[0];
-      t.offset = h;
-      t.written = at = NET_HDR_SIZE;
-    }
-    const left = t.total - t.written;
-    const k = room - at < left ? room - at : left;
-    gatherScatter(srcMem, t.tx, t.written, mem, rx, at, k);
-    t.written += k;
-    t.buffers++;
-    return at + k;
-  }
-
-  #publish(q: DeviceQueue, callFd: number, stats: ForwardStats): void {
-    q.publishUsed();
-    if (callFd >= 0 && q.needsCall()) {
-      eventfdSignal(callFd);
-      stats.calls++;
-    }
-  }
-}
-
-/** Writes num_buffers (le16) into the frame's first receive buffer, before it is published. */
-function setNumBuffers(memory: AddressTranslator, t: Transfer): void {
-  const hdr = memory.bytes(t.region);
-  hdr[t.offset + NET_HDR_NUM_BUFFERS] = t.buffers & 0xff;
-  hdr[t.offset + NET_HDR_NUM_BUFFERS + 1] = t.buffers >> 8;
 }

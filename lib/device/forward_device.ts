@@ -17,13 +17,13 @@
 import { pollIn } from "../../ffi/poll.ts";
 import { DEFAULT_DEVICE_FEATURES, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import { featureMask } from "../virtio/features.ts";
-import { ForwardPath, type ForwardPort, type ForwardStats } from "./forward.ts";
+import { ForwardPath, type ForwardPort, type RelayStats } from "./forward.ts";
 import type { DevicePair } from "./net_device.ts";
 import type { DeviceRunEnd } from "./vhost_user_device.ts";
 import { VhostUserDevice } from "./vhost_user_device.ts";
 import { EMPTY_MEMORY, VringPair } from "./vring_pair.ts";
 
-export type { ForwardStats } from "./forward.ts";
+export type { RelayStats } from "./forward.ts";
 
 /**
  * Options of {@linkcode ForwardDevice.listen}: both ports' protocol options (`features` default
@@ -67,9 +67,9 @@ export class ForwardDevice {
   /** Port B. */
   readonly b: VhostUserDevice;
   /** Frames from A's driver to B's. */
-  readonly aToB: ForwardStats;
+  readonly aToB: RelayStats;
   /** Frames from B's driver to A's. */
-  readonly bToA: ForwardStats;
+  readonly bToA: RelayStats;
   readonly #path: ForwardPath;
   readonly #idleFds = [-1, -1];
   #polls = 0;
