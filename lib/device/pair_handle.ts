@@ -18,6 +18,24 @@
  * @module
  */
 
+import type { NetDeviceOptions } from "./net_device.ts";
+
+/** The message that starts a pair Worker (`pair_worker.ts`). */
+export interface PairWorkerStart {
+  /** Always `"start"`. */
+  type: "start";
+  /** Queue pair number (for names in errors). */
+  index: number;
+  /** Int32 mailbox words ({@linkcode PAIR_WORDS}) then the error text bytes. */
+  mailbox: SharedArrayBuffer;
+  /** Float64 handle slots ({@linkcode PAIR_SLOTS}). */
+  handle: SharedArrayBuffer;
+  /** Counters: two Int32 words (the counters' sequence), then one Float64 per counter. */
+  counters: SharedArrayBuffer;
+  /** Data path options (mode, macSwap, frame, burst). */
+  options: NetDeviceOptions;
+}
+
 /** Commands (word {@linkcode PairWord.COMMAND}). */
 export const PairCommand = {
   /** Map the handle's memory and serve its two vrings. */

@@ -21,7 +21,7 @@ import { GuestMemory } from "../vhost_user/guest_memory.ts";
 import { VhostUserRequest } from "../vhost_user/message.ts";
 import { Vring } from "../vhost_user/vring.ts";
 import { CONTROL_SLOTS, COUNTER_FIELDS, publishCounters } from "./device_thread.ts";
-import { type NetDeviceOptions, NetDevicePath } from "./net_device.ts";
+import { NetDevicePath } from "./net_device.ts";
 import {
   PAIR_ERROR_BYTES,
   PAIR_WORDS,
@@ -29,26 +29,11 @@ import {
   type PairRing,
   PairState,
   PairWord,
+  type PairWorkerStart,
   readHandle,
   stoppedAt,
 } from "./pair_handle.ts";
 import { EMPTY_MEMORY, VringPair } from "./vring_pair.ts";
-
-/** The message that starts the Worker. */
-export interface PairWorkerStart {
-  /** Always `"start"`. */
-  type: "start";
-  /** Queue pair number (for names in errors). */
-  index: number;
-  /** Int32 mailbox words ({@linkcode PAIR_WORDS}) then the error text bytes. */
-  mailbox: SharedArrayBuffer;
-  /** Float64 handle slots ({@linkcode PAIR_SLOTS}). */
-  handle: SharedArrayBuffer;
-  /** Counters: {@linkcode CONTROL_SLOTS} Int32 words, then one Float64 per counter. */
-  counters: SharedArrayBuffer;
-  /** Data path options (mode, macSwap, frame, burst). */
-  options: NetDeviceOptions;
-}
 
 /** Polls between looks at the mailbox (and counter publishes). */
 const POLLS_PER_CHECK = 64;

@@ -27,10 +27,10 @@ import {
   type PairRing,
   PairState,
   PairWord,
+  type PairWorkerStart,
   stoppedAt,
   writeHandle,
 } from "./pair_handle.ts";
-import type { PairWorkerStart } from "./pair_worker.ts";
 
 /** Longest wait for a Worker to answer a request, ms (it looks every 64 polls). */
 const ANSWER_MS = 5000;
