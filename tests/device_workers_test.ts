@@ -16,9 +16,9 @@ import assert from "node:assert/strict";
 import { DeviceThread, type NetDeviceStats } from "../lib/device/device_thread.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { type QueueResult, QueueWorkers } from "../examples/multi_queue.ts";
-import { openFds } from "./helpers.ts";
+import { fdsAfterWorkers, openFds } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
-import { Testpmd } from "./testpmd.ts";
+import { counter, Testpmd, xstats } from "./testpmd.ts";
 
 const ignoreTestpmd = requireTestpmd(1);
 /** Frames per pair; different, so a frame counted on the wrong queue shows. */
@@ -35,20 +35,6 @@ const job = (port: VirtioNet, mode: "tx" | "echo", count: number) => ({
   burst: BURST,
   srcMac: [...port.mac],
 });
-
-/** testpmd's per-queue counters (`show port xstats`), e.g. `tx_q1_good_packets`. */
-async function xstats(tp: Testpmd): Promise<Map<string, number>> {
-  const out = await tp.command("show port xstats 0");
-  const m = new Map<string, number>();
-  for (const [, name, value] of out.matchAll(/^\s*(\w+):\s+(\d+)\s*$/gm)) m.set(name, +value);
-  return m;
-}
-
-function counter(x: Map<string, number>, name: string): number {
-  const v = x.get(name);
-  if (v === undefined) throw new Error(`testpmd xstats lack ${name}: ${[...x.keys()].join(" ")}`);
-  return v;
-}
 
 async function waitFor(what: string, cond: () => boolean | Promise<boolean>, ms = 10_000) {
   const deadline = Date.now() + ms;
@@ -256,7 +242,11 @@ Deno.test({
     } finally {
       await device.stop();
     }
-    assert.equal(await fdsSettled(fdsBefore), fdsBefore, "device and its Workers closed every fd");
+    assert.equal(
+      await fdsAfterWorkers(fdsBefore),
+      fdsBefore,
+      "device and its Workers closed every fd",
+    );
   },
 });
 
@@ -268,16 +258,8 @@ async function warmUp(): Promise<void> {
   warmedUp = true;
   const device = await DeviceThread.start({ mode: "sink", queuePairs: 2, workers: true });
   await device.stop();
-  await fdsSettled(-1);
-}
-
-/** Open fds once ended Workers' threads are gone (at most 5 s): until `target`, or steady. */
-async function fdsSettled(target: number): Promise<number> {
-  const until = Date.now() + 5000;
-  let n = openFds(), last = -1;
-  while (n !== target && n !== last && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 50));
+  for (let last = -1, n = openFds(), i = 0; n !== last && i < 40; i++) {
+    await new Promise((r) => setTimeout(r, 50)); // until the Workers' threads are gone
     [last, n] = [n, openFds()];
   }
-  return n;
 }

@@ -15,33 +15,20 @@
 import assert from "node:assert/strict";
 import { NetDevicePath } from "../lib/device/net_device.ts";
 import { BufferPool } from "../lib/driver/buffer_pool.ts";
-import { createDriverQueue, ringOffset } from "../lib/driver/driver_queue.ts";
+import { createDriverQueue } from "../lib/driver/driver_queue.ts";
 import { MergeableReceiver } from "../lib/driver/mergeable.ts";
 import { SharedMemory } from "../lib/driver/shared_memory.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { NET_HDR_SIZE } from "../lib/virtio/net_hdr.ts";
-import { PackedDeviceQueue, packedRingLayout } from "../lib/virtio/packed_ring.ts";
-import { SplitDeviceQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
-import { type DriverQueue, LocalMemory } from "../lib/virtio/virtqueue.ts";
+import type { DriverQueue } from "../lib/virtio/virtqueue.ts";
+import { deviceQueueOf } from "./ring_helpers.ts";
 
 const SIZE = 16;
 const JUMBO = 9000;
 
 function queues(memory: SharedMemory, packed: boolean, name: string, pool: BufferPool) {
   const driver = createDriverQueue(memory, packed, SIZE, name, pool, false, packed);
-  const at = ringOffset(memory, packed, SIZE, driver.addresses);
-  const l = packed ? packedRingLayout(SIZE) : splitRingLayout(SIZE);
-  const area = (o: number, n: number) => new Uint8Array(memory.buffer, at + o, n);
-  const local = new LocalMemory(memory.bytes, memory.addr);
-  const args = [
-    area(l.descOffset, l.descSize),
-    area(l.driverOffset, l.driverSize),
-    area(l.deviceOffset, l.deviceSize),
-    SIZE,
-    name,
-    { memory: local },
-  ] as const;
-  const device = packed ? new PackedDeviceQueue(...args) : new SplitDeviceQueue(...args);
+  const { device, local } = deviceQueueOf(memory, packed, SIZE, name, driver);
   return { driver, device, local };
 }
 
