@@ -15,6 +15,8 @@
 import assert from "node:assert/strict";
 import { DeviceThread, type NetDeviceStats } from "../lib/device/device_thread.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
+import { VhostUserFrontend } from "../lib/vhost_user/frontend.ts";
+import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { type QueueResult, QueueWorkers } from "../examples/multi_queue.ts";
 import { fdsAfterWorkers, openFds } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
@@ -262,4 +264,54 @@ async function warmUp(): Promise<void> {
     await new Promise((r) => setTimeout(r, 50)); // until the Workers' threads are gone
     [last, n] = [n, openFds()];
   }
+}
+
+/** GET_VRING_BASE value of a ring that took `n` one-descriptor chains (and used them all). */
+function positionAfter(n: number, packed: boolean, size: number): number {
+  if (!packed) return n & 0xffff;
+  const half = (n % size) | ((1 ^ (Math.floor(n / size) & 1)) << 15); // index, wrap counter
+  return (half | half << 16) >>> 0; // avail and used halves (vhost-user.rst)
+}
+
+for (const packed of [true, false]) {
+  Deno.test(`device Workers ${packed ? "packed" : "split"}: GET_VRING_BASE reports where each Worker stopped its rings`, async () => {
+    const SIZE = 256, SENT = [1000, 777]; // not multiples of the ring size
+    const device = await DeviceThread.start({ mode: "sink", queuePairs: 2, workers: true });
+    const stops = new Map<number, number>();
+    try {
+      const fe = VhostUserFrontend.connect(device.path, { queuePairs: 2 });
+      const stopQueue = fe.stopQueue.bind(fe);
+      fe.stopQueue = (index: number) => {
+        const at = stopQueue(index);
+        stops.set(index, at);
+        return at;
+      };
+      const port = VirtioNet.open({ transport: fe, packed, queuePairs: 2, queueSize: SIZE });
+      try {
+        const { pool } = port;
+        const bufs = new Uint32Array(BURST), lens = new Uint32Array(BURST).fill(FRAME);
+        for (let q = 0; q < 2; q++) {
+          for (let sent = 0; sent < SENT[q];) {
+            const k = pool.alloc(bufs, 0, Math.min(BURST, SENT[q] - sent));
+            for (let i = 0; i < k; i++) writeUdpFrame(pool.bytes, pool.dataOffset(bufs[i]), FRAME);
+            const n = port.txBurst(bufs, lens, k, q);
+            pool.free(bufs, n, k - n);
+            sent += n;
+          }
+          assert.equal(port.txDrain(5000, q), 0, `pair ${q}: the device took every frame`);
+        }
+      } finally {
+        assert.deepEqual(port.close(), []);
+      }
+      const { errors, queues } = await device.stop();
+      assert.deepEqual(errors, []);
+      for (let q = 0; q < 2; q++) {
+        assert.equal(queues![q].fromDriverPackets, SENT[q]);
+        assert.equal(stops.get(2 * q + 1), positionAfter(SENT[q], packed, SIZE), `tx${q} position`);
+        assert.equal(stops.get(2 * q), positionAfter(0, packed, SIZE), `rx${q}: untouched`);
+      }
+    } finally {
+      await device.stop();
+    }
+  });
 }
