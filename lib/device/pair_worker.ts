@@ -50,8 +50,9 @@ function serve(start: PairWorkerStart): void {
   const rings = [new Vring(2 * start.index), new Vring(2 * start.index + 1)];
 
   const fault = (e: unknown) => {
+    // "Name\nmessage": the session thread rebuilds the error as the ring had thrown it there.
     const text = new TextEncoder().encode(
-      `${name}: ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}`,
+      e instanceof Error ? `${e.name}\n${e.message}` : `Error\n${name}: ${String(e)}`,
     ).subarray(0, PAIR_ERROR_BYTES);
     errorText.set(text);
     Atomics.store(words, PairWord.ERROR_LENGTH, text.length);
@@ -68,6 +69,10 @@ function serve(start: PairWorkerStart): void {
   };
   const attach = () => {
     const h = readHandle(slots);
+    // The session's name for its rings came in the error area (see PairWorkers.attach).
+    const session = new TextDecoder().decode(
+      errorText.slice(0, Atomics.load(words, PairWord.ERROR_LENGTH)),
+    );
     stoppedAt(slots, 0, -1);
     stoppedAt(slots, 1, -1);
     // The call fds are the rings' from here on (closed by Vring.reset), the memory fds the
@@ -95,7 +100,7 @@ function serve(start: PairWorkerStart): void {
           h.packed,
           h.eventIdx,
           ring.base,
-          `${name} vring ${v.index} (${k === 0 ? "rx" : "tx"}${start.index})`,
+          `${session} vring ${v.index} (${k === 0 ? "rx" : "tx"}${start.index})`,
         );
       });
       path.setMemory(memory);
@@ -109,7 +114,7 @@ function serve(start: PairWorkerStart): void {
   };
 
   self.postMessage({ type: "ready" });
-  let seen = Atomics.load(words, PairWord.REQUEST);
+  let seen = 0; // requests are numbered from 1: one made before this line is still served
   for (;;) {
     const request = Atomics.load(words, PairWord.REQUEST);
     if (request === seen) {

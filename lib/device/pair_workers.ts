@@ -176,10 +176,14 @@ export class PairWorkers {
       for (const fd of fds) closeQuietly(fd);
       throw e;
     }
+    // The ring names' prefix travels in the error area (free until a fault).
+    const name = new TextEncoder().encode(backend.name).subarray(0, PAIR_ERROR_BYTES);
+    s.errorText.set(name);
+    Atomics.store(s.words, PairWord.ERROR_LENGTH, name.length);
     // From the request on the Worker owns the copies (it closes them, also when attach fails).
     this.#request(i, PairCommand.ATTACH);
     if (Atomics.load(s.words, PairWord.STATE) !== PairState.RUNNING) {
-      throw new Error(this.fault(i) ?? `pair ${i}: the Worker did not start serving it`);
+      throw this.fault(i) ?? new Error(`pair ${i}: the Worker did not start serving it`);
     }
   }
 
@@ -202,16 +206,19 @@ export class PairWorkers {
   }
 
   /**
-   * The error that stopped Worker i (a rule the frontend broke, or an attach that failed), or
-   * null; reading it clears it.
+   * The error that stopped Worker i (a rule the frontend broke, or an attach that failed), as
+   * the ring threw it, or null; reading it clears it.
    */
-  fault(i: number): string | null {
+  fault(i: number): Error | null {
     const s = this.#slot(i);
     if (Atomics.load(s.words, PairWord.STATE) !== PairState.FAULTED) return null;
     const n = Atomics.load(s.words, PairWord.ERROR_LENGTH);
     const text = new TextDecoder().decode(s.errorText.slice(0, n));
     Atomics.store(s.words, PairWord.STATE, PairState.DETACHED);
-    return text;
+    const cut = text.indexOf("\n");
+    const error = new Error(text.slice(cut + 1));
+    error.name = text.slice(0, cut);
+    return error;
   }
 
   /** Worker i's counters (since it started; at most 64 polls old while it runs). */

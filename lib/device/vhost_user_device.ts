@@ -162,7 +162,14 @@ export class VhostUserDevice {
       backend.onVringStop = (_, index) => this.#ringStopped(index);
     }
     backend.onQueuesChanged = () => this.#rebuild();
-    backend.onSessionEnd = () => this.#onTick?.(this);
+    backend.onSessionEnd = () => {
+      if (this.#workers !== null) {
+        // The Workers stop first, so the counters published below are final for the session.
+        for (let i = 0; i < this.#workers.count; i++) this.#detachPair(i);
+        this.#workers.sum(this.stats);
+      }
+      this.#onTick?.(this);
+    };
   }
 
   /**
@@ -410,9 +417,8 @@ export class VhostUserDevice {
     const w = this.#workers!;
     w.sum(this.stats);
     for (let i = 0; i < w.count; i++) {
-      const fault = w.fault(i);
-      if (fault === null) continue;
-      const error = new Error(fault);
+      const error = w.fault(i);
+      if (error === null) continue;
       this.#record(error);
       this.backend.endSession(error);
     }
