@@ -20,10 +20,13 @@ import type { DeviceMode } from "../lib/device/net_device.ts";
 import { type DeviceRunEnd, VhostUserDevice } from "../lib/device/vhost_user_device.ts";
 import { ForwardDevice } from "../lib/device/forward_device.ts";
 import { PairWorkers } from "../lib/device/pair_workers.ts";
+import { DEFAULT_DEVICE_FEATURES } from "../lib/vhost_user/backend.ts";
+import { featureMask } from "../lib/virtio/features.ts";
 import { EXIT_CODES, intOption, parseCli, sizeOption, TURN_MS } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]
-                 [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--workers] [--json]
+                 [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--workers] [--mrg-rxbuf]
+                 [--json]
        device.ts --mode forward --path A --peer-path B [--duration S] [--queue-pairs N] [--json]
 
 Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --duration.
@@ -37,10 +40,12 @@ Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --durati
   --peer-path B      forward: the second vhost-user socket (listened on)
   --count N          stop after exactly N frames (sink/echo: taken, source: sent)
   --duration S       stop S seconds after the first frontend started its queues
-  --size BYTES       source: frame size without FCS, 60..2036 (default 64)
+  --size BYTES       source: frame size without FCS, 60..2036, ..9000 with --mrg-rxbuf (64)
   --mac-swap         echo: swap source and destination MAC addresses
   --connect          connect to SOCK instead of listening
   --queue-pairs N    queue pairs offered (default 1)
+  --mrg-rxbuf        offer VIRTIO_NET_F_MRG_RXBUF: source and echo spread a frame over several
+                     receive buffers when one is too small (forward always offers it)
   --workers          serve each queue pair on its own Worker (per-queue counters in the
                      report; not with --count, forward or --connect)
   --json             print one final JSON line
@@ -61,6 +66,7 @@ const opts = parseCli(
         "queue-pairs": { type: "string", default: "1" },
         "peer-path": { type: "string" },
         workers: { type: "boolean", default: false },
+        "mrg-rxbuf": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -94,7 +100,7 @@ if (opts.workers && (count > 0 || opts.connect)) {
 }
 const mode = opts.mode as DeviceMode | "forward";
 const duration = intOption("duration", opts.duration, 0);
-const size = sizeOption(opts.size);
+const size = sizeOption(opts.size, opts["mrg-rxbuf"] ? 9000 : 2036);
 const live = !opts.quiet && !opts.json;
 
 let frame: Uint8Array | undefined;
@@ -109,7 +115,10 @@ const dataOptions = {
   frame,
 };
 const workers = opts.workers ? await PairWorkers.start(queuePairs, dataOptions) : undefined;
-const options = { ...dataOptions, queuePairs, workers };
+const features = opts["mrg-rxbuf"]
+  ? DEFAULT_DEVICE_FEATURES | featureMask("NET_F_MRG_RXBUF")
+  : undefined;
+const options = { ...dataOptions, queuePairs, workers, features };
 const fwd = forward ? ForwardDevice.listen(opts.path, opts["peer-path"]!, { queuePairs }) : null;
 const device = fwd?.a ??
   (opts.connect

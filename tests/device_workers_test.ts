@@ -315,3 +315,50 @@ for (const packed of [true, false]) {
     }
   });
 }
+
+Deno.test("device.ts --queue-pairs 2 --workers --json: per-queue counters in the report, exact", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "device-workers-" });
+  const sock = `${dir}/device.sock`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      ...["run", "-A", "--no-check", new URL("../examples/device.ts", import.meta.url).pathname],
+      ...["--path", sock, "--queue-pairs", "2", "--workers", "--json"],
+    ],
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    await waitFor("the socket", () => Deno.stat(sock).then(() => true, () => false), 30_000);
+    const port = VirtioNet.open({ path: sock, queuePairs: 2 });
+    try {
+      const { pool } = port;
+      const bufs = new Uint32Array(BURST), lens = new Uint32Array(BURST).fill(FRAME);
+      for (let q = 0; q < 2; q++) {
+        for (let sent = 0; sent < COUNTS[q];) {
+          const k = pool.alloc(bufs, 0, Math.min(BURST, COUNTS[q] - sent));
+          for (let i = 0; i < k; i++) writeUdpFrame(pool.bytes, pool.dataOffset(bufs[i]), FRAME);
+          const n = port.txBurst(bufs, lens, k, q);
+          pool.free(bufs, n, k - n);
+          sent += n;
+        }
+        assert.equal(port.txDrain(5000, q), 0);
+      }
+    } finally {
+      port.close();
+    }
+  } finally {
+    child.kill("SIGINT");
+  }
+  const out = await child.output();
+  await Deno.remove(dir, { recursive: true });
+  assert.equal(out.code, 130, new TextDecoder().decode(out.stderr));
+  const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").at(-1)!);
+  assert.deepEqual(report.errors, []);
+  assert.equal(report.from_driver_packets, COUNTS[0] + COUNTS[1]);
+  assert.equal(report.queues.length, 2);
+  for (let q = 0; q < 2; q++) {
+    assert.equal(report.queues[q].from_driver_packets, COUNTS[q], `queue ${q}`);
+    assert.equal(report.queues[q].from_driver_bytes, COUNTS[q] * FRAME);
+  }
+});

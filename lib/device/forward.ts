@@ -107,7 +107,7 @@ export class ForwardPath {
 
   /** Services every forwarded pair once in both directions; returns the frames forwarded. */
   poll(): number {
-    const [a, b] = this.#ports;
+    const a = this.#ports[0], b = this.#ports[1];
     const burst = this.#burst;
     let moved = 0;
     for (let i = 0; i < this.#relays.length; i++) {
