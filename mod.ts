@@ -167,6 +167,7 @@ export { answerArp, answerIcmpEcho } from "./lib/packet/responder.ts";
 export { describeFrame } from "./lib/packet/describe.ts";
 export {
   type DeviceMode,
+  type DevicePair,
   type FrameBurst,
   type FrameHook,
   type NetDeviceOptions,
@@ -188,6 +189,14 @@ export {
   type DeviceThreadOptions,
   type DeviceThreadResult,
 } from "./lib/device/device_thread.ts";
+export { PairWorkers } from "./lib/device/pair_workers.ts";
+export {
+  ForwardDevice,
+  type ForwardDeviceOptions,
+  type ForwardRunLimits,
+} from "./lib/device/forward_device.ts";
+export { ForwardPath, type ForwardPort } from "./lib/device/forward.ts";
+export { Relay, type RelayStats } from "./lib/device/relay.ts";
 export { VhostUserFrontend, type VhostUserFrontendOptions } from "./lib/vhost_user/frontend.ts";
 export { VhostUserBackend, type VhostUserBackendOptions } from "./lib/vhost_user/backend.ts";
 export { Vring, type VringAddresses } from "./lib/vhost_user/vring.ts";

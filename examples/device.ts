@@ -3,11 +3,13 @@
  *
  * ```
  *   driver (pktgen.ts, DPDK virtio-user) ──vhost-user──► device: sink (count) | echo | source
+ *   driver on SOCK ──► device --mode forward ──► driver on --peer-path (and back)
+ *   --workers: queue pair i's data path on Worker i, the protocol on this thread
  * ```
  *
- * The device busy-polls in this thread. Signals are only delivered when the event loop gets a
- * turn, so it runs in 10 ms slices with one event-loop turn between them (a MessageChannel
- * round trip, ~50 µs; a zero timeout would be clamped to 4 ms once timers nest).
+ * The device busy-polls in this thread (with `--workers` this thread only answers the protocol
+ * and sleeps in poll(2)). Signals are only delivered when the event loop gets a turn, so it runs
+ * in 100 ms slices with one event-loop turn (a zero-delay timer) between them.
  *
  * @module
  */
@@ -15,11 +17,17 @@
 import { parseArgs } from "node:util";
 import { writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import type { DeviceMode } from "../lib/device/net_device.ts";
-import { VhostUserDevice } from "../lib/device/vhost_user_device.ts";
-import { EXIT_CODES, intOption, parseCli, sizeOption } from "./cli.ts";
+import { type DeviceRunEnd, VhostUserDevice } from "../lib/device/vhost_user_device.ts";
+import { ForwardDevice } from "../lib/device/forward_device.ts";
+import { PairWorkers } from "../lib/device/pair_workers.ts";
+import { DEFAULT_DEVICE_FEATURES } from "../lib/vhost_user/backend.ts";
+import { featureMask } from "../lib/virtio/features.ts";
+import { EXIT_CODES, intOption, parseCli, sizeOption, TURN_MS } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]
-                 [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--json]
+                 [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--workers] [--mrg-rxbuf]
+                 [--json]
+       device.ts --mode forward --path A --peer-path B [--duration S] [--queue-pairs N] [--json]
 
 Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --duration.
 
@@ -27,12 +35,19 @@ Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --durati
                      connected to (a frontend in server mode)
   --mode MODE        sink: count and drop what the driver sends (default)
                      echo: send each frame back; source: send UDP frames to the driver
+                     forward: copy every frame the driver on SOCK sends to the driver on
+                     --peer-path and back (a two-port L2 forwarder; drops counted)
+  --peer-path B      forward: the second vhost-user socket (listened on)
   --count N          stop after exactly N frames (sink/echo: taken, source: sent)
   --duration S       stop S seconds after the first frontend started its queues
-  --size BYTES       source: frame size without FCS, 60..2036 (default 64)
+  --size BYTES       source: frame size without FCS, 60..2036, ..9000 with --mrg-rxbuf (64)
   --mac-swap         echo: swap source and destination MAC addresses
   --connect          connect to SOCK instead of listening
   --queue-pairs N    queue pairs offered (default 1)
+  --mrg-rxbuf        offer VIRTIO_NET_F_MRG_RXBUF: source and echo spread a frame over several
+                     receive buffers when one is too small (forward always offers it)
+  --workers          serve each queue pair on its own Worker (per-queue counters in the
+                     report; not with --count, forward or --connect)
   --json             print one final JSON line
   --quiet            no per-second lines on stderr`;
 
@@ -49,6 +64,9 @@ const opts = parseCli(
         "mac-swap": { type: "boolean", default: false },
         connect: { type: "boolean", default: false },
         "queue-pairs": { type: "string", default: "1" },
+        "peer-path": { type: "string" },
+        workers: { type: "boolean", default: false },
+        "mrg-rxbuf": { type: "boolean", default: false },
         json: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -60,14 +78,29 @@ if (opts.path === undefined) {
   console.error(`--path is required\n\n${USAGE}`);
   Deno.exit(2);
 }
-if (opts.mode !== "sink" && opts.mode !== "echo" && opts.mode !== "source") {
-  console.error(`--mode: expected sink, echo or source, got "${opts.mode}"\n\n${USAGE}`);
+const forward = opts.mode === "forward";
+if (opts.mode !== "sink" && opts.mode !== "echo" && opts.mode !== "source" && !forward) {
+  console.error(`--mode: expected sink, echo, source or forward, got "${opts.mode}"\n\n${USAGE}`);
   Deno.exit(2);
 }
-const mode: DeviceMode = opts.mode;
 const count = intOption("count", opts.count, 0);
+/** A usage error: one line and exit code 2. */
+function misuse(why: string): never {
+  console.error(`${why}\n\n${USAGE}`);
+  Deno.exit(2);
+}
+if (forward !== (opts["peer-path"] !== undefined)) {
+  misuse(forward ? "--mode forward needs --peer-path" : "--peer-path is for --mode forward");
+}
+if (forward && (count > 0 || opts.connect || opts.workers)) {
+  misuse("--mode forward takes no --count, --connect or --workers");
+}
+if (opts.workers && (count > 0 || opts.connect)) {
+  misuse("--workers takes no --count (each Worker takes frames on its own) or --connect");
+}
+const mode = opts.mode as DeviceMode | "forward";
 const duration = intOption("duration", opts.duration, 0);
-const size = sizeOption(opts.size);
+const size = sizeOption(opts.size, opts["mrg-rxbuf"] ? 9000 : 2036);
 const live = !opts.quiet && !opts.json;
 
 let frame: Uint8Array | undefined;
@@ -75,18 +108,28 @@ if (mode === "source") {
   frame = new Uint8Array(size);
   writeUdpFrame(frame, 0, size);
 }
-const options = {
-  mode,
+const queuePairs = intOption("queue-pairs", opts["queue-pairs"], 1);
+const dataOptions = {
+  mode: mode === "forward" ? undefined : mode,
   macSwap: opts["mac-swap"],
   frame,
-  queuePairs: intOption("queue-pairs", opts["queue-pairs"], 1),
 };
-const device = opts.connect
-  ? VhostUserDevice.connect(opts.path, options)
-  : VhostUserDevice.listen(opts.path, options);
+const workers = opts.workers ? await PairWorkers.start(queuePairs, dataOptions) : undefined;
+const features = opts["mrg-rxbuf"]
+  ? DEFAULT_DEVICE_FEATURES | featureMask("NET_F_MRG_RXBUF")
+  : undefined;
+const options = { ...dataOptions, queuePairs, workers, features };
+const fwd = forward ? ForwardDevice.listen(opts.path, opts["peer-path"]!, { queuePairs }) : null;
+const device = fwd?.a ??
+  (opts.connect
+    ? VhostUserDevice.connect(opts.path, options)
+    : VhostUserDevice.listen(opts.path, options));
+/** What the loop runs: the forwarder, or the one device. */
+const server: { run(limits: object): DeviceRunEnd; readonly startedAt: number } = fwd ?? device;
 if (live) {
   console.error(
     `${mode} device ${opts.connect ? "connected to" : "listening on"} ${opts.path}` +
+      (fwd !== null ? ` and ${opts["peer-path"]}` : "") +
       (count > 0 ? `, until ${count} frames` : "") +
       (duration > 0 ? `, for ${duration} s` : "") + "; Ctrl-C stops",
   );
@@ -106,16 +149,33 @@ const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 const limits = {
   count: count > 0 ? count : undefined,
   durationMs: duration > 0 ? duration * 1000 : undefined,
-  sliceMs: 100,
+  sliceMs: TURN_MS,
 };
-const stats = device.stats;
+// Forward mode: A's driver's frames count as "from driver", those forwarded to A as "to driver".
+const stats = fwd === null ? device.stats : {
+  get fromDriverPackets() {
+    return fwd.aToB.taken;
+  },
+  get toDriverPackets() {
+    return fwd.bToA.packets;
+  },
+  get fromDriverBytes() {
+    return fwd.aToB.bytes;
+  },
+  get toDriverBytes() {
+    return fwd.bToA.bytes;
+  },
+  get toDriverDropped() {
+    return fwd.aToB.dropped + fwd.bToA.dropped;
+  },
+};
 let lastPrint = performance.now(), lastRx = 0, lastTx = 0, lastBytes = 0;
 let end: string;
 for (;;) {
   // 100 ms slices: Ctrl-C waits at most that long, and the turn's promise and timer (a few
   // hundred bytes) are the only allocation, ten times a second, so steady state collects nothing
   // for minutes. While no ring runs the device sleeps in poll(2) inside the slice.
-  end = device.run(limits);
+  end = server.run(limits);
   if (end !== "slice") break;
   await turn();
   if (signalled !== "") {
@@ -123,11 +183,11 @@ for (;;) {
     break;
   }
   const now = performance.now();
-  if (live && device.startedAt >= 0 && now - lastPrint >= 1000) {
+  if (live && server.startedAt >= 0 && now - lastPrint >= 1000) {
     const s = (now - lastPrint) / 1000;
     const bytes = stats.fromDriverBytes + stats.toDriverBytes;
     console.error(
-      `${((now - device.startedAt) / 1000).toFixed(0).padStart(4)} s  ` +
+      `${((now - server.startedAt) / 1000).toFixed(0).padStart(4)} s  ` +
         `rx ${((stats.fromDriverPackets - lastRx) / s / 1e6).toFixed(2)} Mpps  ` +
         `tx ${((stats.toDriverPackets - lastTx) / s / 1e6).toFixed(2)} Mpps  ` +
         `${(((bytes - lastBytes) * 8) / s / 1e9).toFixed(2)} Gbps  ` +
@@ -143,20 +203,41 @@ for (;;) {
 const endedAt = performance.now();
 if ((end === "count" || end === "duration") && device.backend.connected) {
   // No more frames move; let the frontend stop its rings and disconnect cleanly (at most 2 s).
-  device.paused = true;
+  if (fwd === null) device.paused = true;
   const deadline = endedAt + 2000;
   while (device.backend.connected && performance.now() < deadline && signalled === "") {
     device.run({ sliceMs: 10 });
     await turn();
   }
 }
-device.close();
+(fwd ?? device).close();
 Deno.removeSignalListener("SIGINT", onSigint);
 Deno.removeSignalListener("SIGTERM", onSigterm);
 
-const seconds = device.startedAt >= 0 ? (endedAt - device.startedAt) / 1000 : 0;
-const packets = stats.fromDriverPackets + stats.toDriverPackets;
-const errors = device.errors.map((e) => `${e.name}: ${e.message}`);
+const seconds = server.startedAt >= 0 ? (endedAt - server.startedAt) / 1000 : 0;
+const packets = fwd !== null
+  ? fwd.aToB.packets + fwd.bToA.packets // forwarded, both ways
+  : stats.fromDriverPackets + stats.toDriverPackets;
+const errors = [...device.errors, ...(fwd?.b.errors ?? [])].map((e) => `${e.name}: ${e.message}`);
+/** Per-queue counters (--workers), as the report names them. */
+const queues = workers === undefined ? undefined : Array.from({ length: queuePairs }, (_, i) => {
+  const q = device.queueStats(i)!;
+  return {
+    from_driver_packets: q.fromDriverPackets,
+    from_driver_bytes: q.fromDriverBytes,
+    to_driver_packets: q.toDriverPackets,
+    to_driver_bytes: q.toDriverBytes,
+    to_driver_dropped: q.toDriverDropped,
+  };
+});
+const forwarded = fwd === null ? undefined : {
+  a_to_b_packets: fwd.aToB.packets,
+  a_to_b_bytes: fwd.aToB.bytes,
+  a_to_b_dropped: fwd.aToB.dropped,
+  b_to_a_packets: fwd.bToA.packets,
+  b_to_a_bytes: fwd.bToA.bytes,
+  b_to_a_dropped: fwd.bToA.dropped,
+};
 const result = {
   mode,
   from_driver_packets: stats.fromDriverPackets,
@@ -166,9 +247,11 @@ const result = {
   seconds: Number(seconds.toFixed(6)),
   mpps: seconds > 0 ? Number((packets / seconds / 1e6).toFixed(3)) : 0,
   to_driver_dropped: stats.toDriverDropped,
-  sessions: device.sessionsEnded,
+  sessions: device.sessionsEnded + (fwd?.b.sessionsEnded ?? 0),
   ended_by: end,
   errors,
+  ...(queues === undefined ? {} : { queues }),
+  ...forwarded,
 };
 if (opts.json) console.log(JSON.stringify(result));
 else {
@@ -178,6 +261,17 @@ else {
         seconds.toFixed(3)
       } s: ` +
       `${result.mpps} Mpps; dropped ${stats.toDriverDropped}; ended by ${end}`,
+  );
+  if (forwarded !== undefined) {
+    console.log(
+      `forwarded A->B ${forwarded.a_to_b_packets} (dropped ${forwarded.a_to_b_dropped}), ` +
+        `B->A ${forwarded.b_to_a_packets} (dropped ${forwarded.b_to_a_dropped})`,
+    );
+  }
+  queues?.forEach((q, i) =>
+    console.log(
+      `queue ${i}: from driver ${q.from_driver_packets}, to driver ${q.to_driver_packets}`,
+    )
   );
   for (const e of errors) console.log(`error: ${e}`);
 }

@@ -583,48 +583,51 @@ function warmUp(): Promise<void> {
   return warmedUp;
 }
 
-for (const c of CASES) {
-  Deno.test(`device vs hostile frontend: ${c.name}`, async () => {
-    await warmUp();
-    const before = openFds();
-    const device = await DeviceThread.start({ mode: "echo" });
-    try {
-      const listening = openFds();
-      {
-        using fe = HostileFrontend.connect(device.path);
-        c.body(fe);
-        if (!c.frontendCloses) fe.waitHangUp(); // the device ended the session
+for (const workers of [false, true]) {
+  for (const c of CASES) {
+    const on = workers ? " (a Worker per pair)" : "";
+    Deno.test(`device vs hostile frontend${on}: ${c.name}`, async () => {
+      await warmUp();
+      const before = openFds();
+      const device = await DeviceThread.start({ mode: "echo", workers });
+      try {
+        const listening = openFds();
+        {
+          using fe = HostileFrontend.connect(device.path);
+          c.body(fe);
+          if (!c.frontendCloses) fe.waitHangUp(); // the device ended the session
+        }
+        assert.equal(await settleFds(listening), listening, "the session's fds were all closed");
+        const hostile = device.stats;
+        assert.equal(
+          hostile.fromDriverPackets,
+          c.frames ?? 0,
+          "frames counted from the hostile session",
+        );
+
+        healthyDriver(device.path, c.packed);
+        assert.equal(await settleFds(listening), listening, "the healthy session's fds closed");
+
+        const result = await device.stop();
+        const expected = c.error === null ? 0 : 1;
+        assert.equal(
+          result.errors.length,
+          expected,
+          `${expected} session-ending error(s): ${result.errors.join("; ")}`,
+        );
+        if (c.error !== null) assert.match(result.errors[0], c.error);
+        const { stats } = result;
+        assert.equal(stats.fromDriverPackets - hostile.fromDriverPackets, HEALTHY_FRAMES);
+        assert.equal(stats.toDriverPackets - hostile.toDriverPackets, HEALTHY_FRAMES);
+        assert.equal(
+          stats.toDriverDropped - hostile.toDriverDropped,
+          0,
+          "no echo dropped for the healthy driver",
+        );
+      } finally {
+        await device.stop();
       }
-      assert.equal(await settleFds(listening), listening, "the session's fds were all closed");
-      const hostile = device.stats;
-      assert.equal(
-        hostile.fromDriverPackets,
-        c.frames ?? 0,
-        "frames counted from the hostile session",
-      );
-
-      healthyDriver(device.path, c.packed);
-      assert.equal(await settleFds(listening), listening, "the healthy session's fds closed");
-
-      const result = await device.stop();
-      const expected = c.error === null ? 0 : 1;
-      assert.equal(
-        result.errors.length,
-        expected,
-        `${expected} session-ending error(s): ${result.errors.join("; ")}`,
-      );
-      if (c.error !== null) assert.match(result.errors[0], c.error);
-      const { stats } = result;
-      assert.equal(stats.fromDriverPackets - hostile.fromDriverPackets, HEALTHY_FRAMES);
-      assert.equal(stats.toDriverPackets - hostile.toDriverPackets, HEALTHY_FRAMES);
-      assert.equal(
-        stats.toDriverDropped - hostile.toDriverDropped,
-        0,
-        "no echo dropped for the healthy driver",
-      );
-    } finally {
-      await device.stop();
-    }
-    assert.equal(await settleFds(before), before, "no fd left open");
-  });
+      assert.equal(await settleFds(before), before, "no fd left open");
+    });
+  }
 }

@@ -70,6 +70,20 @@ export function openFds(): number {
   return n;
 }
 
+/**
+ * Open fds once the ended Workers' threads are gone: a Worker's runtime closes its own fds after
+ * its last message, so wait (at most 5 s) for the count to come back to `before`.
+ */
+export async function fdsAfterWorkers(before: number): Promise<number> {
+  const until = Date.now() + 5000;
+  let n = openFds();
+  while (n > before && Date.now() < until) {
+    await new Promise((r) => setTimeout(r, 20));
+    n = openFds();
+  }
+  return n;
+}
+
 /** What {@linkcode runBounded} saw. */
 export interface BoundedRun {
   /** Exit code (meaningless when `timedOut`). */

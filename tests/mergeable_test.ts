@@ -13,12 +13,10 @@
 
 import assert from "node:assert/strict";
 import { BufferPool } from "../lib/driver/buffer_pool.ts";
-import { createDriverQueue, ringOffset } from "../lib/driver/driver_queue.ts";
+import { createDriverQueue } from "../lib/driver/driver_queue.ts";
 import { MergeableReceiver } from "../lib/driver/mergeable.ts";
 import { SharedMemory } from "../lib/driver/shared_memory.ts";
 import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../lib/virtio/net_hdr.ts";
-import { PackedDeviceQueue, packedRingLayout } from "../lib/virtio/packed_ring.ts";
-import { SplitDeviceQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
 import {
   DescriptorChain,
   type DeviceQueue,
@@ -26,6 +24,7 @@ import {
   LocalMemory,
   VirtqueueError,
 } from "../lib/virtio/virtqueue.ts";
+import { deviceQueueOf } from "./ring_helpers.ts";
 
 const SIZE = 16;
 
@@ -42,19 +41,7 @@ function rig(packed: boolean): Rig {
   const memory = SharedMemory.create(1 << 20, { hugepages: false });
   const pool = new BufferPool(memory, 64, 2048);
   const rx = createDriverQueue(memory, packed, SIZE, "rx0", pool, false, packed);
-  const at = ringOffset(memory, packed, SIZE, rx.addresses);
-  const l = packed ? packedRingLayout(SIZE) : splitRingLayout(SIZE);
-  const area = (o: number, n: number) => new Uint8Array(memory.buffer, at + o, n);
-  const local = new LocalMemory(memory.bytes, memory.addr);
-  const args = [
-    area(l.descOffset, l.descSize),
-    area(l.driverOffset, l.driverSize),
-    area(l.deviceOffset, l.deviceSize),
-    SIZE,
-    "rx0",
-    { memory: local },
-  ] as const;
-  const device = packed ? new PackedDeviceQueue(...args) : new SplitDeviceQueue(...args);
+  const { device, local } = deviceQueueOf(memory, packed, SIZE, "rx0", rx);
   // Post every slot, as the port's refill does.
   const bufs = new Uint32Array(SIZE), lens = new Uint32Array(SIZE).fill(pool.bufferSize);
   assert.equal(pool.alloc(bufs, 0, SIZE), SIZE);

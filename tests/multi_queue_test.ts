@@ -17,9 +17,9 @@ import { DeviceThread } from "../lib/device/device_thread.ts";
 import { VirtioNet } from "../lib/driver/virtio_net.ts";
 import { UDP_HEADERS, writeUdpFrame } from "../lib/packet/udp_frame.ts";
 import { type QueueResult, QueueWorkers } from "../examples/multi_queue.ts";
-import { openFds, runBounded } from "./helpers.ts";
+import { fdsAfterWorkers, openFds, runBounded } from "./helpers.ts";
 import { requireTestpmd } from "./peers.ts";
-import { type ForwardMode, Testpmd } from "./testpmd.ts";
+import { counter, type ForwardMode, Testpmd, xstats } from "./testpmd.ts";
 import { withTestpmdPort } from "./vhost_port.ts";
 
 const ignoreTestpmd = requireTestpmd(1);
@@ -29,34 +29,6 @@ const FRAME = 64;
 const BURST = 32;
 /** How long testpmd txonly sends to the receiving Workers. */
 const RX_MS = 300;
-
-/** testpmd's per-queue counters (`show port xstats`), e.g. `rx_q1_packets`. */
-async function xstats(tp: Testpmd): Promise<Map<string, number>> {
-  const out = await tp.command("show port xstats 0");
-  const m = new Map<string, number>();
-  for (const [, name, value] of out.matchAll(/^\s*(\w+):\s+(\d+)\s*$/gm)) m.set(name, +value);
-  return m;
-}
-
-function counter(x: Map<string, number>, name: string): number {
-  const v = x.get(name);
-  if (v === undefined) throw new Error(`testpmd xstats lack ${name}: ${[...x.keys()].join(" ")}`);
-  return v;
-}
-
-/**
- * Open fds once the ended Workers' threads are gone: a Worker's runtime closes its own fds after
- * its last message, so wait (at most 5 s) for the count to come back to `before`.
- */
-async function fdsAfterWorkers(before: number): Promise<number> {
-  const until = Date.now() + 5000;
-  let n = openFds();
-  while (n > before && Date.now() < until) {
-    await new Promise((r) => setTimeout(r, 20));
-    n = openFds();
-  }
-  return n;
-}
 
 let warmedUp = false;
 

@@ -25,6 +25,10 @@ import {
   VirtqueueError,
 } from "../lib/virtio/virtqueue.ts";
 import { assertEquals, assertStrictEquals, assertThrows } from "./helpers.ts";
+import { ringOffset } from "../lib/driver/driver_queue.ts";
+import type { SharedMemory } from "../lib/driver/shared_memory.ts";
+import { PackedDeviceQueue, packedRingLayout } from "../lib/virtio/packed_ring.ts";
+import { SplitDeviceQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
 
 /** Address of `mem[0]` as the queues see it. */
 export const BASE = 0x10000000;
@@ -417,4 +421,31 @@ export function cycle(r: TestRing): void {
   r.device.publishUsed();
   const out = new Uint32Array(1);
   assertEquals(r.driver.dequeue(out, new Uint32Array(1), 1), 1);
+}
+
+/**
+ * The device queue over the ring areas of `driver` (a driver queue of `size` built in `memory`
+ * by `createDriverQueue`), translating through a {@linkcode LocalMemory} of the whole memory.
+ */
+export function deviceQueueOf(
+  memory: SharedMemory,
+  packed: boolean,
+  size: number,
+  name: string,
+  driver: DriverQueue,
+): { device: DeviceQueue; local: LocalMemory } {
+  const at = ringOffset(memory, packed, size, driver.addresses);
+  const l = packed ? packedRingLayout(size) : splitRingLayout(size);
+  const area = (o: number, n: number) => new Uint8Array(memory.buffer, at + o, n);
+  const local = new LocalMemory(memory.bytes, memory.addr);
+  const args = [
+    area(l.descOffset, l.descSize),
+    area(l.driverOffset, l.driverSize),
+    area(l.deviceOffset, l.deviceSize),
+    size,
+    name,
+    { memory: local },
+  ] as const;
+  const device = packed ? new PackedDeviceQueue(...args) : new SplitDeviceQueue(...args);
+  return { device, local };
 }

@@ -689,3 +689,21 @@ function envFlag(name: string): boolean {
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+
+/**
+ * testpmd's per-queue counters of port 0 (`show port xstats 0`), e.g. `rx_q1_packets` (vhost
+ * PMD) or `tx_q0_good_packets` (virtio PMD).
+ */
+export async function xstats(tp: Testpmd): Promise<Map<string, number>> {
+  const out = await tp.command("show port xstats 0");
+  const m = new Map<string, number>();
+  for (const [, name, value] of out.matchAll(/^\s*(\w+):\s+(\d+)\s*$/gm)) m.set(name, +value);
+  return m;
+}
+
+/** One counter of {@linkcode xstats}; throws naming the ones there are when it is missing. */
+export function counter(x: Map<string, number>, name: string): number {
+  const v = x.get(name);
+  if (v === undefined) throw new Error(`testpmd xstats lack ${name}: ${[...x.keys()].join(" ")}`);
+  return v;
+}

@@ -34,6 +34,11 @@ export interface DeviceThreadOptions {
   frameSize?: number;
   /** Queue pairs offered (default 1). */
   queuePairs?: number;
+  /**
+   * Serve each queue pair on a Worker of its own (nested in the device's), with per-queue
+   * counters in the result; `count` and `hook` do not combine with it.
+   */
+  workers?: boolean;
   /** End after this many frames (see `DeviceRunLimits.count`). */
   count?: number;
   /** End this long after the first session started. */
@@ -64,6 +69,8 @@ export interface DeviceThreadResult {
   errors: string[];
   /** What the hook module's `result()` returned at close (after {@linkcode DeviceThread.stop}). */
   hookResult?: unknown;
+  /** With `workers`: each queue pair's final counters (after {@linkcode DeviceThread.stop}). */
+  queues?: NetDeviceStats[];
 }
 
 /** Control word values (index {@linkcode CONTROL_COMMAND} of the control Int32Array). */
@@ -111,12 +118,13 @@ export type DeviceWorkerReply =
   | { type: "ready" }
   | { type: "paused"; stats: NetDeviceStats }
   | ({ type: "done" } & DeviceThreadResult)
-  | { type: "closed"; errors: string[]; hookResult?: unknown };
+  | { type: "closed"; errors: string[]; hookResult?: unknown; queues?: NetDeviceStats[] };
 
-/** The worker's last report: every error, and the hook module's result. */
+/** The worker's last report: every error, the hook module's result, per-queue counters. */
 interface Closing {
   errors: string[];
   hookResult?: unknown;
+  queues?: NetDeviceStats[];
 }
 
 /** How long {@linkcode DeviceThread.stop} waits for the worker before terminating it. */
@@ -206,9 +214,9 @@ export class DeviceThread {
     let pausedWith!: (stats: NetDeviceStats) => void;
     const paused = new Promise<NetDeviceStats>((resolve) => pausedWith = resolve);
     // Settling a settled promise does nothing, so the first report of each kind wins.
-    const end = (errors: string[], hookResult?: unknown) => {
+    const end = (errors: string[], hookResult?: unknown, queues?: NetDeviceStats[]) => {
       finish({ stats: readCounters(control, counters), errors });
-      closedWith({ errors, hookResult });
+      closedWith({ errors, hookResult, queues });
       failed(new Error(`device worker did not start: ${errors.join("; ")}`));
     };
     worker.onmessage = (e: MessageEvent<DeviceWorkerReply>) => {
@@ -216,7 +224,7 @@ export class DeviceThread {
       if (m.type === "ready") ready();
       else if (m.type === "paused") pausedWith(m.stats);
       else if (m.type === "done") finish({ stats: m.stats, errors: m.errors });
-      else end(m.errors, m.hookResult);
+      else end(m.errors, m.hookResult, m.queues);
     };
     worker.onerror = (e: ErrorEvent) => {
       e.preventDefault(); // reported through the result, not as an uncaught error
@@ -329,17 +337,25 @@ export class DeviceThread {
     }
     const stats = this.#result?.stats ?? readCounters(this.#control, this.#counters);
     // The closing report has every error, including any after the run ended.
-    const { errors, hookResult } = closing;
-    this.#result = { stats, errors, hookResult };
-    return { stats: { ...stats }, errors: [...errors], hookResult };
+    const { errors, hookResult, queues } = closing;
+    this.#result = { stats, errors, hookResult, queues };
+    return { stats: { ...stats }, errors: [...errors], hookResult, queues };
   }
 }
 
 /**
  * Reads the counters the worker publishes, retrying while it is writing them (a sequence lock:
  * the sequence number is odd during a write and changes with every write).
+ *
+ * @example
+ * ```ts
+ * import { CONTROL_SLOTS, COUNTER_FIELDS, readCounters } from "./device_thread.ts";
+ * const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
+ * const counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_FIELDS.length));
+ * console.assert(readCounters(control, counters).calls === 0);
+ * ```
  */
-function readCounters(control: Int32Array, counters: Float64Array): NetDeviceStats {
+export function readCounters(control: Int32Array, counters: Float64Array): NetDeviceStats {
   const stats = {} as NetDeviceStats;
   for (let tries = 0;; tries++) {
     const before = Atomics.load(control, CONTROL_SEQUENCE);

@@ -24,6 +24,7 @@ import {
 import type { FrameHook, NetDeviceStats } from "./net_device.ts";
 import { writeUdpFrame } from "../packet/udp_frame.ts";
 import { VhostUserDevice } from "./vhost_user_device.ts";
+import { PairWorkers } from "./pair_workers.ts";
 
 function post(reply: DeviceWorkerReply): void {
   self.postMessage(reply);
@@ -39,7 +40,11 @@ interface HookModule {
   result?: () => unknown;
 }
 
-function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
+function serve(
+  start: DeviceWorkerStart,
+  hookModule: HookModule,
+  workers: PairWorkers | undefined,
+): void {
   const { path, options } = start;
   const control = new Int32Array(start.control);
   const counters = new Float64Array(start.counters);
@@ -55,14 +60,11 @@ function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
   };
   let reported = false;
   const allErrors = () => [...(device?.errors.map(describe) ?? []), ...errors];
+  let queues: NetDeviceStats[] | undefined;
   try {
-    let frame: Uint8Array | undefined;
-    if (options.mode === "source") {
-      const size = options.frameSize ?? 64;
-      frame = new Uint8Array(size);
-      writeUdpFrame(frame, 0, size);
-    }
+    const frame = sourceFrame(start);
     const deviceOptions = {
+      workers,
       mode: options.mode,
       macSwap: options.macSwap,
       frame,
@@ -111,7 +113,11 @@ function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
     errors.push(describe(e));
   } finally {
     try {
+      if (device === null) workers?.close();
       device?.close();
+      if (workers !== undefined && device !== null) {
+        queues = Array.from({ length: workers.count }, (_, i) => device!.queueStats(i)!);
+      }
     } catch (e) {
       errors.push(describe(e));
     }
@@ -124,14 +130,26 @@ function serve(start: DeviceWorkerStart, hookModule: HookModule): void {
   } catch (e) {
     errors.push(`hook result(): ${describe(e)}`);
   }
-  post({ type: "closed", errors: allErrors(), hookResult });
+  post({ type: "closed", errors: allErrors(), hookResult, queues });
+}
+
+/** Source mode's UDP frame (`frameSize`, default 64), else undefined. */
+function sourceFrame(start: DeviceWorkerStart): Uint8Array | undefined {
+  if (start.options.mode !== "source") return undefined;
+  const size = start.options.frameSize ?? 64;
+  const frame = new Uint8Array(size);
+  writeUdpFrame(frame, 0, size);
+  return frame;
 }
 
 self.onmessage = async (e: MessageEvent<DeviceWorkerStart>) => {
   self.onmessage = null; // one run per worker
   try {
-    const hook = e.data.options.hook;
-    serve(e.data, hook === undefined ? {} : await import(hook));
+    const { hook, workers, queuePairs, mode, macSwap } = e.data.options;
+    const pairs = workers === true
+      ? await PairWorkers.start(queuePairs ?? 1, { mode, macSwap, frame: sourceFrame(e.data) })
+      : undefined;
+    serve(e.data, hook === undefined ? {} : await import(hook), pairs);
   } catch (err) {
     // serve() reports its own errors; this is only for a failure while reporting.
     post({ type: "closed", errors: [describe(err)] });

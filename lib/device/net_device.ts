@@ -13,6 +13,8 @@
 
 import { eventfdSignal } from "../../ffi/eventfd.ts";
 import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import { gatherScatter, readableLength, scatter, writableLength } from "./chain_copy.ts";
+import { Relay, relayStats, swapMacs } from "./relay.ts";
 import {
   type AddressTranslator,
   DescriptorChain,
@@ -52,7 +54,10 @@ export interface NetDeviceOptions {
   frame?: Uint8Array;
   /** Most chains handled per queue per poll (default 32). */
   burst?: number;
-  /** Called with each transmitted burst. */
+  /**
+   * Called with each transmitted burst. With a hook, echo writes each frame into one receive
+   * buffer even with MRG_RXBUF (a frame needing several ends the session).
+   */
   hook?: FrameHook;
   /**
    * Most frames handled in total (default unlimited): `source` generates no more than this
@@ -130,6 +135,10 @@ export class NetDevicePath {
   readonly #pairs: DevicePair[] = [];
   /** Per attached pair: the mergeable frame being written into its receive buffers. */
   readonly #merging: MergeState[] = [];
+  /** Per attached pair: echo's frame in progress with MRG_RXBUF (see {@linkcode Relay}). */
+  readonly #relays: Relay[] = [];
+  /** Echo-with-MRG_RXBUF counters, added into {@linkcode stats} after each burst. */
+  readonly #relayed = relayStats();
   readonly #txChain = new DescriptorChain(32768);
   readonly #rxChain = new DescriptorChain(32768);
   /** Header + frame for source mode; the header is also what echo writes first. */
@@ -200,12 +209,14 @@ export class NetDevicePath {
     pair.tx.setNotifications(false);
     this.#pairs.push(pair);
     this.#merging.push({ written: 0, buffers: 0, region: 0, offset: 0, unpublished: false });
+    this.#relays.push(new Relay());
   }
 
   /** Stops servicing every pair (the rings are gone or about to be). */
   detachAll(): void {
     this.#pairs.length = 0;
     this.#merging.length = 0;
+    this.#relays.length = 0;
   }
 
   /** Services every attached pair once. Returns the number of frames moved. */
@@ -213,7 +224,9 @@ export class NetDevicePath {
     let moved = 0;
     for (let i = 0; i < this.#pairs.length; i++) {
       const pair = this.#pairs[i];
-      moved += this.#mode !== "source"
+      moved += this.#mode === "echo" && this.mergeable && this.#hook === undefined
+        ? this.#echoMerged(pair, this.#relays[i])
+        : this.#mode !== "source"
         ? this.#fromDriver(pair)
         : this.mergeable
         ? this.#sourceMergeable(pair, this.#merging[i])
@@ -283,6 +296,27 @@ export class NetDevicePath {
     this.#publish(tx, pair.txCall);
     if (echoed > 0) this.#publish(rx, pair.rxCall);
     return n;
+  }
+
+  /**
+   * Echo with MRG_RXBUF: a frame may spread over several receive buffers (§5.1.6.3.2), through
+   * the same {@linkcode Relay} the forwarder uses. Returns the frames taken.
+   */
+  #echoMerged(pair: DevicePair, relay: Relay): number {
+    const r = this.#relayed, s = this.stats;
+    const taken = r.taken, takenBytes = r.takenBytes, packets = r.packets, bytes = r.bytes;
+    const dropped = r.dropped, calls = r.calls;
+    let max = this.#burstMax;
+    const left = this.limit - s.fromDriverPackets;
+    if (left < max) max = left;
+    relay.burst(this.#memory, pair, this.#memory, pair, true, max, r, this.#macSwap);
+    s.fromDriverPackets += r.taken - taken;
+    s.fromDriverBytes += r.takenBytes - takenBytes;
+    s.toDriverPackets += r.packets - packets;
+    s.toDriverBytes += r.bytes - bytes;
+    s.toDriverDropped += r.dropped - dropped;
+    s.calls += r.calls - calls;
+    return r.taken - taken;
   }
 
   /** Fills the driver's posted receive buffers with the template frame. */
@@ -398,7 +432,7 @@ export class NetDevicePath {
       srcBytes.copyWithin(dst + NET_HDR_SIZE, at, at + frameLen);
     } else {
       scatter(mem, template, 0, NET_HDR_SIZE, to, 0);
-      gatherScatter(mem, from, NET_HDR_SIZE, to, NET_HDR_SIZE, frameLen);
+      gatherScatter(mem, from, NET_HDR_SIZE, mem, to, NET_HDR_SIZE, frameLen);
     }
     if (this.#macSwap && frameLen >= 12 && to.len[0] >= NET_HDR_SIZE + 12) {
       swapMacs(mem.bytes(to.region[0]), to.offset[0] + NET_HDR_SIZE);
@@ -427,90 +461,4 @@ interface MergeState {
   offset: number;
   /** Used entries pushed but not published yet. */
   unpublished: boolean;
-}
-
-/** Bytes the device may read from a chain (its leading device-readable segments, §2.7.4.2). */
-function readableLength(chain: DescriptorChain): number {
-  let total = 0;
-  for (let s = 0; s < chain.count; s++) {
-    if (chain.writable[s] === 1) {
-      throw new VirtqueueError(
-        "transmitq",
-        `chain ${chain.id}: segment ${s} is device-writable in a transmit queue (§5.1.6.2)`,
-      );
-    }
-    total += chain.len[s];
-  }
-  return total;
-}
-
-/** Bytes the device may write into a chain. */
-function writableLength(chain: DescriptorChain): number {
-  let total = 0;
-  for (let s = 0; s < chain.count; s++) {
-    if (chain.writable[s] === 0) {
-      throw new VirtqueueError(
-        "receiveq",
-        `chain ${chain.id}: segment ${s} is device-readable in a receive queue (§5.1.6.3)`,
-      );
-    }
-    total += chain.len[s];
-  }
-  return total;
-}
-
-/** Swaps destination and source MAC addresses of the frame at `bytes[at]`. */
-function swapMacs(bytes: Uint8Array, at: number): void {
-  for (let k = 0; k < 6; k++) {
-    const t = bytes[at + k];
-    bytes[at + k] = bytes[at + 6 + k];
-    bytes[at + 6 + k] = t;
-  }
-}
-
-/** Copies `src[from .. from+len)` into the chain's segments starting `skip` bytes in. */
-function scatter(
-  mem: AddressTranslator,
-  src: Uint8Array,
-  from: number,
-  len: number,
-  to: DescriptorChain,
-  skip: number,
-): void {
-  let s = 0;
-  while (s < to.count && skip >= to.len[s]) skip -= to.len[s++];
-  while (len > 0 && s < to.count) {
-    const room = to.len[s] - skip;
-    const n = room < len ? room : len;
-    const bytes = mem.bytes(to.region[s]);
-    const at = to.offset[s] + skip;
-    for (let k = 0; k < n; k++) bytes[at + k] = src[from + k];
-    from += n;
-    len -= n;
-    skip = 0;
-    s++;
-  }
-}
-
-/** Copies `len` bytes from chain `from` (skipping `fromSkip`) to chain `to` (at `toSkip`). */
-function gatherScatter(
-  mem: AddressTranslator,
-  from: DescriptorChain,
-  fromSkip: number,
-  to: DescriptorChain,
-  toSkip: number,
-  len: number,
-): void {
-  let s = 0;
-  while (s < from.count && fromSkip >= from.len[s]) fromSkip -= from.len[s++];
-  while (len > 0 && s < from.count) {
-    const avail = from.len[s] - fromSkip;
-    const n = avail < len ? avail : len;
-    const bytes = mem.bytes(from.region[s]);
-    scatter(mem, bytes, from.offset[s] + fromSkip, n, to, toSkip);
-    toSkip += n;
-    len -= n;
-    fromSkip = 0;
-    s++;
-  }
 }

@@ -16,16 +16,15 @@
 
 import { pollIn } from "../../ffi/poll.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
-import type { Vring } from "../vhost_user/vring.ts";
 import {
   type DeviceMode,
-  type DevicePair,
   type NetDeviceOptions,
   NetDevicePath,
   type NetDeviceStats,
 } from "./net_device.ts";
 import { writeUdpFrame } from "../packet/udp_frame.ts";
-import type { DeviceQueue } from "../virtio/virtqueue.ts";
+import { EMPTY_MEMORY, VringPair } from "./vring_pair.ts";
+import type { PairWorkers } from "./pair_workers.ts";
 import { featureMask } from "../virtio/features.ts";
 
 export type {
@@ -36,9 +35,17 @@ export type {
   NetDeviceStats,
 } from "./net_device.ts";
 export type { VhostUserBackend, VhostUserBackendOptions } from "../vhost_user/backend.ts";
+export type { PairWorkers } from "./pair_workers.ts";
 
 /** Options of {@linkcode VhostUserDevice}: the data path's and the protocol server's. */
-export interface VhostUserDeviceOptions extends NetDeviceOptions, VhostUserBackendOptions {}
+export interface VhostUserDeviceOptions extends NetDeviceOptions, VhostUserBackendOptions {
+  /**
+   * Serve queue pair i on Worker i of these (one per offered pair; their own data path options
+   * apply, not this device's `mode`...): this thread then only runs the protocol and sleeps in
+   * poll(2) between messages. The device owns them from here on and closes them with itself.
+   */
+  workers?: PairWorkers;
+}
 
 /** When {@linkcode VhostUserDevice.run} returns; the first limit reached wins. */
 export interface DeviceRunLimits {
@@ -81,32 +88,6 @@ const IDLE_WAIT_SHARED_MS = 10;
 const CONTROL_EVERY = 256;
 
 /**
- * A queue pair over two vrings; the call eventfds are read from the vrings at each use, since
- * the frontend may replace them (SET_VRING_CALL) at any time.
- */
-class VringPair implements DevicePair {
-  readonly rx: DeviceQueue;
-  readonly tx: DeviceQueue;
-  readonly #rxVring: Vring;
-  readonly #txVring: Vring;
-
-  constructor(rx: DeviceQueue, tx: DeviceQueue, rxVring: Vring, txVring: Vring) {
-    this.rx = rx;
-    this.tx = tx;
-    this.#rxVring = rxVring;
-    this.#txVring = txVring;
-  }
-
-  get rxCall(): number {
-    return this.#rxVring.callFd;
-  }
-
-  get txCall(): number {
-    return this.#txVring.callFd;
-  }
-}
-
-/**
  * A vhost-user net device served from the calling thread's busy loop.
  *
  * @example
@@ -130,6 +111,11 @@ export class VhostUserDevice {
   readonly stats: NetDeviceStats;
   /** Every session-ending error (protocol or data path), in order. */
   readonly errors: Error[] = [];
+  /**
+   * Called after the device rebuilt its pairs from the backend's running rings (a ring started,
+   * stopped or changed, a session ended), e.g. for a data path kept outside the device.
+   */
+  onPairsChanged: ((device: VhostUserDevice) => void) | null = null;
 
   readonly #path: NetDevicePath;
   #polls = 0;
@@ -141,6 +127,17 @@ export class VhostUserDevice {
   #connected: boolean;
   #sessionsEnded = 0;
   #lastError: Error | null = null;
+  /** Pair Workers, when the data path runs on them. */
+  readonly #workers: PairWorkers | null;
+  /**
+   * Per vring, the position its Worker stopped it at while the ring stays started (the
+   * backend's own queue object did not move), or -1: what attach and GET_VRING_BASE use.
+   */
+  readonly #positions: Int32Array;
+  /** An error found while rebuilding (inside a backend callback), to end the session with. */
+  #pendingError: Error | null = null;
+  /** Each pair Worker's counters as the device closed. */
+  #finalQueues: NetDeviceStats[] | null = null;
   /** The running {@linkcode run}'s `onTick`, also called as a session ends. */
   #onTick: ((device: VhostUserDevice) => void) | undefined = undefined;
 
@@ -154,8 +151,25 @@ export class VhostUserDevice {
     this.#path = new NetDevicePath(backend.memory ?? EMPTY_MEMORY, { ...options, frame });
     this.stats = this.#path.stats;
     this.#connected = backend.connected;
+    this.#workers = options.workers ?? null;
+    this.#positions = new Int32Array(2 * backend.queuePairs).fill(-1);
+    if (this.#workers !== null) {
+      if (this.#workers.count !== backend.queuePairs) {
+        throw new RangeError(
+          `${this.#workers.count} pair Workers for ${backend.queuePairs} queue pairs: give one each`,
+        );
+      }
+      backend.onVringStop = (_, index) => this.#ringStopped(index);
+    }
     backend.onQueuesChanged = () => this.#rebuild();
-    backend.onSessionEnd = () => this.#onTick?.(this);
+    backend.onSessionEnd = () => {
+      if (this.#workers !== null) {
+        // The Workers stop first, so the counters published below are final for the session.
+        for (let i = 0; i < this.#workers.count; i++) this.#detachPair(i);
+        this.#workers.sum(this.stats);
+      }
+      this.#onTick?.(this);
+    };
   }
 
   /**
@@ -224,7 +238,12 @@ export class VhostUserDevice {
   }
 
   set paused(value: boolean) {
+    if (value === this.#paused) return;
     this.#paused = value;
+    if (this.#workers !== null) {
+      this.#rebuild(); // detach all (their counters final), or attach the running pairs
+      this.#workers.sum(this.stats);
+    }
     this.#active = !value && this.#path.pairs > 0;
   }
 
@@ -243,6 +262,7 @@ export class VhostUserDevice {
   poll(): number {
     if (!this.#active) {
       this.#pollControl();
+      if (this.#workers !== null) this.#noteWorkers();
       return 0;
     }
     let moved: number;
@@ -286,6 +306,12 @@ export class VhostUserDevice {
     const start = performance.now();
     const sliceEnd = limits.sliceMs === undefined ? Infinity : start + limits.sliceMs;
     let nextTick = start + tickMs;
+    if (this.#workers !== null && count !== Infinity) {
+      throw new RangeError(
+        "run: count cannot be exact with pair Workers (each takes frames on its own); use " +
+          "durationMs, stop or untilDisconnect",
+      );
+    }
     this.#path.limit = count; // the data path itself never goes past the count
     this.#onTick = onTick;
     try {
@@ -335,9 +361,31 @@ export class VhostUserDevice {
 
   /** Ends any session and closes the socket. Idempotent. */
   close(): void {
-    this.backend.close();
+    this.backend.close(); // ends the session: every pair is detached (see #rebuild)
     this.#path.detachAll();
     this.#active = false;
+    const w = this.#workers;
+    if (w !== null && this.#finalQueues === null) {
+      w.sum(this.stats);
+      this.#finalQueues = Array.from({ length: w.count }, (_, i) => w.queueStats(i));
+      w.close();
+    }
+  }
+
+  /**
+   * Queue pair `i`'s own counters when pairs run on Workers ({@linkcode VhostUserDeviceOptions.workers}),
+   * else null (one data path serves every pair).
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.listen("/run/vhost.sock", { queuePairs: 2, workers });
+   * console.log(device.queueStats(0)?.fromDriverPackets);
+   * ```
+   */
+  queueStats(i: number): NetDeviceStats | null {
+    if (this.#workers === null) return null;
+    return this.#finalQueues?.[i] ?? this.#workers.queueStats(i);
   }
 
   /** Same as {@linkcode close}, for `using`. */
@@ -356,6 +404,48 @@ export class VhostUserDevice {
       b.endSession(error);
     }
     this.#noteBackend();
+    const pending = this.#pendingError;
+    if (pending !== null) {
+      this.#pendingError = null;
+      this.#record(pending);
+      b.endSession(pending);
+    }
+  }
+
+  /** Worker mode: the aggregate counters, and a pair Worker's fault ends the session. */
+  #noteWorkers(): void {
+    const w = this.#workers!;
+    w.sum(this.stats);
+    for (let i = 0; i < w.count; i++) {
+      const error = w.fault(i);
+      if (error === null) continue;
+      this.#record(error);
+      this.backend.endSession(error);
+    }
+  }
+
+  /** Stops pair `i`'s Worker, keeping the positions of its rings that stay started. */
+  #detachPair(i: number): void {
+    const b = this.backend;
+    let at: [number, number] | null;
+    try {
+      at = this.#workers!.detach(i);
+    } catch (e) {
+      this.#pendingError ??= asError(e);
+      return;
+    }
+    if (at === null) return;
+    if (b.vrings[2 * i].queue !== null) this.#positions[2 * i] = at[0];
+    if (b.vrings[2 * i + 1].queue !== null) this.#positions[2 * i + 1] = at[1];
+  }
+
+  /** GET_VRING_BASE on vring `index` (backend.onVringStop): its position from its Worker. */
+  #ringStopped(index: number): number {
+    const i = index >> 1;
+    if (this.#workers!.running(i)) this.#detachPair(i);
+    const at = this.#positions[index];
+    this.#positions[index] = -1; // the ring stops: the backend's base is right from now on
+    return at;
   }
 
   /** Any error from the data path: end the session, keep listening. */
@@ -371,6 +461,11 @@ export class VhostUserDevice {
   #rebuild(): void {
     const b = this.backend, path = this.#path;
     this.#noteBackend();
+    if (this.#workers !== null) {
+      this.#rebuildWorkers();
+      this.onPairsChanged?.(this);
+      return;
+    }
     path.detachAll();
     if (b.started && b.memory !== null) {
       path.setMemory(b.memory);
@@ -387,6 +482,31 @@ export class VhostUserDevice {
     this.#active = !this.#paused && path.pairs > 0;
     if (path.pairs > 0 && this.#startedAt < 0) this.#startedAt = performance.now();
     this.#polls = 0;
+    this.onPairsChanged?.(this);
+  }
+
+  /** #rebuild with pair Workers: every pair detached, then each running one attached again. */
+  #rebuildWorkers(): void {
+    const b = this.backend, w = this.#workers!;
+    for (let i = 0; i < w.count; i++) this.#detachPair(i);
+    for (let k = 0; k < this.#positions.length; k++) {
+      if (b.vrings[k].queue === null) this.#positions[k] = -1; // stopped or reset
+    }
+    let pairs = 0;
+    if (b.started && b.memory !== null && !this.#paused && this.#pendingError === null) {
+      for (let i = 0; i < b.queuePairs; i++) {
+        if (b.queue(2 * i) === null || b.queue(2 * i + 1) === null) continue;
+        try {
+          w.attach(i, b, this.#positions[2 * i], this.#positions[2 * i + 1]);
+        } catch (e) {
+          this.#pendingError ??= asError(e); // ended at the next control poll
+          break;
+        }
+        this.#positions[2 * i] = this.#positions[2 * i + 1] = -1; // the Worker's now
+        pairs++;
+      }
+    }
+    if (pairs > 0 && this.#startedAt < 0) this.#startedAt = performance.now();
   }
 
   /** Notes session ends and errors the backend reported. */
@@ -414,13 +534,6 @@ export class VhostUserDevice {
     this.errors.push(error);
   }
 }
-
-/** Translates nothing: the data path's memory while no session is mapped. */
-const EMPTY_MEMORY = {
-  offset: 0,
-  translate: (): number => -1,
-  bytes: (): Uint8Array => new Uint8Array(0),
-};
 
 function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));

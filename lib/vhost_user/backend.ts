@@ -151,6 +151,12 @@ export class VhostUserBackend {
    * after the hang-up (counters a device publishes, say) is then already final for the session.
    */
   onSessionEnd: ((backend: VhostUserBackend) => void) | null = null;
+  /**
+   * Called as GET_VRING_BASE stops a started vring, before the reply: a device that serves the
+   * ring on another thread stops it there and returns its position (the GET_VRING_BASE value),
+   * or -1 to report this backend's own queue's (vhost-user.rst "Stopping rings").
+   */
+  onVringStop: ((backend: VhostUserBackend, index: number) => number) | null = null;
 
   readonly #listenFd: number;
   #conn = -1;
@@ -489,7 +495,8 @@ export class VhostUserBackend {
       case REQ.GET_VRING_BASE: {
         this.#expect(VHOST_USER_VRING_STATE_SIZE, 0);
         const v = this.#vring(m.vringStateIndex);
-        v.stop(); // takes the queue's position into v.base
+        const at = v.queue !== null ? this.onVringStop?.(this, v.index) ?? -1 : -1;
+        v.stop(at); // takes the position (the queue's unless given) into v.base
         this.#generation++;
         m.beginReply().setVringState(v.index, v.base);
         this.#send();

@@ -221,6 +221,14 @@ export class GuestMemory implements AddressTranslator {
     return this.#views[r];
   }
 
+  /**
+   * The fd backing region `r` (still owned by this memory), e.g. to dup it for another thread
+   * that maps the same table.
+   */
+  fd(r: number): number {
+    return this.#fds[r];
+  }
+
   /** True after {@linkcode close}. */
   get closed(): boolean {
     return this.#closed;

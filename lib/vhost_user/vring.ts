@@ -247,7 +247,8 @@ export class Vring {
   }
 
   /**
-   * Drops the queue and the kick and call fds, keeping its position in `base` (GET_VRING_BASE).
+   * Drops the queue and the kick and call fds, keeping its position in `base` (GET_VRING_BASE):
+   * `position` when given (≥ 0: the ring was served elsewhere), else the queue's.
    *
    * @example
    * ```ts
@@ -257,8 +258,8 @@ export class Vring {
    * console.assert(v.queue === null && v.kickFd === -1);
    * ```
    */
-  stop(): void {
-    if (this.queue !== null) this.base = this.queue.vringBase;
+  stop(position = -1): void {
+    if (this.queue !== null) this.base = position >= 0 ? position : this.queue.vringBase;
     this.queue = null;
     this.desc = this.driverArea = this.deviceArea = null;
     closeQuietly(this.kickFd);

@@ -1,0 +1,259 @@
+/**
+ * Moving frames from a driver's transmitq into a receiveq (the same driver's for echo, another
+ * driver's for forwarding), with VIRTIO_NET_F_MRG_RXBUF receive buffers merged when a frame
+ * does not fit one (virtio 1.2 §5.1.6.3.2, §5.1.6.4).
+ *
+ * ```
+ *   transmitq ──pop chain──► [header: fresh, num_buffers] + frame ──► receive chain 1, 2, … k
+ *      ▲ pushUsed(chain) once the frame is complete           publish once no frame is partial
+ * ```
+ *
+ * A frame whose receiving driver has no buffer posted when it starts is dropped (counted). One
+ * whose buffers run out midway is finished at a later burst: its transmit chain is held, and
+ * nothing of it is published before it is complete (the driver must never see a first buffer
+ * whose num_buffers is not final). Per burst: one publish and at most one call per ring.
+ *
+ * @module
+ */
+
+import { eventfdSignal } from "../../ffi/eventfd.ts";
+import { NET_HDR_NUM_BUFFERS, NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import {
+  type AddressTranslator,
+  DescriptorChain,
+  type DeviceQueue,
+  VirtqueueError,
+} from "../virtio/virtqueue.ts";
+import { gatherScatter, readableLength, writableLength } from "./chain_copy.ts";
+import type { DevicePair } from "./net_device.ts";
+
+/** Counters of a {@linkcode Relay} (cumulative; updated at the end of each burst). */
+export interface RelayStats {
+  /** Frames taken from the transmitq (relayed or dropped). */
+  taken: number;
+  /** Their bytes, virtio-net header excluded. */
+  takenBytes: number;
+  /** Frames written into the receiveq. */
+  packets: number;
+  /** Their bytes, header excluded. */
+  bytes: number;
+  /** Frames dropped: no receive buffer posted when they came. */
+  dropped: number;
+  /** Call eventfd signals sent. */
+  calls: number;
+}
+
+/**
+ * New zeroed {@linkcode RelayStats}.
+ *
+ * @example
+ * ```ts
+ * import { relayStats } from "./relay.ts";
+ * console.assert(relayStats().packets === 0);
+ * ```
+ */
+export function relayStats(): RelayStats {
+  return { taken: 0, takenBytes: 0, packets: 0, bytes: 0, dropped: 0, calls: 0 };
+}
+
+/**
+ * One direction's relay state: the frame in progress. Keep one per (transmitq, receiveq) pair.
+ *
+ * @example
+ * ```ts ignore
+ * import { Relay, relayStats } from "./relay.ts";
+ * const relay = new Relay(), stats = relayStats();
+ * relay.burst(memA, pairA, memB, pairB, mergeableB, 32, stats, false); // A's tx → B's rx
+ * ```
+ */
+export class Relay {
+  /** After {@linkcode burst} threw: which ring's driver broke the rule. */
+  fault: "transmitq" | "receiveq" = "transmitq";
+  /** The transmit chain being copied (held until its frame is complete). */
+  readonly #tx = new DescriptorChain(32768);
+  readonly #rx = new DescriptorChain(32768);
+  /** A frame is partly written into receive buffers. */
+  #pending = false;
+  /** Header + frame bytes written so far, and in all. */
+  #written = 0;
+  #total = 0;
+  /** Receive buffers it took so far. */
+  #buffers = 0;
+  /** Where its first receive buffer is (the header), and that segment's length. */
+  #region = 0;
+  #offset = 0;
+  #firstLen = 0;
+  /** Used entries pushed to the receiveq but not published (a frame is incomplete). */
+  #unpublished = false;
+
+  /**
+   * Takes up to `max` frames from `src`'s transmitq into `dst`'s receiveq (finishing a frame
+   * in progress first). `mergeable`: the receiving driver negotiated MRG_RXBUF; `macSwap`:
+   * swap the addresses of each frame written (echo). Returns the frames written. Throws
+   * {@linkcode VirtqueueError} for a rule a driver broke (see {@linkcode fault}); what was
+   * complete is published first.
+   */
+  burst(
+    srcMem: AddressTranslator,
+    src: DevicePair,
+    dstMem: AddressTranslator,
+    dst: DevicePair,
+    mergeable: boolean,
+    max: number,
+    stats: RelayStats,
+    macSwap: boolean,
+  ): number {
+    const txq = src.tx, rxq = dst.rx, tx = this.#tx, rx = this.#rx;
+    let taken = 0, takenBytes = 0, relayed = 0, bytes = 0, dropped = 0;
+    try {
+      for (;;) {
+        if (!this.#pending) {
+          if (taken >= max) break;
+          this.fault = "transmitq";
+          if (!txq.pop(tx)) break;
+          const total = readableLength(tx);
+          if (total < NET_HDR_SIZE) {
+            throw new VirtqueueError(
+              "transmitq",
+              `chain ${tx.id} holds ${total} bytes, less than the ${NET_HDR_SIZE}-byte ` +
+                "virtio-net header (§5.1.6.2)",
+            );
+          }
+          this.#pending = true;
+          this.#total = total;
+          this.#written = this.#buffers = 0;
+        }
+        this.fault = "receiveq";
+        if (!rxq.pop(rx)) {
+          if (this.#written > 0) break; // mid-frame: finished at a later burst
+          txq.pushUsed(tx.id, 0); // no receive buffer: dropped
+          this.#pending = false;
+          taken++;
+          takenBytes += this.#total - NET_HDR_SIZE;
+          dropped++;
+          continue;
+        }
+        rxq.pushUsed(rx.id, this.#copy(srcMem, dstMem, mergeable));
+        this.#unpublished = true;
+        if (this.#written < this.#total) continue;
+        const bytesOut = dstMem.bytes(this.#region);
+        if (mergeable) {
+          // num_buffers (le16) of the first buffer, before the publish releases it.
+          bytesOut[this.#offset + NET_HDR_NUM_BUFFERS] = this.#buffers & 0xff;
+          bytesOut[this.#offset + NET_HDR_NUM_BUFFERS + 1] = this.#buffers >> 8;
+        }
+        if (macSwap && this.#total >= NET_HDR_SIZE + 12 && this.#firstLen >= NET_HDR_SIZE + 12) {
+          swapMacs(bytesOut, this.#offset + NET_HDR_SIZE);
+        }
+        txq.pushUsed(tx.id, 0);
+        this.#pending = false;
+        taken++;
+        takenBytes += this.#total - NET_HDR_SIZE;
+        relayed++;
+        bytes += this.#total - NET_HDR_SIZE;
+      }
+    } finally {
+      if (taken > 0) stats.calls += publish(txq, src.txCall);
+      if (this.#unpublished && !this.#pending) {
+        this.#unpublished = false;
+        stats.calls += publish(rxq, dst.rxCall);
+      }
+      stats.taken += taken;
+      stats.takenBytes += takenBytes;
+      stats.packets += relayed;
+      stats.bytes += bytes;
+      stats.dropped += dropped;
+    }
+    return relayed;
+  }
+
+  /**
+   * The rings this relay works between are going away (one of them or both): returns what it
+   * holds to those that stay. `src` stays: the transmit chain in progress goes back to its
+   * driver (counted dropped). `dst` stays: the buffers written so far become a whole, short
+   * frame (num_buffers right) and are published. Then the relay is empty.
+   */
+  abandon(
+    src: DevicePair | null,
+    dstMem: AddressTranslator | null,
+    dst: DevicePair | null,
+    mergeable: boolean,
+    stats: RelayStats,
+  ): void {
+    if (dst !== null && dstMem !== null && this.#unpublished) {
+      if (mergeable && this.#pending && this.#buffers > 0) {
+        const b = dstMem.bytes(this.#region);
+        b[this.#offset + NET_HDR_NUM_BUFFERS] = this.#buffers & 0xff;
+        b[this.#offset + NET_HDR_NUM_BUFFERS + 1] = this.#buffers >> 8;
+      }
+      dst.rx.publishUsed();
+    }
+    if (src !== null && this.#pending) {
+      src.tx.pushUsed(this.#tx.id, 0);
+      src.tx.publishUsed();
+      stats.taken++;
+      stats.dropped++;
+    }
+    this.#pending = this.#unpublished = false;
+  }
+
+  /** Copies the next part of the frame into the receive chain just popped; returns its bytes. */
+  #copy(srcMem: AddressTranslator, dstMem: AddressTranslator, mergeable: boolean): number {
+    const rx = this.#rx;
+    const room = writableLength(rx);
+    let at = 0;
+    if (this.#written === 0) {
+      if (rx.len[0] < NET_HDR_SIZE || (!mergeable && room < this.#total)) {
+        throw new VirtqueueError(
+          "receiveq",
+          `receive buffer ${rx.id} holds ${room} bytes (first segment ${rx.len[0]}), frame ` +
+            `needs ${this.#total} (§5.1.6.3.1: without MRG_RXBUF a buffer holds a whole frame; ` +
+            "the header fits its first segment)",
+        );
+      }
+      // A fresh header: no offloads, num_buffers 1 (final once the frame is complete).
+      const hdr = dstMem.bytes(rx.region[0]), h = rx.offset[0];
+      for (let k = 0; k < NET_HDR_SIZE; k++) hdr[h + k] = 0;
+      hdr[h + NET_HDR_NUM_BUFFERS] = 1;
+      this.#region = rx.region[0];
+      this.#offset = h;
+      this.#firstLen = rx.len[0];
+      this.#written = at = NET_HDR_SIZE;
+    }
+    const left = this.#total - this.#written;
+    const k = room - at < left ? room - at : left;
+    gatherScatter(srcMem, this.#tx, this.#written, dstMem, rx, at, k);
+    this.#written += k;
+    this.#buffers++;
+    return at + k;
+  }
+}
+
+/** Publishes `q`'s pushed entries; signals `callFd` when the driver asked. Returns the calls. */
+function publish(q: DeviceQueue, callFd: number): number {
+  q.publishUsed();
+  if (callFd >= 0 && q.needsCall()) {
+    eventfdSignal(callFd);
+    return 1;
+  }
+  return 0;
+}
+
+/**
+ * Swaps destination and source MAC addresses of the frame at `bytes[at]`.
+ *
+ * @example
+ * ```ts
+ * import { swapMacs } from "./relay.ts";
+ * const f = Uint8Array.from({ length: 12 }, (_, i) => i);
+ * swapMacs(f, 0);
+ * console.assert(f[0] === 6 && f[6] === 0);
+ * ```
+ */
+export function swapMacs(bytes: Uint8Array, at: number): void {
+  for (let k = 0; k < 6; k++) {
+    const t = bytes[at + k];
+    bytes[at + k] = bytes[at + 6 + k];
+    bytes[at + 6 + k] = t;
+  }
+}
