@@ -8,6 +8,7 @@
  *   testpmd net_vhost txonly ──► sink
  *   testpmd net_virtio_user txonly ──► device.ts --mode sink
  *   testpmd net_virtio_user io (start tx_first) ◄──► device.ts --mode echo
+ *   testpmd virtio_user0 io ──A──► device.ts --mode forward ──B──► testpmd virtio_user1 io (a loop)
  * ```
  *
  * Steady state, exactly: once the program printed its third per-second line (start-up, and V8
@@ -119,6 +120,13 @@ function assertNoGc(what: string, lines: string[]): void {
   );
 }
 
+/** Waits (bounded) until `path` is a listening socket's file. */
+async function socketAppears(path: string): Promise<void> {
+  for (let i = 0; i < 500 && !(await Deno.lstat(path).catch(() => null))?.isSocket; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /** A temporary directory for one test's socket, removed afterwards. */
 async function withSocket(fn: (sock: string) => Promise<void>): Promise<void> {
   const dir = await Deno.makeTempDir();
@@ -175,7 +183,6 @@ Deno.test({
 /**
  * device.ts modes and how testpmd (net_virtio_user) drives each: `sink` is fed by txonly; `echo`
  * by io started with `tx_first` (one burst, then forwarding what the device echoes, forever).
- * The forwarding mode (device.ts --mode forward) joins this table when it lands.
  */
 const DEVICE_MODES = [
   { mode: "sink", forwardMode: "txonly", start: "start" },
@@ -192,9 +199,7 @@ for (const { mode, forwardMode, start } of DEVICE_MODES) {
         const device = traced("device", [
           ...["--path", sock, "--mode", mode, "--duration", String(SECONDS)],
         ]);
-        for (let i = 0; i < 500 && !(await Deno.lstat(sock).catch(() => null))?.isSocket; i++) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
+        await socketAppears(sock);
         await using peer = await Testpmd.start({
           vdev: `net_virtio_user0,path=${sock},queues=1`,
           forwardMode,
@@ -207,3 +212,35 @@ for (const { mode, forwardMode, start } of DEVICE_MODES) {
       }),
   });
 }
+
+Deno.test({
+  name: "gc: device.ts --mode forward between two testpmd net_virtio_user io ports allocates " +
+    "nothing in steady state",
+  ignore,
+  fn: () =>
+    withSocket(async (sock) => {
+      const b = `${sock}.b`;
+      const device = traced("device", [
+        ...["--path", sock, "--peer-path", b, "--mode", "forward", "--duration", String(SECONDS)],
+      ]);
+      await socketAppears(sock);
+      await socketAppears(b);
+      // Port 0 on A, port 1 on B: io sends what arrives on one port out of the other, so the
+      // frames tx_first seeds circle A → device → B → testpmd → A for the whole run.
+      await using peer = await Testpmd.start({
+        vdev: `net_virtio_user0,path=${sock},queues=1`,
+        extraEalArgs: ["--vdev", `net_virtio_user1,path=${b},queues=1`],
+        forwardMode: "io",
+        cpu: 0,
+      });
+      const out = await peer.command("start tx_first 4");
+      assert.match(out, /packet forwarding - ports=2|already started/, out);
+      const lines = await device;
+      assertNoGc("device (forward)", lines);
+      // Frames went both ways through the device.
+      assert.ok(
+        lines.some((l) => /forwarded A->B [1-9]\d* .*B->A [1-9]/.test(l)),
+        lines.join("\n"),
+      );
+    }),
+});
