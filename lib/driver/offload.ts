@@ -20,7 +20,6 @@
 
 import { featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
 import {
-  NET_HDR_CSUM_OFFSET,
   NET_HDR_F_NEEDS_CSUM,
   NET_HDR_FLAGS,
   NET_HDR_GSO_TCPV4,
@@ -170,11 +169,21 @@ const TCP_CSUM = 16, UDP_CSUM = 6;
  * ```
  */
 export function requestTxChecksum(bytes: Uint8Array, hdrAt: number, len: number): number {
+  return requestL4Checksum(bytes, hdrAt, len, false);
+}
+
+/** requestTxChecksum; with `tcpOnly` a UDP frame is refused too. Leaves the parse in `view`. */
+function requestL4Checksum(
+  bytes: Uint8Array,
+  hdrAt: number,
+  len: number,
+  tcpOnly: boolean,
+): number {
   const frame = hdrAt + NET_HDR_SIZE;
   const flags = parseFrame(bytes, frame, len, view);
   if ((flags & FrameFlag.TRUNCATED) !== 0) return -1;
   const tcp = (flags & FrameFlag.TCP) !== 0;
-  if (!tcp && (flags & FrameFlag.UDP) === 0) return -1;
+  if (!tcp && (tcpOnly || (flags & FrameFlag.UDP) === 0)) return -1;
   const l3 = view[VIEW_L3], l4 = view[VIEW_L4], l4Length = view[VIEW_L4_LENGTH];
   const pseudo = (flags & FrameFlag.IPV6) !== 0
     ? ipv6PseudoSum(bytes, l3, l4Length)
@@ -202,11 +211,7 @@ export function requestTxChecksum(bytes: Uint8Array, hdrAt: number, len: number)
  * ```
  */
 export function requestTxTso(bytes: Uint8Array, hdrAt: number, len: number, mss: number): number {
-  const start = requestTxChecksum(bytes, hdrAt, len);
-  if (start < 0 || bytes[hdrAt + NET_HDR_CSUM_OFFSET] !== TCP_CSUM) {
-    if (start >= 0) bytes[hdrAt + NET_HDR_FLAGS] = 0; // UDP: undo the checksum request
-    return -1;
-  }
+  if (requestL4Checksum(bytes, hdrAt, len, true) < 0) return -1;
   const frame = hdrAt + NET_HDR_SIZE;
   const hdrLen = view[VIEW_PAYLOAD] - frame;
   const v6 = bytes[view[VIEW_L3]] >> 4 === 6;
