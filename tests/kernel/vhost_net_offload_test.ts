@@ -12,6 +12,9 @@
  *     with NEEDS_CSUM: Udp NoPorts +N (checksum accepted); without: Udp InCsumErrors +N
  * ```
  *
+ * TSO6 is not exercised here: the guest kernel has no IPv6 (ipv6.ko is not among the modules
+ * .ci/qemu.sh extracts); tests/offload_testpmd_test.ts sends a TSO6 segment to DPDK instead.
+ *
  * @module
  */
 
