@@ -30,12 +30,10 @@ export { BufferError, BufferPool, type BufferShare } from "./lib/driver/buffer_p
 export {
   completeChecksum,
   negotiatedOffloads,
-  OFFLOAD_FEATURES,
   offloadFeatures,
   type Offloads,
   requestTxChecksum,
   requestTxTso,
-  TX_OFFLOAD_FEATURES,
 } from "./lib/driver/offload.ts";
 export {
   NET_HDR_CSUM_OFFSET,
@@ -73,7 +71,12 @@ export {
 } from "./lib/driver/queue_pair.ts";
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
-export { Feature, type FeatureName } from "./lib/virtio/features.ts";
+export {
+  Feature,
+  type FeatureName,
+  NET_OFFLOAD_FEATURES,
+  NET_TX_OFFLOAD_FEATURES,
+} from "./lib/virtio/features.ts";
 export type { MemoryRegion, QueueSetup, VirtioTransport } from "./lib/virtio/transport.ts";
 export {
   type AddressTranslator,

@@ -76,18 +76,6 @@ const OFFLOAD_BITS: Record<keyof Offloads, { bit: FeatureName; needs?: keyof Off
   rxTso6: { bit: "NET_F_GUEST_TSO6", needs: "rxChecksum" },
 };
 
-/** The feature bits of every offload (to strip or test them as a group). */
-export const OFFLOAD_FEATURES: bigint = featureMask(
-  ...Object.values(OFFLOAD_BITS).map((o) => o.bit),
-);
-
-/** The transmit offload bits: with one of them txBurst keeps the caller's header. */
-export const TX_OFFLOAD_FEATURES: bigint = featureMask(
-  "NET_F_CSUM",
-  "NET_F_HOST_TSO4",
-  "NET_F_HOST_TSO6",
-);
-
 /**
  * The feature bits for the offloads asked for, each checked against `offered` and against its
  * dependency (§5.1.3.1: HOST_TSO4/6 require CSUM, GUEST_TSO4/6 require GUEST_CSUM). Throws a

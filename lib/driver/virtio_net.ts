@@ -28,14 +28,15 @@ import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
 import { eventfd } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
-import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
-import { SharedMemory } from "./shared_memory.ts";
 import {
-  negotiatedOffloads,
-  offloadFeatures,
-  type Offloads,
-  TX_OFFLOAD_FEATURES,
-} from "./offload.ts";
+  describeFeatures,
+  featureMask,
+  type FeatureName,
+  hasFeature,
+  NET_TX_OFFLOAD_FEATURES,
+} from "../virtio/features.ts";
+import { SharedMemory } from "./shared_memory.ts";
+import { negotiatedOffloads, offloadFeatures, type Offloads } from "./offload.ts";
 import { createDriverQueue, RING_ALIGN, ringBytes, ringOffset } from "./driver_queue.ts";
 import {
   type CounterSource,
@@ -613,7 +614,7 @@ export class VirtioNet extends EventTarget {
           rxCallFd: this.#callFds[index - 1],
           source: this.#counters,
           mergeable: this.mergeable,
-          txOffload: (this.features & TX_OFFLOAD_FEATURES) !== 0n,
+          txOffload: (this.features & NET_TX_OFFLOAD_FEATURES) !== 0n,
         });
         // §5.1.5: fill receiveq before DRIVER_OK (its base was read when it was placed).
         this.#pairs[i].refill(false);
@@ -900,7 +901,7 @@ export class VirtioNet extends EventTarget {
       eventIdx: hasFeature(this.features, "RING_F_EVENT_IDX"),
       inOrder: hasFeature(this.features, "F_IN_ORDER"),
       mergeable: this.mergeable,
-      txOffload: (this.features & TX_OFFLOAD_FEATURES) !== 0n,
+      txOffload: (this.features & NET_TX_OFFLOAD_FEATURES) !== 0n,
       rxRing: ringOffset(m, this.packed, size, this.#rx[queue].addresses),
       txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
       rxKickFd: this.#kickFds[2 * queue],

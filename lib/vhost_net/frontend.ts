@@ -23,7 +23,12 @@ import { E2BIG, EBUSY, EINVAL, ENOTTY, EPERM } from "../../ffi/errno.ts";
 import { closeQuietly, O_CLOEXEC, O_RDWR, openFile } from "../../ffi/fd.ts";
 import { ioctl } from "../../ffi/ioctl.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
-import { featureMask, hasFeature, unofferedFeatures } from "../virtio/features.ts";
+import {
+  featureMask,
+  hasFeature,
+  NET_OFFLOAD_FEATURES,
+  unofferedFeatures,
+} from "../virtio/features.ts";
 import {
   TunOffload,
   VHOST_F_LOG_ALL,
@@ -56,14 +61,7 @@ export const VHOST_NET_UNUSED_FEATURES: bigint =
  * tap always accepts (tun.c virtio_net_hdr_to_skb); receiving (GUEST_*) it is told with
  * TUNSETOFFLOAD.
  */
-export const TAP_OFFLOAD_FEATURES: bigint = featureMask(
-  "NET_F_CSUM",
-  "NET_F_HOST_TSO4",
-  "NET_F_HOST_TSO6",
-  "NET_F_GUEST_CSUM",
-  "NET_F_GUEST_TSO4",
-  "NET_F_GUEST_TSO6",
-);
+export const TAP_OFFLOAD_FEATURES: bigint = NET_OFFLOAD_FEATURES;
 
 /**
  * The TUNSETOFFLOAD flags for negotiated `features`: what the kernel may hand the driver
