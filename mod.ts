@@ -29,6 +29,41 @@ export {
 export { BufferError, BufferPool, type BufferShare } from "./lib/driver/buffer_pool.ts";
 export { ControlCommandError } from "./lib/driver/control_queue.ts";
 export {
+  completeChecksum,
+  negotiatedOffloads,
+  offloadFeatures,
+  type Offloads,
+  requestTxChecksum,
+  requestTxTso,
+} from "./lib/driver/offload.ts";
+export {
+  NET_HDR_CSUM_OFFSET,
+  NET_HDR_CSUM_START,
+  NET_HDR_F_DATA_VALID,
+  NET_HDR_F_NEEDS_CSUM,
+  NET_HDR_F_RSC_INFO,
+  NET_HDR_FLAGS,
+  NET_HDR_GSO_ECN,
+  NET_HDR_GSO_NONE,
+  NET_HDR_GSO_SIZE,
+  NET_HDR_GSO_TCPV4,
+  NET_HDR_GSO_TCPV6,
+  NET_HDR_GSO_TYPE,
+  NET_HDR_GSO_UDP,
+  NET_HDR_HDR_LEN,
+  NET_HDR_NUM_BUFFERS,
+  NET_HDR_SIZE,
+  netHdrCsumOffset,
+  netHdrCsumStart,
+  netHdrFlags,
+  netHdrGsoSize,
+  netHdrGsoType,
+  netHdrHdrLen,
+  sanitizeTxNetHdr,
+  setNetHdrChecksum,
+  setNetHdrGso,
+} from "./lib/virtio/net_hdr.ts";
+export {
   type CounterSource,
   type QueueHandle,
   QueuePair,
@@ -37,7 +72,12 @@ export {
 } from "./lib/driver/queue_pair.ts";
 export { SharedMemory, type SharedMemoryOptions } from "./lib/driver/shared_memory.ts";
 export { DeviceStatus } from "./lib/virtio/status.ts";
-export { Feature, type FeatureName } from "./lib/virtio/features.ts";
+export {
+  Feature,
+  type FeatureName,
+  NET_OFFLOAD_FEATURES,
+  NET_TX_OFFLOAD_FEATURES,
+} from "./lib/virtio/features.ts";
 export type {
   MemoryRegion,
   QueueSetup,
@@ -204,6 +244,8 @@ export type { VringAddress } from "./lib/vhost_user/message.ts";
 export { GuestMemory, type GuestRegion } from "./lib/vhost_user/guest_memory.ts";
 export {
   isVhostNetPath,
+  TAP_OFFLOAD_FEATURES,
+  tapOffloadFlags,
   VHOST_NET_DEVICE,
   VHOST_NET_UNUSED_FEATURES,
   VhostNetFrontend,

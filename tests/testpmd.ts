@@ -26,7 +26,7 @@
 import { testpmdPath } from "./peers.ts";
 
 /** testpmd forwarding engines used by the tests. */
-export type ForwardMode = "rxonly" | "txonly" | "io" | "macswap";
+export type ForwardMode = "rxonly" | "txonly" | "io" | "macswap" | "csum";
 
 /** How a {@linkcode Testpmd} instance is launched. */
 export interface TestpmdOptions {
@@ -115,6 +115,10 @@ export interface ForwardStats {
   txDropped: number;
   /** txPackets + txDropped. */
   txTotal: number;
+  /** `csum` engine: received frames whose ol_flags said IP checksum bad (summed over ports). */
+  badIpCsum: number;
+  /** `csum` engine: received frames whose ol_flags said L4 checksum bad (summed over ports). */
+  badL4Csum: number;
 }
 
 /** A command testpmd does not know; its answer, {@linkcode SYNC_REPLY}, ends each reply. */
@@ -436,6 +440,8 @@ export class Testpmd {
       txPackets: f("TX-packets"),
       txDropped: f("TX-dropped"),
       txTotal: f("TX-total"),
+      badIpCsum: sumAll(out, /Bad-ipcsum:\s*(\d+)/g),
+      badL4Csum: sumAll(out, /Bad-l4csum:\s*(\d+)/g),
     };
     this.#forwarding = false;
     return this.#last;
@@ -638,7 +644,26 @@ function fields(block: string): (name: string) => number {
 }
 
 function zeroForwardStats(): ForwardStats {
-  return { rxPackets: 0, rxDropped: 0, rxTotal: 0, txPackets: 0, txDropped: 0, txTotal: 0 };
+  return {
+    rxPackets: 0,
+    rxDropped: 0,
+    rxTotal: 0,
+    txPackets: 0,
+    txDropped: 0,
+    txTotal: 0,
+    badIpCsum: 0,
+    badL4Csum: 0,
+  };
+}
+
+/**
+ * The sum of every match's number: the csum engine prints Bad-ipcsum / Bad-l4csum once per
+ * port of the "Forward statistics for port N" blocks (0 when absent: another engine).
+ */
+function sumAll(text: string, re: RegExp): number {
+  let sum = 0;
+  for (const m of text.matchAll(re)) sum += Number(m[1]);
+  return sum;
 }
 
 /** The socket path this vdev listens on (vhost PMD without client=1, virtio-user with server=1). */

@@ -13,8 +13,14 @@
 import { VirtioNet, type VirtioNetOptions } from "../lib/driver/virtio_net.ts";
 import { Testpmd, type TestpmdOptions } from "./testpmd.ts";
 
-/** testpmd options without the vdev, which the helper builds (`queues` vhost queue pairs). */
-export type VhostPortOptions = Omit<TestpmdOptions, "vdev"> & { queues?: number };
+/**
+ * testpmd options without the vdev, which the helper builds (`queues` vhost queue pairs, more
+ * `net_vhost0` devargs in `vdevArgs`, e.g. `tso=1`).
+ */
+export type VhostPortOptions = Omit<TestpmdOptions, "vdev"> & {
+  queues?: number;
+  vdevArgs?: string;
+};
 
 /**
  * Starts testpmd with a vhost port, opens a VirtioNet on it with `open`, waits for link up and
@@ -30,12 +36,12 @@ export async function withTestpmdPort(
   open: Partial<VirtioNetOptions>,
   body: (tp: Testpmd, port: VirtioNet) => Promise<void>,
 ): Promise<void> {
-  const { queues, ...rest } = testpmd;
+  const { queues, vdevArgs, ...rest } = testpmd;
   const dir = await Deno.makeTempDir({ prefix: "vhost-port-" });
   const sock = `${dir}/vhost.sock`;
   try {
     await using tp = await Testpmd.start({
-      vdev: `net_vhost0,iface=${sock},queues=${queues ?? 1}`,
+      vdev: `net_vhost0,iface=${sock},queues=${queues ?? 1}${vdevArgs ? `,${vdevArgs}` : ""}`,
       ...rest,
     });
     await tp.waitForSocket(sock);

@@ -85,6 +85,11 @@ export class BufferPool implements BufferTable {
   readonly base: number;
   readonly #words: Uint32Array;
   readonly #stack: Uint32Array;
+  /**
+   * `alloc` / `allocOne` zero each buffer's header: set by a port that negotiated a transmit
+   * offload, whose txBurst then sends the header as the caller wrote it (lib/driver/offload.ts).
+   */
+  zeroHeaders = false;
   #top: number;
 
   /**
@@ -159,12 +164,15 @@ export class BufferPool implements BufferTable {
     if (this.#top === 0) return -1;
     const b = this.#stack[--this.#top];
     this.#owner[b] = CALLER;
+    if (this.zeroHeaders) this.clearHeader(b);
     return b;
   }
 
   /** Takes up to `n` buffers into `out[offset..]`; returns how many. The caller owns them. */
   alloc(out: Uint32Array, offset: number, n: number): number {
-    return this.#take(out, offset, n, CALLER);
+    const got = this.#take(out, offset, n, CALLER);
+    if (this.zeroHeaders) { for (let i = 0; i < got; i++) this.clearHeader(out[offset + i]); }
+    return got;
   }
 
   /** Returns buffer `n` to the pool; throws a {@linkcode BufferError} unless the caller owns it. */

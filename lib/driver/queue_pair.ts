@@ -31,7 +31,7 @@
 import { closeQuietly, dupFd } from "../../ffi/fd.ts";
 import { eventfd, eventfdDrain, eventfdSignal } from "../../ffi/eventfd.ts";
 import { pollInAsync } from "../../ffi/poll.ts";
-import { NET_HDR_SIZE } from "../virtio/net_hdr.ts";
+import { NET_HDR_SIZE, sanitizeTxNetHdr } from "../virtio/net_hdr.ts";
 import { type DriverQueue, VirtqueueError } from "../virtio/virtqueue.ts";
 import { BufferPool } from "./buffer_pool.ts";
 import { driverQueueAt } from "./driver_queue.ts";
@@ -164,6 +164,8 @@ export interface QueueHandle {
   readonly inOrder: boolean;
   /** VIRTIO_NET_F_MRG_RXBUF negotiated: frames may span several receive buffers. */
   readonly mergeable: boolean;
+  /** A transmit offload negotiated: txBurst sends the caller's headers (lib/driver/offload.ts). */
+  readonly txOffload: boolean;
   /** Byte offset of the receive ring block. */
   readonly rxRing: number;
   /** Byte offset of the transmit ring block. */
@@ -210,6 +212,8 @@ export interface QueuePairParts {
   source: CounterSource;
   /** VIRTIO_NET_F_MRG_RXBUF negotiated. */
   mergeable: boolean;
+  /** A transmit offload negotiated (CSUM, HOST_TSO4/6): headers are the caller's. */
+  txOffload?: boolean;
 }
 
 /**
@@ -256,6 +260,8 @@ export class QueuePair {
   /** With MRG_RXBUF: gathers frames spanning buffers; null without. */
   readonly #merge: MergeableReceiver | null;
   readonly #segs: Uint32Array;
+  /** Transmit offloads negotiated: txBurst keeps the caller's header (sanitized), else zeroes it. */
+  readonly #txOffload: boolean;
   /** The queue whose rule the device broke last (`rx0`, `tx1`), for `DeviceFailedError`. */
   faultQueue = "";
   /** Set by {@linkcode attach}: the view and fd copies this pair owns. */
@@ -282,6 +288,9 @@ export class QueuePair {
     this.#refillThreshold = Math.max(1, Math.min(32, size >> 2));
     this.#merge = parts.mergeable ? new MergeableReceiver(size, `rx${parts.index}`) : null;
     this.#segs = new Uint32Array(parts.mergeable ? size : 0);
+    this.#txOffload = parts.txOffload ?? false;
+    // The caller writes offload requests into headers that alloc() zeroed.
+    parts.pool.zeroHeaders = this.#txOffload;
   }
 
   /**
@@ -343,6 +352,7 @@ export class QueuePair {
         rxCallFd: fds[2],
         source: { counters },
         mergeable: h.mergeable,
+        txOffload: h.txOffload,
       });
       pair.#owned = { memory, fds };
       pair.refill(true);
@@ -384,7 +394,11 @@ export class QueuePair {
     // Refuses (changing nothing) a buffer the caller does not own: out of range, free, or
     // already sent.
     pool.submit(bufs, count);
-    for (let i = 0; i < count; i++) pool.clearHeader(bufs[i]);
+    if (this.#txOffload) {
+      // The caller's offload requests stay; receive-only bits go (§5.1.6.2).
+      const bytes = pool.bytes;
+      for (let i = 0; i < count; i++) sanitizeTxNetHdr(bytes, pool.headerOffset(bufs[i]));
+    } else for (let i = 0; i < count; i++) pool.clearHeader(bufs[i]);
     const sent = q.enqueue(bufs, lensWithHdr, 0, count, false);
     const c = this.#c, at = this.#at;
     if (q.needsNotify()) {

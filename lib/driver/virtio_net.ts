@@ -33,7 +33,13 @@ import { unixAccept, unixListen } from "../../ffi/unix_socket.ts";
 import { eventfd } from "../../ffi/eventfd.ts";
 import type { VirtioTransport } from "../virtio/transport.ts";
 import { BufferPool } from "./buffer_pool.ts";
-import { describeFeatures, featureMask, type FeatureName, hasFeature } from "../virtio/features.ts";
+import {
+  describeFeatures,
+  featureMask,
+  type FeatureName,
+  hasFeature,
+  NET_TX_OFFLOAD_FEATURES,
+} from "../virtio/features.ts";
 import { SharedMemory } from "./shared_memory.ts";
 import {
   createDriverQueue,
@@ -42,6 +48,7 @@ import {
   ringBytes,
   ringOffset,
 } from "./driver_queue.ts";
+import { negotiatedOffloads, offloadFeatures, type Offloads } from "./offload.ts";
 import { CONTROL_QUEUE_SIZE, ControlQueue } from "./control_queue.ts";
 import { ControlDevice } from "./control_device.ts";
 import { type CtrlCommand, ctrlDataSize, NET_ERR, NET_OK, NetCtrl } from "../virtio/net_ctrl.ts";
@@ -135,6 +142,14 @@ export interface VirtioNetOptions {
    * 2036 bytes, give a larger `bufferSize` (e.g. 10240).
    */
   mergeable?: boolean;
+  /**
+   * Checksum and segmentation offloads to negotiate (default none; lib/driver/offload.ts):
+   * `txChecksum` NET_F_CSUM, `txTso4` / `txTso6` HOST_TSO4 / 6 (need txChecksum), `rxChecksum`
+   * GUEST_CSUM, `rxTso4` / `rxTso6` GUEST_TSO4 / 6 (need rxChecksum and `mergeable: true` or a
+   * `bufferSize` of at least 65562, §5.1.6.3.1). Each one asked must be offered by the device;
+   * {@linkcode VirtioNet.offloads} reports them.
+   */
+  offloads?: Partial<Offloads>;
   /** Timeout for each backend reply, ms (default 5000). */
   timeoutMs?: number;
   /** Receives notices such as the hugepage fallback (default `console.error`). */
@@ -219,6 +234,9 @@ export interface VirtioNetStats {
   wakeups: number;
 }
 
+/** Receive buffer size GUEST_TSO needs without MRG_RXBUF (§5.1.6.3.1), rounded up to 64. */
+const GSO_RX_BUFFER = 65600;
+
 /** The virtio features this driver can use, beyond the required F_VERSION_1. */
 const OPTIONAL: FeatureName[] = [
   "F_RING_PACKED",
@@ -261,6 +279,12 @@ export class VirtioNet extends EventTarget {
   readonly queuePairs: number;
   /** VIRTIO_NET_F_MRG_RXBUF negotiated: receive frames with {@linkcode rxFrames}. */
   readonly mergeable: boolean;
+  /**
+   * The offloads negotiated (the `offloads` option, as the device agreed). With a `tx*` one,
+   * `pool.alloc` zeroes headers and txBurst sends them as written (`requestTxChecksum`,
+   * `requestTxTso`); with a `rx*` one read each received header (`netHdrFlags`, ...).
+   */
+  readonly offloads: Readonly<Offloads>;
   /** The transport to the current device (vhost-user or vhost-net), for diagnostics. */
   get transport(): VirtioTransport {
     return this.#transport;
@@ -336,6 +360,7 @@ export class VirtioNet extends EventTarget {
     this.mac = mac;
     this.packed = hasFeature(features, "F_RING_PACKED");
     this.mergeable = hasFeature(features, "NET_F_MRG_RXBUF");
+    this.offloads = Object.freeze(negotiatedOffloads(features));
     this.queuePairs = pairs;
     this.#rx = [];
     this.#tx = [];
@@ -515,6 +540,21 @@ export class VirtioNet extends EventTarget {
       if (name === "NET_F_MRG_RXBUF" && !options.mergeable) continue;
       wanted |= offered & featureMask(name);
     }
+    wanted |= offloadFeatures(options.offloads ?? {}, offered, transport.name);
+    const bufferSize = options.bufferSize ?? 2048;
+    if (
+      hasFeature(wanted, "NET_F_GUEST_TSO4") || hasFeature(wanted, "NET_F_GUEST_TSO6")
+    ) {
+      // §5.1.6.3.1: without MRG_RXBUF, GUEST_TSO wants receive buffers of 65562 bytes.
+      if (!hasFeature(wanted, "NET_F_MRG_RXBUF") && bufferSize < GSO_RX_BUFFER) {
+        throw new TypeError(
+          `offloads.rxTso4/rxTso6 (NET_F_GUEST_TSO4/6, bits 7/8) receive frames up to 64 KB: ` +
+            `they need mergeable: true (NET_F_MRG_RXBUF, bit 15${
+              hasFeature(offered, "NET_F_MRG_RXBUF") ? "" : ", which this device does not offer"
+            }) or bufferSize ≥ ${GSO_RX_BUFFER} (virtio 1.2 §5.1.6.3.1)`,
+        );
+      }
+    }
     transport.setFeatures(wanted);
     transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK);
     const status = transport.getStatus();
@@ -527,7 +567,6 @@ export class VirtioNet extends EventTarget {
     }
 
     // Memory: every ring, then the buffer pool (§2.7 / §2.8 alignment inside ringBytes).
-    const bufferSize = options.bufferSize ?? 2048;
     const buffers = options.buffers ?? 4 * queueSize * pairs;
     const perRing = ringBytes(packedWanted, queueSize);
     const stats = QUEUE_STATS_BYTES * pairs + 64;
@@ -626,6 +665,7 @@ export class VirtioNet extends EventTarget {
           rxCallFd: this.#callFds[index - 1],
           source: this.#counters,
           mergeable: this.mergeable,
+          txOffload: (this.features & NET_TX_OFFLOAD_FEATURES) !== 0n,
         });
         // §5.1.5: fill receiveq before DRIVER_OK (its base was read when it was placed).
         this.#pairs[i].refill(false);
@@ -1081,6 +1121,7 @@ export class VirtioNet extends EventTarget {
       eventIdx: hasFeature(this.features, "RING_F_EVENT_IDX"),
       inOrder: hasFeature(this.features, "F_IN_ORDER"),
       mergeable: this.mergeable,
+      txOffload: (this.features & NET_TX_OFFLOAD_FEATURES) !== 0n,
       rxRing: ringOffset(m, this.packed, size, this.#rx[queue].addresses),
       txRing: ringOffset(m, this.packed, size, this.#tx[queue].addresses),
       rxKickFd: this.#kickFds[2 * queue],

@@ -36,8 +36,14 @@ import type {
   ReceiveFilter,
   VirtioTransport,
 } from "../virtio/transport.ts";
-import { featureMask, unofferedFeatures } from "../virtio/features.ts";
 import {
+  featureMask,
+  hasFeature,
+  NET_OFFLOAD_FEATURES,
+  unofferedFeatures,
+} from "../virtio/features.ts";
+import {
+  TunOffload,
   VHOST_F_LOG_ALL,
   VhostIoctl,
   vhostMemory,
@@ -66,6 +72,35 @@ const MAX_MEM_REGIONS_PATH = "/sys/module/vhost/parameters/max_mem_regions";
  */
 export const VHOST_NET_UNUSED_FEATURES: bigint =
   featureMask("VHOST_NET_F_VIRTIO_NET_HDR", "F_ACCESS_PLATFORM") | VHOST_F_LOG_ALL;
+
+/**
+ * The net device offloads the tap implements, not vhost-net (its header passes through to the
+ * tap untouched, as with QEMU's vhost=on): offered on top of the kernel's vhost features and
+ * stripped again before VHOST_SET_FEATURES, which refuses them. Sending (CSUM, HOST_TSO4/6) the
+ * tap always accepts (tun.c virtio_net_hdr_to_skb); receiving (GUEST_*) it is told with
+ * TUNSETOFFLOAD.
+ */
+export const TAP_OFFLOAD_FEATURES: bigint = NET_OFFLOAD_FEATURES;
+
+/**
+ * The TUNSETOFFLOAD flags for negotiated `features`: what the kernel may hand the driver
+ * unfinished (GUEST_CSUM → TUN_F_CSUM, GUEST_TSO4/6 → TUN_F_TSO4/6; tun.c takes TSO only with
+ * CSUM, as §5.1.3.1 does).
+ *
+ * @example
+ * ```ts
+ * import { tapOffloadFlags } from "./frontend.ts";
+ * import { featureMask } from "../virtio/features.ts";
+ * console.assert(tapOffloadFlags(featureMask("NET_F_GUEST_CSUM", "NET_F_GUEST_TSO4")) === 3);
+ * ```
+ */
+export function tapOffloadFlags(features: bigint): number {
+  if (!hasFeature(features, "NET_F_GUEST_CSUM")) return 0;
+  let flags = TunOffload.TUN_F_CSUM;
+  if (hasFeature(features, "NET_F_GUEST_TSO4")) flags |= TunOffload.TUN_F_TSO4;
+  if (hasFeature(features, "NET_F_GUEST_TSO6")) flags |= TunOffload.TUN_F_TSO6;
+  return flags;
+}
 
 /** Options of {@linkcode VhostNetFrontend.open}. */
 export interface VhostNetFrontendOptions extends Omit<TapOptions, "multiQueue"> {
@@ -193,25 +228,29 @@ export class VhostNetFrontend implements VirtioTransport {
   }
 
   /**
-   * Virtio feature bits offered, without those a vhost-net frontend must not set; with several
-   * pairs, plus VIRTIO_NET_F_MQ, which this frontend provides (a vhost fd per pair).
+   * Virtio feature bits offered: the kernel's, without those a vhost-net frontend must not set,
+   * plus the offloads the tap implements ({@linkcode TAP_OFFLOAD_FEATURES}) and, with several
+   * pairs, VIRTIO_NET_F_MQ, which this frontend provides (a vhost fd per pair).
    */
   getFeatures(): bigint {
-    return (this.offeredFeatures & ~VHOST_NET_UNUSED_FEATURES) |
+    return (this.offeredFeatures & ~VHOST_NET_UNUSED_FEATURES) | TAP_OFFLOAD_FEATURES |
       (this.maxQueuePairs > 1 ? MQ : 0n);
   }
 
   /**
-   * VHOST_SET_FEATURES on every fd (VIRTIO_NET_F_MQ is this frontend's, not sent); throws when
-   * `features` has bits {@linkcode getFeatures} did not offer.
+   * VHOST_SET_FEATURES with the vhost bits on every fd (not VIRTIO_NET_F_MQ, this frontend's, nor
+   * the tap's offloads), then TUNSETOFFLOAD with the receive offloads ({@linkcode tapOffloadFlags});
+   * throws when `features` has bits {@linkcode getFeatures} did not offer.
    */
   setFeatures(features: bigint): void {
     const extra = unofferedFeatures(features, this.getFeatures());
     if (extra) throw new Error(`VHOST_SET_FEATURES: ${extra} not offered by ${this.path}`);
-    new DataView(this.#arg.buffer).setBigUint64(0, features & ~MQ, true);
+    new DataView(this.#arg.buffer).setBigUint64(0, features & ~MQ & ~TAP_OFFLOAD_FEATURES, true);
     for (let i = 0; i < this.#fds.length; i++) {
       this.#ioctl(IOC.VHOST_SET_FEATURES, this.#arg, "VHOST_SET_FEATURES", i);
     }
+    // The offloads are the tap device's (every queue fd shares them): set once.
+    this.tap.setOffload(tapOffloadFlags(features));
   }
 
   /**

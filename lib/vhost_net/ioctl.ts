@@ -78,6 +78,14 @@ export const TunFlag = {
 /** `struct tun_filter` flags of TUNSETTXFILTER: pass every multicast frame (if_tun.h). */
 export const TUN_FLT_ALLMULTI = 1;
 
+/** TUNSETOFFLOAD flags (if_tun.h): the offloads the tap may leave to the reader of its frames. */
+export const TunOffload = {
+  TUN_F_CSUM: 0x01,
+  TUN_F_TSO4: 0x02,
+  TUN_F_TSO6: 0x04,
+  TUN_F_TSO_ECN: 0x08,
+} as const;
+
 /** Bit 26, VHOST_F_LOG_ALL (vhost.h): dirty-page logging for live migration; never used here. */
 export const VHOST_F_LOG_ALL = 1n << 26n;
 

@@ -140,7 +140,7 @@ export class Tap {
     return this.#fd;
   }
 
-  /** TUNSETOFFLOAD: the TUN_F_* offloads (CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8) the driver accepts. */
+  /** TUNSETOFFLOAD: the TUN_F_* offloads (`TunOffload`: CSUM 1, TSO4 2, TSO6 4, TSO_ECN 8) the reader of the tap accepts unfinished. */
   setOffload(flags: number): void {
     ioctl(this.#fd, TunIoctl.TUNSETOFFLOAD, flags, "TUNSETOFFLOAD");
   }

@@ -63,6 +63,26 @@ export function hasFeature(features: bigint, name: FeatureName): boolean {
 }
 
 /**
+ * The net device's checksum and TSO offload bits (§5.1.3): CSUM, GUEST_CSUM, GUEST_TSO4/6,
+ * HOST_TSO4/6.
+ */
+export const NET_OFFLOAD_FEATURES: bigint = featureMask(
+  "NET_F_CSUM",
+  "NET_F_GUEST_CSUM",
+  "NET_F_GUEST_TSO4",
+  "NET_F_GUEST_TSO6",
+  "NET_F_HOST_TSO4",
+  "NET_F_HOST_TSO6",
+);
+
+/** The transmit offload bits (CSUM, HOST_TSO4/6): with one, the driver's headers carry requests. */
+export const NET_TX_OFFLOAD_FEATURES: bigint = featureMask(
+  "NET_F_CSUM",
+  "NET_F_HOST_TSO4",
+  "NET_F_HOST_TSO6",
+);
+
+/**
  * Describes a feature mask as `NAME(bit)` items, unknown bits as `bit N`, for messages and logs.
  *
  * @example
