@@ -64,13 +64,14 @@
  * one row), ABBA within a round, ratios per round, and every run flagged NOISY when other
  * threads were runnable or steal exceeded 2 %. Final figures want a quiet machine: no NOISY runs.
  *
- * Known gap: testpmd io between two net_vhost ports (the C forwarding row) passes only ~5–25
- * kframes/s to port 1 here; port 1's TX refuses the rest, whether the drain is testpmd or sink.ts,
- * on either CPU, with 16 Ki or 128 Ki mbufs, 256 or 1024 descriptors, in io and in mac mode. The
- * same port 1 takes 0.6 Mpps under the same load when testpmd generates the frames (txonly), so
- * it fails only for frames dequeued from the other vhost port. A profile of the forwarding lcore
- * shows ~40 % in `rte_pktmbuf_free_bulk` (freeing the refused frames) and ~50 % inside the vhost
- * library. Not diagnosed further; until it is, that row's C figure is not a baseline.
+ * The forwarding row's loop: testpmd io between two net_vhost ports used to be fed by a
+ * virtio-user txonly and drained by a virtio-user rxonly, both on the driver CPU: three pollers on
+ * two CPUs. Feeder and drain then took turns in scheduler slices; while the drain was off-CPU its
+ * ring filled in microseconds and port 1 refused the rest: 5–35 kframes/s, against 4–44 Mpps for
+ * a single-hop txonly → rxonly in the same minutes. One testpmd with two virtio-user ports in io
+ * mode, seeded by `start tx_first`, now closes the loop on one CPU (`loopThrough` in `peers.ts`):
+ * C io forwarding measured 13–41 Mpps at 64 B and 4–11 Mpps (50–137 Gbps) at 1518 B in one
+ * 2-round session.
  *
  * @module
  */
