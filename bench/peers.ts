@@ -76,6 +76,29 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Frames above this take the jumbo settings ({@linkcode frameOptions}). */
+export const SINGLE_BUFFER_MAX = 2036;
+
+/**
+ * testpmd options for `cfg.size`: `--txpkts`, and for jumbo frames `--max-pkt-len 9018` and
+ * 10240-byte mbufs (one mbuf a frame; fewer of them, so the pool fits in 512 MB). `--txpkts`
+ * then follows `--mbuf-size`: testpmd checks it against the mbuf size as it parses.
+ */
+export function frameOptions(cfg: RunConfig): Partial<TestpmdOptions> {
+  if (cfg.size <= SINGLE_BUFFER_MAX) return { txpkts: cfg.size };
+  return {
+    memMb: 512,
+    totalNumMbufs: 8192,
+    extraArgs: ["--max-pkt-len=9018", "--mbuf-size=10240", `--txpkts=${cfg.size}`],
+  };
+}
+
+/** The `--vdev` of testpmd virtio-user port `index` on `path` (mrg_rxbuf on, DPDK's default). */
+function virtioUserVdev(cfg: RunConfig, index: number, path: string): string {
+  return `net_virtio_user${index},path=${path},queues=1,packed_vq=${cfg.packed ? 1 : 0},` +
+    `queue_size=${cfg.queueSize},mrg_rxbuf=1`;
+}
+
 /** A testpmd virtio-user port (the driver side) on `cfg.sock`, on `cpus.driver`. */
 export function cVirtioUser(
   cfg: RunConfig,
@@ -84,14 +107,13 @@ export function cVirtioUser(
   measured = true,
 ): Promise<Testpmd> {
   const opts: TestpmdOptions = {
-    vdev: `net_virtio_user0,path=${path},queues=1,packed_vq=${cfg.packed ? 1 : 0},` +
-      `queue_size=${cfg.queueSize}`,
+    vdev: virtioUserVdev(cfg, 0, path),
     forwardMode: mode,
     cpu: cpus.driver,
-    txpkts: cfg.size,
     txd: cfg.queueSize,
     rxd: cfg.queueSize,
     txonlyMultiFlow: mode === "txonly" && cfg.flows > 0,
+    ...frameOptions(cfg),
   };
   if (measured) {
     opts.burst = cfg.burst;
@@ -112,9 +134,9 @@ export function cVhost(
     vdev: `net_vhost0,iface=${cfg.sock},queues=1`,
     forwardMode: mode,
     cpu: cpus.device,
-    txpkts: cfg.size,
     extraEalArgs: extra,
     removeFiles: extraPorts,
+    ...frameOptions(cfg),
   };
   if (measured) {
     opts.burst = cfg.burst;
@@ -211,7 +233,9 @@ async function drained(rx: Testpmd, sent: number): Promise<void> {
 export async function tsDriverRx(cfg: RunConfig): Promise<Counted> {
   await using tx = await cVhost(cfg, "txonly", false);
   await tx.startForwarding();
-  const out = await example("sink", cpus.driver, [...driverArgs(cfg), "--quiet"]).output();
+  const jumbo = cfg.size > SINGLE_BUFFER_MAX ? ["--mergeable"] : [];
+  const out = await example("sink", cpus.driver, [...driverArgs(cfg), ...jumbo, "--quiet"])
+    .output();
   const r = report(out.stdout);
   return { packets: r.rx_packets, seconds: r.seconds };
 }
@@ -315,17 +339,14 @@ export async function tsForward(cfg: RunConfig): Promise<Counted> {
  * rest (measured: 5–35 kframes/s against tens of Mpps for the loop).
  */
 async function loopThrough(cfg: RunConfig, peerPath: string): Promise<Counted> {
-  const vdev = (i: number, path: string) =>
-    `net_virtio_user${i},path=${path},queues=1,packed_vq=${cfg.packed ? 1 : 0},` +
-    `queue_size=${cfg.queueSize}`;
   await using loop = await Testpmd.start({
-    vdev: vdev(0, cfg.sock),
-    extraEalArgs: ["--vdev", vdev(1, peerPath)],
+    vdev: virtioUserVdev(cfg, 0, cfg.sock),
+    extraEalArgs: ["--vdev", virtioUserVdev(cfg, 1, peerPath)],
     forwardMode: "io",
     cpu: cpus.driver,
-    txpkts: cfg.size,
     txd: cfg.queueSize,
     rxd: cfg.queueSize,
+    ...frameOptions(cfg),
   });
   const bursts = Math.max(1, Math.ceil(cfg.queueSize / 32)); // testpmd's default burst is 32
   const a = performance.now();

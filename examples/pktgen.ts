@@ -37,6 +37,9 @@ import { LiveLine } from "./live_line.ts";
 import { L1_OVERHEAD, Pacer, parseBitRate, parseRate, type Spacing } from "./rate.ts";
 import { sendFromWorkers } from "./multi_queue.ts";
 
+/** Largest frame `--size` takes: a jumbo frame (in a 10240-byte buffer). */
+const MAX_FRAME = 9000;
+
 const USAGE = `usage: pktgen.ts [--path SOCK] [--rate R] [--count N | --duration S] [options]
 
 Sends frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK).
@@ -65,7 +68,8 @@ Rate (paced by the clock, checked once per burst):
   --link SPEED       link speed for percentages (default 10G)
   --spacing MODE     cbr (default: evenly spaced) | poisson (exponential gaps)
 Frames:
-  --size N|MIN-MAX   frame size without FCS (default 64); a range is swept, see --size-mode
+  --size N|MIN-MAX   frame size without FCS, 60..9000 (default 64; above 2036: 10240-byte
+                     buffers); a range is swept, see --size-mode
   --size-mode MODE   inc (default) | random: for a --size range
   --imix SPEC        sizes by weight, SIZE:WEIGHT,... e.g. 60:28,590:20,1514:4;
                      'default' is the simple IMIX 60:7,590:4,1514:1
@@ -211,8 +215,9 @@ try {
       srcPort: intOption("src-port", opts["src-port"], 9),
       dstPort: intOption("dst-port", opts["dst-port"], 9),
       payloadReserve: latency || numberAll ? PROBE_BYTES : 0,
+      maxSize: MAX_FRAME,
     });
-    sizes = sizeTable(opts.size, opts["size-mode"], opts.imix, template.minSize, 2036);
+    sizes = sizeTable(opts.size, opts["size-mode"], opts.imix, template.minSize, MAX_FRAME);
   }
 } catch (e) {
   usageError((e as Error).message);
@@ -254,7 +259,8 @@ try {
   console.error(`pktgen: ${(e as Error).message}`);
   Deno.exit(1);
 }
-const jumbo = template !== null && sizes.max > 2036 ? 10240 : undefined; // one buffer per frame
+// A jumbo frame goes in one larger buffer (one descriptor a frame).
+const jumbo = template !== null && sizes.max > 2036 ? 10240 : undefined;
 const port = await openPort(opts, device, "pktgen", queues, jumbo);
 if (queues > 1) await sendOnQueues(); // exits
 const { pool, stats } = port;
