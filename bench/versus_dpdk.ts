@@ -12,7 +12,7 @@
  *
  * Run:
  * `deno run -A bench/versus_dpdk.ts [--rounds 7] [--duration 4] [--order abba|ab]
- * [--sizes 64,1518] [--rings packed,split] [--only driver-tx,device-rx] [--sweep [--rings packed]]
+ * [--sizes 64,1518] [--rings packed,split] [--only driver-tx,device-rx/split] [--sweep [--rings packed]]
  * [--json] [--markdown] [--svg FILE] [--from results.json]`
  *
  * `--json` prints one JSON object (options, every run, every row's summary) as the only stdout;
@@ -78,7 +78,7 @@
 
 import { parseArgs } from "node:util";
 import { testpmdPath } from "../tests/peers.ts";
-import { type Job, matrix, type Pair } from "./matrix.ts";
+import { matrix, type Pair } from "./matrix.ts";
 import { noiseNote, noisy, type PairResult, runRounds, type RunSample } from "./rounds.ts";
 import { cpus } from "./peers.ts";
 import { sweep, SWEEP_DEFAULT_JOBS } from "./sweep.ts";
@@ -112,7 +112,8 @@ if (args.help) {
     "usage: versus_dpdk.ts [--rounds N] [--duration S] [--order abba|ab] [--sizes 64,1518]\n" +
       "  [--rings packed,split] [--queue-size N] [--flows N] [--only JOB,...] [--sweep]\n" +
       "  [--lcores L] [--cpus DRIVER,DEVICE] [--json] [--markdown] [--svg FILE] [--from FILE.json]\n" +
-      "jobs: driver-tx driver-tx-flows driver-rx device-rx device-tx forward latency",
+      "jobs: driver-tx driver-tx-flows driver-rx device-rx device-tx forward latency,\n" +
+      "  or the start of row ids, e.g. --only driver-tx/packed/9000",
   );
   Deno.exit(0);
 }
@@ -147,8 +148,9 @@ async function run(): Promise<Output> {
   }
   const only = args.only ?? (args.sweep ? SWEEP_DEFAULT_JOBS.join(",") : undefined);
   if (only !== undefined) {
-    const jobs = new Set(only.split(",") as Job[]);
-    pairs = pairs.filter((p) => jobs.has(p.job));
+    // A job (driver-tx) or the start of row ids (driver-tx/packed/9000).
+    const picks = only.split(",");
+    pairs = pairs.filter((p) => picks.some((j) => p.job === j || p.id.startsWith(`${j}/`)));
   }
   const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
   const started = new Date().toISOString();

@@ -82,8 +82,9 @@ export function sizeOption(value: string | undefined, max = 2036): number {
  * Opens a {@linkcode VirtioNet} port on `--path` (a vhost-user socket, or /dev/vhost-net with
  * `--tap`), else on the built-in `device`, with the ring options (`--split`, `--queue-size`,
  * `--hugepages`; `mergeable`: negotiate VIRTIO_NET_F_MRG_RXBUF). With `--server` the port
- * listens on `--path` and a vhost-user backend connects (and may reconnect). When the open fails it stops `device`, prints one line
- * `<program>: <why>` and exits 1: an expected condition, no stack trace.
+ * listens on `--path` and a vhost-user backend connects (and may reconnect). When the open
+ * fails it stops `device`, prints one line `<program>: <why>` and exits 1: an expected
+ * condition, no stack trace.
  */
 export async function openPort(
   opts: {
