@@ -319,6 +319,8 @@ if (capture !== null) {
 }
 
 const bufs = new Uint32Array(burst);
+/** Buffers at the start of `bufs` that hold an unsent frame (fixed frames only). */
+let held = 0;
 const lens = new Uint32Array(burst).fill(fixedSize ? sizes.min : 0);
 const rxBufs = new Uint32Array(burst);
 const rxLens = new Uint32Array(burst);
@@ -441,13 +443,19 @@ try {
       return true;
     }
     if (want > 0) {
-      const n = pool.alloc(bufs, 0, want);
+      const n = held >= want ? want : held + pool.alloc(bufs, held, want - held);
       times[PROBE_DUE] = -1;
       if (perPacket) fill(n, now);
       const sent = port.txBurst(bufs, lens, n);
-      if (sent < n) {
+      if (!perPacket) {
+        // Identical frames: what the ring did not take waits in `bufs` for the next burst
+        // instead of a free and an alloc per burst while the ring is full.
+        const owned = held > n ? held : n;
+        if (sent > 0 && sent < owned) bufs.copyWithin(0, sent, owned);
+        held = owned - sent;
+      } else if (sent < n) {
         pool.free(bufs, sent, n - sent);
-        if (perPacket) rewind(n - sent);
+        rewind(n - sent);
         if (numberAll) probes!.cancel(n - sent); // their numbers go with the next frames
         else if (sent === 0 && times[PROBE_DUE] >= 0) {
           probes!.cancel(1); // the probe was not sent: the next burst carries it
@@ -469,6 +477,7 @@ try {
   endedBy = "error";
 }
 const sendEnd = times[LAST_SEND];
+pool.free(bufs, 0, held);
 
 /** Frames not taken were filled for nothing: the next ones repeat their file position. */
 function rewind(unsent: number): void {
