@@ -82,10 +82,13 @@ export const SINGLE_BUFFER_MAX = 2036;
 /**
  * testpmd options for `cfg.size`: `--txpkts`, and for jumbo frames `--max-pkt-len 9018` and
  * 10240-byte mbufs (one mbuf a frame; fewer of them, so the pool fits in 512 MB). `--txpkts`
- * then follows `--mbuf-size`: testpmd checks it against the mbuf size as it parses.
+ * then follows `--mbuf-size`: testpmd checks it against the mbuf size as it parses. A
+ * virtio-user receiver (`scatter`) keeps its 2 KB mbufs and chains them (`--enable-scatter`
+ * with mrg_rxbuf): the same five buffers a 9000-byte frame that sink `--mergeable` takes.
  */
-export function frameOptions(cfg: RunConfig): Partial<TestpmdOptions> {
+export function frameOptions(cfg: RunConfig, scatter = false): Partial<TestpmdOptions> {
   if (cfg.size <= SINGLE_BUFFER_MAX) return { txpkts: cfg.size };
+  if (scatter) return { extraArgs: ["--max-pkt-len=9018", "--enable-scatter"] };
   return {
     memMb: 512,
     totalNumMbufs: 8192,
@@ -113,7 +116,7 @@ export function cVirtioUser(
     txd: cfg.queueSize,
     rxd: cfg.queueSize,
     txonlyMultiFlow: mode === "txonly" && cfg.flows > 0,
-    ...frameOptions(cfg),
+    ...frameOptions(cfg, mode === "rxonly"),
   };
   if (measured) {
     opts.burst = cfg.burst;

@@ -73,6 +73,35 @@
  * C io forwarding measured 13–41 Mpps at 64 B and 4–11 Mpps (50–137 Gbps) at 1518 B in one
  * 2-round session.
  *
+ * ## Where TypeScript trailed, and why (profiles)
+ *
+ * A quick matrix (3 rounds, 2 s, `--order ab`, 7–13 runnable threads from other work) put these
+ * rows below 1.0: driver TX split 1518 B (0.41), driver RX 64 B (0.42 split, 0.45 packed),
+ * driver TX packed 64 B (0.82), device TX packed 1518 B (0.79); per-round ranges ran 0.02–9.99,
+ * so only repeated quiet runs can confirm them. This guest has no hardware counters (`perf stat
+ * -e instructions` answers "not supported"), so profiles sample time: `perf record -e cpu-clock
+ * -g` with `--v8-flags=--perf-basic-prof`, and `--cpu-prof`.
+ *
+ * - Driver TX, split, 1518 B: the ring is full most of the time (testpmd rxonly takes 1518-byte
+ *   copies slower than pktgen offers them). pktgen then freed and reallocated the unsent burst
+ *   on every spin: pool `free`/`#take` were 11–17 % of its samples. pktgen now keeps those
+ *   frames for the next burst (fixed frames); they left the profile. What stays is the spin
+ *   itself: the clock read per burst (`performance.now`, 90–120 ns here; 8–15 % in the vDSO)
+ *   and V8 builtins in the stripped deno binary (58 % of samples, JIT code 21 %). Before/after
+ *   ABBA, 1-s runs under load: 1.37 (0.71–2.86) over 8 rounds, 0.95 (0.35–1.41) over 6: no
+ *   effect beyond the noise. Tried and reverted: `QueuePair.txBurst` taking nothing until 32
+ *   descriptors are free (fewer, larger handoffs of the ring's cache lines): no measurable gain,
+ *   and it changes what every caller sees.
+ * - Device RX, split, 64 B: 10 % of the device's samples are one builtin call in `pop` (the
+ *   `Atomics.load` of avail.idx, not inlined by V8) on an empty ring: the device waits for the
+ *   C feeder, so the row is bound by the peer. Device TX, 1518 B: the template copy (`memmove`)
+ *   is 5 %, `pop` 16 %; it too waits on its peer (ratio 0.97–1.00 split).
+ * - Driver RX, 9000 B: sink `--mergeable` takes five 2048-byte buffers a frame, while DPDK's
+ *   virtio-user with `--mbuf-size 10240` posted one 10 KB buffer a frame: five times less ring
+ *   work for C (TS/C 0.45 packed, 0.73 split, 5 rounds). The C receiver now keeps 2 KB mbufs and
+ *   chains them (`--enable-scatter`, `frameOptions` in `peers.ts`): like for like, not yet
+ *   measured on a quiet machine.
+ *
  * @module
  */
 
