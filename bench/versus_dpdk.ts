@@ -73,6 +73,12 @@
  * C io forwarding measured 13–41 Mpps at 64 B and 4–11 Mpps (50–137 Gbps) at 1518 B in one
  * 2-round session.
  *
+ * 9000-byte frames (`--sweep --only driver-tx/packed/9000,driver-tx/split/9000`): pktgen
+ * `--size 9000` against testpmd virtio-user txonly `--txpkts 9000`, both into the same net_vhost
+ * rxonly (`--max-pkt-len 9018 --mbuf-size 10240`), 7 ABBA rounds of 2 s on a loaded guest (every
+ * run NOISY): TS/C 0.98 (0.27–2.71) packed and 1.45 (0.36–4.77) split; Gbps medians 18.0 / 18.9
+ * packed and 21.7 / 22.8 split; best runs 153 Gbps (TS) and 206 Gbps (C).
+ *
  * ## Where TypeScript trailed, and why (profiles)
  *
  * A quick matrix (3 rounds, 2 s, `--order ab`, 7–13 runnable threads from other work) put these
@@ -82,9 +88,9 @@
  * -e instructions` answers "not supported"), so profiles sample time: `perf record -e cpu-clock
  * -g` with `--v8-flags=--perf-basic-prof`, and `--cpu-prof`.
  *
- * - Driver TX, split, 1518 B: the ring is full most of the time (testpmd rxonly takes 1518-byte
- *   copies slower than pktgen offers them). pktgen then freed and reallocated the unsent burst
- *   on every spin: pool `free`/`#take` were 11–17 % of its samples. pktgen now keeps those
+ * - Driver TX, split, 1518 B: the ring is full much of the time (inferred: pktgen frees only
+ *   frames the ring refused, and that free was hot). pktgen freed and reallocated the unsent
+ *   burst on every spin: pool `free`/`#take` were 11–17 % of its samples. pktgen now keeps those
  *   frames for the next burst (fixed frames); they left the profile. What stays is the spin
  *   itself: the clock read per burst (`performance.now`, 90–120 ns here; 8–15 % in the vDSO)
  *   and V8 builtins in the stripped deno binary (58 % of samples, JIT code 21 %). Before/after
@@ -92,9 +98,10 @@
  *   effect beyond the noise. Tried and reverted: `QueuePair.txBurst` taking nothing until 32
  *   descriptors are free (fewer, larger handoffs of the ring's cache lines): no measurable gain,
  *   and it changes what every caller sees.
- * - Device RX, split, 64 B: 10 % of the device's samples are one builtin call in `pop` (the
- *   `Atomics.load` of avail.idx, not inlined by V8) on an empty ring: the device waits for the
- *   C feeder, so the row is bound by the peer. Device TX, 1518 B: the template copy (`memmove`)
+ * - Device RX, split, 64 B: 10 % of the device's samples are one call into the deno binary near
+ *   the top of `pop`, where it loads avail.idx (`Atomics.load`; the samples say a builtin call,
+ *   not inlined code) on an empty ring: the device waits for the C feeder, so the row is bound
+ *   by the peer. Device TX, 1518 B: the template copy (`memmove`)
  *   is 5 %, `pop` 16 %; it too waits on its peer (ratio 0.97–1.00 split).
  * - Driver RX, 9000 B: sink `--mergeable` takes five 2048-byte buffers a frame, while DPDK's
  *   virtio-user with `--mbuf-size 10240` posted one 10 KB buffer a frame: five times less ring
