@@ -91,13 +91,22 @@
  * - Driver TX, split, 1518 B: the ring is full much of the time (inferred: pktgen frees only
  *   frames the ring refused, and that free was hot). pktgen freed and reallocated the unsent
  *   burst on every spin: pool `free`/`#take` were 11–17 % of its samples. pktgen now keeps those
- *   frames for the next burst (fixed frames); they left the profile. What stays is the spin
- *   itself: the clock read per burst (`performance.now`, 90–120 ns here; 8–15 % in the vDSO)
- *   and V8 builtins in the stripped deno binary (58 % of samples, JIT code 21 %). Before/after
- *   ABBA, 1-s runs under load: 1.37 (0.71–2.86) over 8 rounds, 0.95 (0.35–1.41) over 6: no
- *   effect beyond the noise. Tried and reverted: `QueuePair.txBurst` taking nothing until 32
- *   descriptors are free (fewer, larger handoffs of the ring's cache lines): no measurable gain,
- *   and it changes what every caller sees.
+ *   frames for the next burst (fixed frames); they left the profile. Before/after ABBA, 1-s
+ *   runs under load: 1.37 (0.71–2.86) over 8 rounds, 0.95 (0.35–1.41) over 6: no effect beyond
+ *   the noise. Tried and reverted: `QueuePair.txBurst` taking nothing until 32 descriptors are
+ *   free (fewer, larger handoffs of the ring's cache lines): no measurable gain, and it changes
+ *   what every caller sees.
+ * - Driver TX, 64 B: the clock read at the top of every burst (`performance.now()`: the vDSO
+ *   plus Deno's op glue) was 36 % of pktgen's samples (split). An unpaced pktgen now takes the
+ *   time the event loop read last (every 16 bursts, `EventLoop.clock`): 5.5 % left. Before/after,
+ *   6 ABBA rounds of 1 s: 1.21× (0.90–2.91) split, 1.47× (0.92–1.73) packed; at 1518 B 1.01×
+ *   (0.95–1.03), where the receiver's copy bounds the row.
+ * - Driver RX, split, 64 B (sink at ~20 Mpps): one load in `rxBurst` takes 20 % of the
+ *   samples (the used entry, a cache line the device core just wrote), and one builtin call in
+ *   `refill` 14 % (where it publishes avail.idx: `Atomics.store` is sequentially consistent, an
+ *   `xchg` on x86 that waits until the 32 descriptor and ring stores own their lines, where C
+ *   needs only a release store, a plain `mov`). Both are the ring handoff itself; JavaScript
+ *   has no release-only store. Not changed.
  * - Device RX, split, 64 B: 10 % of the device's samples are one call into the deno binary near
  *   the top of `pop`, where it loads avail.idx (`Atomics.load`; the samples say a builtin call,
  *   not inlined code) on an empty ring: the device waits for the C feeder, so the row is bound
