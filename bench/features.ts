@@ -64,10 +64,13 @@ export async function missing(needs: readonly Feature[]): Promise<string | null>
 }
 
 /**
- * The largest frame `examples/NAME.ts --size` takes, from its usage line (`--size BYTES ...
- * 60..2036`); 2036 when the usage names none (the single-buffer limit).
+ * The largest frame `examples/NAME.ts` takes, from its usage text: the range of `--size`
+ * (`--size BYTES ... 60..9000`) or the frames `--mergeable` receives (`--mergeable ... up to
+ * 9000 B`); 2036 when it names neither (the single-buffer limit).
  */
 export async function maxFrameSize(name: string): Promise<number> {
-  const m = /--size BYTES[^\n]*?\d+\.\.(\d+)/.exec(await helpText(name));
-  return m === null ? 2036 : Number(m[1]);
+  const m = /--size \S+[^\n]*?\d+\.\.(\d+)|--mergeable[^\n]*?up to (\d+)/.exec(
+    await helpText(name),
+  );
+  return m === null ? 2036 : Number(m[1] ?? m[2]);
 }

@@ -8,8 +8,8 @@
  *   driver RX   sink.ts              | testpmd virtio-user rxonly ◄─ testpmd vhost txonly
  *   device RX   device.ts sink       | testpmd vhost rxonly       ◄─ testpmd virtio-user txonly
  *   device TX   device.ts source     | testpmd vhost txonly       ─► testpmd virtio-user rxonly
- *   forwarding  device.ts forward    | testpmd io (2 vhost ports)  ◄─ virtio-user txonly,
- *                                                                  ─► virtio-user rxonly
+ *   forwarding  device.ts forward    | testpmd io (2 vhost ports)  ◄─► testpmd virtio-user io
+ *                                                                   (2 ports, one loop)
  *   latency     pktgen.ts --latency through testpmd io (TypeScript only)
  * ```
  *
@@ -96,7 +96,7 @@ export const JOBS: Record<Job, { title: string; ts: string; c: string }> = {
   "forward": {
     title: "forwarding",
     ts: "`device.ts` forwarding between two vhost-user ports",
-    c: "testpmd io between two `net_vhost` ports; fed by a virtio-user txonly, drained by one in rxonly",
+    c: "testpmd io between two `net_vhost` ports; both looped back by one testpmd `net_virtio_user` io",
   },
   "latency": {
     title: "round-trip latency",

@@ -5,7 +5,9 @@
  * txonly) and device RX (device.ts sink vs testpmd vhost rxonly) run; `--only` picks others.
  *
  * ```
- *   frame size  64 .. 9000 B   (above the example's --size limit: n/a until mergeable buffers)
+ *   frame size  64 .. 9000 B   (above 2036 B: testpmd --max-pkt-len 9018 --mbuf-size 10240,
+ *                               pktgen in 10240-byte buffers, sink --mergeable; device rows n/a
+ *                               above the device's --size limit)
  *   burst       1 .. 128       (the measured side's burst; the peer keeps 32)
  *   queue size  64 .. 1024     (both sides' rings: the driver sets it, the device follows)
  * ```
@@ -23,6 +25,14 @@ export const SWEEP_BURSTS = [1, 4, 8, 16, 32, 64, 128];
 /** Queue sizes swept. */
 export const SWEEP_QUEUES = [64, 128, 256, 512, 1024];
 
+/** The TypeScript program of each swept job (whose usage says the largest frame it takes). */
+const PROGRAMS = {
+  "driver-tx": "pktgen",
+  "driver-rx": "sink",
+  "device-rx": "device",
+  "device-tx": "device",
+} as const;
+
 /** Jobs the sweep covers when `--only` names none. */
 export const SWEEP_DEFAULT_JOBS = ["driver-tx", "device-rx"];
 
@@ -31,11 +41,12 @@ export async function sweep(packed: boolean): Promise<Pair[]> {
   const out: Pair[] = [];
   const base = { packed, size: 64, queueSize: 256, flows: 0 };
   for (const job of ["driver-tx", "driver-rx", "device-rx", "device-tx"] as const) {
-    const limit = await maxFrameSize(job.startsWith("driver") ? "pktgen" : "device");
+    const program = PROGRAMS[job];
+    const limit = await maxFrameSize(program);
     for (const size of SWEEP_SIZES) {
       const p = pair(job, { ...base, size }, "/size");
       p.axis = { name: "size", value: size };
-      if (size > limit) p.na = `needs mergeable buffers (frames above ${limit} B)`;
+      if (size > limit) p.na = `needs frames above ${limit} B in ${program}.ts`;
       out.push(p);
     }
     for (const burst of SWEEP_BURSTS) {

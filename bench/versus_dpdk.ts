@@ -12,7 +12,7 @@
  *
  * Run:
  * `deno run -A bench/versus_dpdk.ts [--rounds 7] [--duration 4] [--order abba|ab]
- * [--sizes 64,1518] [--rings packed,split] [--only driver-tx,device-rx] [--sweep [--rings packed]]
+ * [--sizes 64,1518] [--rings packed,split] [--only driver-tx,device-rx/split] [--sweep [--rings packed]]
  * [--json] [--markdown] [--svg FILE] [--from results.json]`
  *
  * `--json` prints one JSON object (options, every run, every row's summary) as the only stdout;
@@ -64,20 +64,67 @@
  * one row), ABBA within a round, ratios per round, and every run flagged NOISY when other
  * threads were runnable or steal exceeded 2 %. Final figures want a quiet machine: no NOISY runs.
  *
- * Known gap: testpmd io between two net_vhost ports (the C forwarding row) passes only ~5–25
- * kframes/s to port 1 here; port 1's TX refuses the rest, whether the drain is testpmd or sink.ts,
- * on either CPU, with 16 Ki or 128 Ki mbufs, 256 or 1024 descriptors, in io and in mac mode. The
- * same port 1 takes 0.6 Mpps under the same load when testpmd generates the frames (txonly), so
- * it fails only for frames dequeued from the other vhost port. A profile of the forwarding lcore
- * shows ~40 % in `rte_pktmbuf_free_bulk` (freeing the refused frames) and ~50 % inside the vhost
- * library. Not diagnosed further; until it is, that row's C figure is not a baseline.
+ * The forwarding row's loop: testpmd io between two net_vhost ports used to be fed by a
+ * virtio-user txonly and drained by a virtio-user rxonly, both on the driver CPU: three pollers on
+ * two CPUs. Feeder and drain then took turns in scheduler slices; while the drain was off-CPU its
+ * ring filled in microseconds and port 1 refused the rest: 5–35 kframes/s, against 4–44 Mpps for
+ * a single-hop txonly → rxonly in the same minutes. One testpmd with two virtio-user ports in io
+ * mode, seeded by `start tx_first`, now closes the loop on one CPU (`loopThrough` in `peers.ts`):
+ * C io forwarding measured 13–41 Mpps at 64 B and 4–11 Mpps (50–137 Gbps) at 1518 B in one
+ * 2-round session.
+ *
+ * 9000-byte frames (`--sweep --only driver-tx/packed/9000,driver-tx/split/9000`): pktgen
+ * `--size 9000` against testpmd virtio-user txonly `--txpkts 9000`, both into the same net_vhost
+ * rxonly (`--max-pkt-len 9018 --mbuf-size 10240`), 7 ABBA rounds of 2 s on a loaded guest (every
+ * run NOISY): TS/C 0.98 (0.27–2.71) packed and 1.45 (0.36–4.77) split; Gbps medians 18.0 / 18.9
+ * packed and 21.7 / 22.8 split; best runs 153 Gbps (TS) and 206 Gbps (C).
+ *
+ * ## Where TypeScript trailed, and why (profiles)
+ *
+ * A quick matrix (3 rounds, 2 s, `--order ab`, 7–13 runnable threads from other work) put these
+ * rows below 1.0: driver TX split 1518 B (0.41), driver RX 64 B (0.42 split, 0.45 packed),
+ * driver TX packed 64 B (0.82), device TX packed 1518 B (0.79); per-round ranges ran 0.02–9.99,
+ * so only repeated quiet runs can confirm them. This guest has no hardware counters (`perf stat
+ * -e instructions` answers "not supported"), so profiles sample time: `perf record -e cpu-clock
+ * -g` with `--v8-flags=--perf-basic-prof`, and `--cpu-prof`.
+ *
+ * - Driver TX, split, 1518 B: the ring is full much of the time (inferred: pktgen frees only
+ *   frames the ring refused, and that free was hot). pktgen freed and reallocated the unsent
+ *   burst on every spin: pool `free`/`#take` were 11–17 % of its samples. pktgen now keeps those
+ *   frames for the next burst (fixed frames); they left the profile. Before/after ABBA, 1-s
+ *   runs under load: 1.37 (0.71–2.86) over 8 rounds, 0.95 (0.35–1.41) over 6: no effect beyond
+ *   the noise. Tried and reverted: `QueuePair.txBurst` taking nothing until 32 descriptors are
+ *   free (fewer, larger handoffs of the ring's cache lines): no measurable gain, and it changes
+ *   what every caller sees.
+ * - Driver TX, 64 B: the clock read at the top of every burst (`performance.now()`: the vDSO
+ *   plus Deno's op glue) was 36 % of pktgen's samples (split). An unpaced pktgen now takes the
+ *   time the event loop read last (every 16 bursts, `EventLoop.clock`): 5.5 % left. Before/after,
+ *   6 ABBA rounds of 1 s: 1.21× (0.90–2.91) split, 1.47× (0.92–1.73) packed; at 1518 B 1.01×
+ *   (0.95–1.03), where the receiver's copy bounds the row.
+ * - Driver RX, split, 64 B (sink at ~20 Mpps): one load in `rxBurst` takes 20 % of the
+ *   samples (the used entry, a cache line the device core just wrote), and one builtin call in
+ *   `refill` 14 % (where it publishes avail.idx: `Atomics.store` is sequentially consistent, an
+ *   `xchg` on x86 that waits until the 32 descriptor and ring stores own their lines, where C
+ *   needs only a release store, a plain `mov`). Both are the ring handoff itself; JavaScript
+ *   has no release-only store. Not changed.
+ * - Device RX, split, 64 B: 10 % of the device's samples are one call into the deno binary near
+ *   the top of `pop`, where it loads avail.idx (`Atomics.load`; the samples say a builtin call,
+ *   not inlined code) on an empty ring: the device waits for the C feeder, so the row is bound
+ *   by the peer. Device TX, 1518 B: the template copy (`memmove`)
+ *   is 5 %, `pop` 16 %; it too waits on its peer (ratio 0.97–1.00 split).
+ * - Driver RX, 9000 B: sink `--mergeable` takes five 2048-byte buffers a frame, while DPDK's
+ *   virtio-user with `--mbuf-size 10240` posted one 10 KB buffer a frame: five times less ring
+ *   work for C (TS/C 0.45 packed, 0.73 split, 5 rounds). The C receiver now keeps 2 KB mbufs and
+ *   chains them (`--enable-scatter`, `frameOptions` in `peers.ts`): like for like, 5 rounds
+ *   under load gave TS/C 0.97 (0.24–1.17) packed and 1.17 (0.73–3.35) split, Gbps medians
+ *   61.9 / 74.6 and 63.2 / 71.3.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { testpmdPath } from "../tests/peers.ts";
-import { type Job, matrix, type Pair } from "./matrix.ts";
+import { matrix, type Pair } from "./matrix.ts";
 import { noiseNote, noisy, type PairResult, runRounds, type RunSample } from "./rounds.ts";
 import { cpus } from "./peers.ts";
 import { sweep, SWEEP_DEFAULT_JOBS } from "./sweep.ts";
@@ -111,7 +158,8 @@ if (args.help) {
     "usage: versus_dpdk.ts [--rounds N] [--duration S] [--order abba|ab] [--sizes 64,1518]\n" +
       "  [--rings packed,split] [--queue-size N] [--flows N] [--only JOB,...] [--sweep]\n" +
       "  [--lcores L] [--cpus DRIVER,DEVICE] [--json] [--markdown] [--svg FILE] [--from FILE.json]\n" +
-      "jobs: driver-tx driver-tx-flows driver-rx device-rx device-tx forward latency",
+      "jobs: driver-tx driver-tx-flows driver-rx device-rx device-tx forward latency,\n" +
+      "  or the start of row ids, e.g. --only driver-tx/packed/9000",
   );
   Deno.exit(0);
 }
@@ -146,8 +194,9 @@ async function run(): Promise<Output> {
   }
   const only = args.only ?? (args.sweep ? SWEEP_DEFAULT_JOBS.join(",") : undefined);
   if (only !== undefined) {
-    const jobs = new Set(only.split(",") as Job[]);
-    pairs = pairs.filter((p) => jobs.has(p.job));
+    // A job (driver-tx) or the start of row ids (driver-tx/packed/9000).
+    const picks = only.split(",");
+    pairs = pairs.filter((p) => picks.some((j) => p.job === j || p.id.startsWith(`${j}/`)));
   }
   const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
   const started = new Date().toISOString();

@@ -81,9 +81,10 @@ export function sizeOption(value: string | undefined, max = 2036): number {
 /**
  * Opens a {@linkcode VirtioNet} port on `--path` (a vhost-user socket, or /dev/vhost-net with
  * `--tap`), else on the built-in `device`, with the ring options (`--split`, `--queue-size`,
- * `--hugepages`). With `--server` the port listens on `--path` and a vhost-user backend
- * connects (and may reconnect). When the open fails it stops `device`, prints one line
- * `<program>: <why>` and exits 1: an expected condition, no stack trace.
+ * `--hugepages`; `mergeable`: negotiate VIRTIO_NET_F_MRG_RXBUF). With `--server` the port
+ * listens on `--path` and a vhost-user backend connects (and may reconnect). When the open
+ * fails it stops `device`, prints one line `<program>: <why>` and exits 1: an expected
+ * condition, no stack trace.
  */
 export async function openPort(
   opts: {
@@ -98,6 +99,7 @@ export async function openPort(
   program: string,
   queuePairs = 1,
   bufferSize?: number,
+  mergeable = false,
 ): Promise<VirtioNet> {
   try {
     return VirtioNet.open({
@@ -111,6 +113,7 @@ export async function openPort(
       queuePairs,
       detachQueues: queuePairs > 1,
       bufferSize,
+      mergeable,
     });
   } catch (e) {
     await device?.stop(); // the worker would keep the process alive; stop() removes its temp dir

@@ -37,6 +37,9 @@ import { LiveLine } from "./live_line.ts";
 import { L1_OVERHEAD, LoopClock, Pacer, parseBitRate, parseRate, type Spacing } from "./rate.ts";
 import { sendFromWorkers } from "./multi_queue.ts";
 
+/** Largest frame `--size` takes: a jumbo frame (in a 10240-byte buffer). */
+const MAX_FRAME = 9000;
+
 const USAGE = `usage: pktgen.ts [--path SOCK] [--rate R] [--count N | --duration S] [options]
 
 Sends frames to a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,iface=SOCK).
@@ -65,7 +68,8 @@ Rate (paced by the clock, checked once per burst):
   --link SPEED       link speed for percentages (default 10G)
   --spacing MODE     cbr (default: evenly spaced) | poisson (exponential gaps)
 Frames:
-  --size N|MIN-MAX   frame size without FCS (default 64); a range is swept, see --size-mode
+  --size N|MIN-MAX   frame size without FCS, 60..9000 (default 64; above 2036: 10240-byte
+                     buffers); a range is swept, see --size-mode
   --size-mode MODE   inc (default) | random: for a --size range
   --imix SPEC        sizes by weight, SIZE:WEIGHT,... e.g. 60:28,590:20,1514:4;
                      'default' is the simple IMIX 60:7,590:4,1514:1
@@ -211,8 +215,9 @@ try {
       srcPort: intOption("src-port", opts["src-port"], 9),
       dstPort: intOption("dst-port", opts["dst-port"], 9),
       payloadReserve: latency || numberAll ? PROBE_BYTES : 0,
+      maxSize: MAX_FRAME,
     });
-    sizes = sizeTable(opts.size, opts["size-mode"], opts.imix, template.minSize, 2036);
+    sizes = sizeTable(opts.size, opts["size-mode"], opts.imix, template.minSize, MAX_FRAME);
   }
 } catch (e) {
   usageError((e as Error).message);
@@ -254,7 +259,8 @@ try {
   console.error(`pktgen: ${(e as Error).message}`);
   Deno.exit(1);
 }
-const jumbo = template !== null && sizes.max > 2036 ? 10240 : undefined; // one buffer per frame
+// A jumbo frame goes in one larger buffer (one descriptor a frame).
+const jumbo = template !== null && sizes.max > 2036 ? 10240 : undefined;
 const port = await openPort(opts, device, "pktgen", queues, jumbo);
 if (queues > 1) await sendOnQueues(); // exits
 const { pool, stats } = port;
@@ -316,6 +322,8 @@ if (capture !== null) {
 }
 
 const bufs = new Uint32Array(burst);
+/** Buffers at the start of `bufs` that hold an unsent frame (fixed frames only). */
+let held = 0;
 const lens = new Uint32Array(burst).fill(fixedSize ? sizes.min : 0);
 const rxBufs = new Uint32Array(burst);
 const rxLens = new Uint32Array(burst);
@@ -404,6 +412,9 @@ const receiving = latency;
 const CATCH_UP_MS = 100;
 const meter = new LiveLine(stats, live, limit === Infinity ? 0 : limit, duration);
 const loop = new EventLoop();
+// Unpaced fixed frames need the time only for the deadline: the loop's reading (about a
+// millisecond old at most) serves, sparing a clock read per burst.
+const coarseClock = pps === Infinity && !byFile && !perPacket;
 let endedBy = "count";
 let failure: string | null = null;
 const start = performance.now();
@@ -415,7 +426,8 @@ times[NEXT_PROBE_AT] = start;
 times[LAST_SEND] = start;
 try {
   const signal = await loop.run(() => {
-    clock.read();
+    if (coarseClock) now[0] = loop.clock[0];
+    else clock.read();
     if (stats.txPackets >= limit) return true;
     // In server mode a departed backend is waited for (the port reconnects), not the end.
     if (!opts.server && port.link === "down") {
@@ -441,13 +453,19 @@ try {
       return true;
     }
     if (want > 0) {
-      const n = pool.alloc(bufs, 0, want);
+      const n = held >= want ? want : held + pool.alloc(bufs, held, want - held);
       times[PROBE_DUE] = -1;
       if (perPacket) fill(n);
       const sent = port.txBurst(bufs, lens, n);
-      if (sent < n) {
+      if (!perPacket) {
+        // Identical frames: what the ring did not take waits in `bufs` for the next burst
+        // instead of a free and an alloc per burst while the ring is full.
+        const owned = held > n ? held : n;
+        if (sent > 0 && sent < owned) bufs.copyWithin(0, sent, owned);
+        held = owned - sent;
+      } else if (sent < n) {
         pool.free(bufs, sent, n - sent);
-        if (perPacket) rewind(n - sent);
+        rewind(n - sent);
         if (numberAll) probes!.cancel(n - sent); // their numbers go with the next frames
         else if (sent === 0 && times[PROBE_DUE] >= 0) {
           probes!.cancel(1); // the probe was not sent: the next burst carries it
@@ -469,6 +487,7 @@ try {
   endedBy = "error";
 }
 const sendEnd = times[LAST_SEND];
+pool.free(bufs, 0, held);
 
 /** Frames not taken were filled for nothing: the next ones repeat their file position. */
 function rewind(unsent: number): void {

@@ -4,6 +4,7 @@
  *
  * ```
  *   vhost-user port ──► receiveq ──rxBurst──► sink (count, [--check], [--capture FILE], free)
+ *                                 ──rxFrames─► (--mergeable: a frame spans several buffers)
  * ```
  *
  * Without `--path` the peer is the built-in device: a source on a worker thread sending 64-byte
@@ -44,6 +45,9 @@ Receives frames from a vhost-user port (e.g. dpdk-testpmd --vdev net_vhost0,ifac
                      of pktgen's numbered UDP frames (--seq, --latency probes): lost,
                      reordered, duplicated
   --capture FILE     write every received frame to FILE (pcap, nanosecond timestamps)
+  --mergeable        negotiate VIRTIO_NET_F_MRG_RXBUF: frames up to 9000 B, each over
+                     several 2048-byte buffers (counted only: no --check or --capture;
+                     --count is exact for frames above 8180 B, may overshoot for smaller)
   --burst N          frames per rxBurst (default 32)
   --queue-size N     descriptors per ring (default 256)
   --hugepages MODE   auto | yes | no (default auto)
@@ -61,6 +65,7 @@ const opts = parseCli(
         ...commonOptions,
         check: { type: "boolean", default: false },
         capture: { type: "string" },
+        mergeable: { type: "boolean", default: false },
       },
       strict: true,
     }).values,
@@ -68,6 +73,10 @@ const opts = parseCli(
 const count = intOption("count", opts.count, 0);
 const duration = intOption("duration", opts.duration, count > 0 ? 0 : 10);
 const burst = intOption("burst", opts.burst, 32);
+if (opts.mergeable && (opts.check || opts.capture !== undefined)) {
+  console.error("sink: --mergeable counts frames only; leave out --check and --capture");
+  Deno.exit(2);
+}
 
 const live = !opts.quiet && !opts.json;
 let device: DeviceThread | null = null;
@@ -83,7 +92,7 @@ try {
   console.error(`sink: ${(e as Error).message}`);
   Deno.exit(1);
 }
-const port = await openPort(opts, device, "sink");
+const port = await openPort(opts, device, "sink", 1, undefined, opts.mergeable);
 let capture: PcapWriter | null = null;
 try {
   if (opts.capture !== undefined) capture = PcapWriter.create(opts.capture, { nanoseconds: true });
@@ -95,8 +104,11 @@ try {
 }
 const { pool, stats } = port;
 const bytes = pool.bytes;
-const bufs = new Uint32Array(burst);
-const lens = new Uint32Array(burst);
+// With --mergeable a 9000-byte frame takes 5 buffers (2036 bytes of frame in the first).
+const SEGMENTS = opts.mergeable ? 5 : 1;
+const bufs = new Uint32Array(burst * SEGMENTS);
+const lens = new Uint32Array(burst * SEGMENTS);
+const segs = new Uint32Array(burst * SEGMENTS);
 const view = new Int32Array(VIEW_SIZE);
 const sequence = new SequenceTracker(1 << 22);
 const checked = { frames: 0, notIp: 0, badIpChecksum: 0, badL4Checksum: 0, truncated: 0 };
@@ -116,6 +128,18 @@ function consume(n: number): void {
     }
   }
   pool.free(bufs, 0, n);
+}
+
+/** Receives at most `max` frames: one buffer each, or (--mergeable) several, counted and freed. */
+function receive(max: number): void {
+  if (!opts.mergeable) return consume(port.rxBurst(bufs, lens, max));
+  // rxFrames bounds buffers, not frames: room for `max` frames of SEGMENTS buffers each, so a
+  // --count is exact for jumbo frames (smaller ones may overshoot it within the last call).
+  const room = Math.min(bufs.length, max * SEGMENTS);
+  const frames = port.rxFrames(bufs, lens, segs, room);
+  let used = 0;
+  for (let f = 0; f < frames; f++) used += segs[f];
+  pool.free(bufs, 0, used);
 }
 
 function check(at: number, len: number): void {
@@ -144,9 +168,7 @@ let endedBy = "count";
 let failure: string | null = null;
 let untold: string[] = [];
 try {
-  endedBy = await receiveUntilDone(loop, meter, stats, count, burst, (max) => {
-    consume(port.rxBurst(bufs, lens, max));
-  });
+  endedBy = await receiveUntilDone(loop, meter, stats, count, burst, receive);
 } catch (e) {
   failure = (e as Error).message;
   endedBy = "error";
@@ -182,7 +204,7 @@ if (device === null) {
     failure === null && stats.rxPackets < sent.toDriverPackets &&
     performance.now() < deadline && port.link === "up"
   ) {
-    consume(port.rxBurst(bufs, lens, burst));
+    receive(burst);
   }
   capture?.close();
   if (capture !== null) report.captured = capture.frames;

@@ -5,6 +5,8 @@
  * ```
  *   pktgen --count N ──vhost-user──► testpmd rxonly   RX-packets == N, JSON tx_packets == N
  *   sink   --count N ◄──vhost-user── testpmd txonly   exit 0, JSON rx_packets == N
+ *   pktgen --size 9000 --count N ──► testpmd rxonly (jumbo)    RX-packets == N, RX-bytes == 9000 N
+ *   sink --mergeable --count N ◄── testpmd txonly 9000 B       JSON rx_packets == N, bytes 9000 N
  * ```
  *
  * @module
@@ -16,6 +18,16 @@ import { requireTestpmd } from "./peers.ts";
 import { Testpmd } from "./testpmd.ts";
 
 const ignore = requireTestpmd(1);
+const ignoreJumbo = requireTestpmd(1, 512);
+
+const JUMBO = 9000;
+const JUMBO_FRAMES = 100_000;
+/** testpmd for 9000-byte frames; `--txpkts` after `--mbuf-size` (checked as testpmd parses). */
+const JUMBO_TESTPMD = {
+  memMb: 512,
+  totalNumMbufs: 8192,
+  extraArgs: ["--max-pkt-len=9018", "--mbuf-size=10240", `--txpkts=${JUMBO}`],
+};
 
 const FRAMES = 1_000_000;
 /** An example that has not finished by then is killed and the test fails. */
@@ -57,6 +69,7 @@ async function runExample(name: string, args: string[]): Promise<ExampleRun> {
 async function withVhost(
   forwardMode: "rxonly" | "txonly",
   body: (tp: Testpmd, sock: string) => Promise<void>,
+  jumbo = false,
 ): Promise<void> {
   const dir = await Deno.makeTempDir({ prefix: "examples-testpmd-" });
   const sock = `${dir}/vhost.sock`;
@@ -64,6 +77,7 @@ async function withVhost(
     await using tp = await Testpmd.start({
       vdev: `net_vhost0,iface=${sock},queues=1`,
       forwardMode,
+      ...(jumbo ? JUMBO_TESTPMD : {}),
     });
     await tp.waitForSocket(sock);
     await body(tp, sock);
@@ -104,39 +118,68 @@ for (const split of [false, true]) {
   });
 
   Deno.test({
-    name: `examples/sink.ts --count ${FRAMES} (${ring}) <- testpmd txonly: exits 0 with all`,
-    ignore,
+    name: `examples/pktgen.ts --size ${JUMBO} --count ${JUMBO_FRAMES} (${ring}) -> testpmd ` +
+      `rxonly: exact frames and bytes`,
+    ignore: ignoreJumbo,
     async fn() {
-      await withVhost("txonly", async (tp, sock) => {
-        const running = runExample("sink", [
-          "--path",
-          sock,
-          "--count",
-          String(FRAMES),
-          "--json",
-          ...ringArgs,
+      await withVhost("rxonly", async (tp, sock) => {
+        await tp.startForwarding();
+        const run = await runExample("pktgen", [
+          ...["--path", sock, "--size", String(JUMBO), "--count", String(JUMBO_FRAMES)],
+          ...["--json", "--quiet", ...ringArgs],
         ]);
-        let finished = false;
-        running.finally(() => finished = true).catch(() => {});
-        // sink has filled its receive ring once the link is up; only then does testpmd send.
-        const deadline = Date.now() + RUN_TIMEOUT_MS;
-        while (!finished && Date.now() < deadline && !(await tp.linkUp())) {
-          await new Promise((r) => setTimeout(r, 20));
-        }
-        if (!finished) await tp.startForwarding();
-        const run = await running;
-        assert.equal(run.code, 0, `sink exit code; stderr:\n${run.stderr}`);
+        assert.equal(run.code, 0, `pktgen exit code; stderr:\n${run.stderr}`);
+        const port = await tp.stats();
         const counts = await tp.stopForwarding();
-        console.log(
-          `  sink ${ring}: ${JSON.stringify(run.report)}; testpmd sent ${counts.txPackets}`,
-        );
-        assert.equal(run.report.rx_packets, FRAMES, "sink's JSON rx_packets");
-        assert.equal(run.report.rx_bytes, FRAMES * 64, "sink's JSON rx_bytes (64 B frames)");
-        assert.ok(
-          counts.txPackets >= FRAMES,
-          `testpmd TX-packets ${counts.txPackets} >= ${FRAMES}`,
-        );
-      });
+        assert.equal(run.report.tx_packets, JUMBO_FRAMES, "pktgen's JSON tx_packets");
+        assert.equal(counts.rxPackets, JUMBO_FRAMES, "testpmd RX-packets");
+        assert.equal(port.rxBytes, JUMBO_FRAMES * JUMBO, "testpmd RX-bytes (9000 B frames)");
+      }, true);
     },
   });
+
+  for (const mergeable of [false, true]) {
+    const frames = mergeable ? JUMBO_FRAMES : FRAMES;
+    const size = mergeable ? JUMBO : 64;
+    const sinkArgs = mergeable ? ["--mergeable", "--quiet"] : [];
+    Deno.test({
+      name: mergeable
+        ? `examples/sink.ts --mergeable --count ${frames} (${ring}) <- testpmd txonly ${size} B: ` +
+          `exact frames and bytes`
+        : `examples/sink.ts --count ${frames} (${ring}) <- testpmd txonly: exits 0 with all`,
+      ignore: mergeable ? ignoreJumbo : ignore,
+      fn: () => sinkFrom(ring, ringArgs, sinkArgs, frames, size, mergeable),
+    });
+  }
+}
+
+/** sink.ts `--count frames` fed by testpmd txonly of `size`-byte frames: exactly that many. */
+function sinkFrom(
+  ring: string,
+  ringArgs: string[],
+  sinkArgs: string[],
+  frames: number,
+  size: number,
+  jumbo: boolean,
+): Promise<void> {
+  return withVhost("txonly", async (tp, sock) => {
+    const running = runExample("sink", [
+      ...["--path", sock, "--count", String(frames), "--json", ...ringArgs, ...sinkArgs],
+    ]);
+    let finished = false;
+    running.finally(() => finished = true).catch(() => {});
+    // sink has filled its receive ring once the link is up; only then does testpmd send.
+    const deadline = Date.now() + RUN_TIMEOUT_MS;
+    while (!finished && Date.now() < deadline && !(await tp.linkUp())) {
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (!finished) await tp.startForwarding();
+    const run = await running;
+    assert.equal(run.code, 0, `sink exit code; stderr:\n${run.stderr}`);
+    const counts = await tp.stopForwarding();
+    console.log(`  sink ${ring}: ${JSON.stringify(run.report)}; testpmd sent ${counts.txPackets}`);
+    assert.equal(run.report.rx_packets, frames, "sink's JSON rx_packets");
+    assert.equal(run.report.rx_bytes, frames * size, `sink's JSON rx_bytes (${size} B frames)`);
+    assert.ok(counts.txPackets >= frames, `testpmd TX-packets ${counts.txPackets} >= ${frames}`);
+  }, jumbo);
 }

@@ -208,7 +208,14 @@ export class NetDevicePath {
     pair.rx.setNotifications(false);
     pair.tx.setNotifications(false);
     this.#pairs.push(pair);
-    this.#merging.push({ written: 0, buffers: 0, region: 0, offset: 0, unpublished: false });
+    this.#merging.push({
+      written: 0,
+      buffers: 0,
+      region: 0,
+      offset: 0,
+      ids: new Uint32Array(pair.rx.size),
+      lens: new Uint32Array(pair.rx.size),
+    });
     this.#relays.push(new Relay());
   }
 
@@ -356,8 +363,9 @@ export class NetDevicePath {
    * Source mode with MRG_RXBUF (§5.1.6.3.2, §5.1.6.4): the template fills as many receive
    * chains as it needs, each returned with the bytes written into it; the first one's header
    * gets `num_buffers` once the frame is complete. A frame whose chains the driver has not all
-   * posted yet is finished at a later poll, and nothing is published while one is incomplete
-   * (the driver must never see a first buffer before its num_buffers is right).
+   * posted yet is finished at a later poll; its chains are pushed used only then (the driver
+   * must never see a first buffer before its num_buffers is right), while the whole frames
+   * before it are published at once.
    */
   #sourceMergeable(pair: DevicePair, st: MergeState): number {
     const { rx } = pair;
@@ -384,8 +392,8 @@ export class NetDevicePath {
       }
       const k = room < total - st.written ? room : total - st.written;
       scatter(mem, template, st.written, k, chain, 0);
-      rx.pushUsed(chain.id, k);
-      st.unpublished = true;
+      st.ids[st.buffers] = chain.id;
+      st.lens[st.buffers] = k;
       st.written += k;
       st.buffers++;
       if (st.written === total) {
@@ -393,17 +401,19 @@ export class NetDevicePath {
         const bytes = mem.bytes(st.region);
         bytes[st.offset + NET_HDR_NUM_BUFFERS] = st.buffers & 0xff;
         bytes[st.offset + NET_HDR_NUM_BUFFERS + 1] = st.buffers >> 8;
+        for (let i = 0; i < st.buffers; i++) rx.pushUsed(st.ids[i], st.lens[i]);
         st.written = 0;
         st.buffers = 0;
         n++;
       }
     }
+    if (n === 0) return 0;
     this.stats.toDriverPackets += n;
     this.stats.toDriverBytes += n * (total - NET_HDR_SIZE);
-    if (st.unpublished && st.written === 0) {
-      st.unpublished = false;
-      this.#publish(rx, pair.rxCall);
-    }
+    // Whole frames only: an incomplete frame's chains are held (not pushed), so what is
+    // published here never exposes it, and publishing the frames before it gives the driver its
+    // buffers back to post the chains that frame still needs (else both sides wait forever).
+    this.#publish(rx, pair.rxCall);
     return n;
   }
 
@@ -459,6 +469,8 @@ interface MergeState {
   region: number;
   /** Byte offset of that header in its region. */
   offset: number;
-  /** Used entries pushed but not published yet. */
-  unpublished: boolean;
+  /** Chain heads it took so far, pushed used once the frame is whole. */
+  ids: Uint32Array;
+  /** Bytes written into each of those chains. */
+  lens: Uint32Array;
 }
