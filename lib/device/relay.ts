@@ -5,13 +5,15 @@
  *
  * ```
  *   transmitq ──pop chain──► [header: fresh, num_buffers] + frame ──► receive chain 1, 2, … k
- *      ▲ pushUsed(chain) once the frame is complete           publish once no frame is partial
+ *      ▲ pushUsed(chain) once the frame is complete      receive chains pushed once it is whole
  * ```
  *
  * A frame whose receiving driver has no buffer posted when it starts is dropped (counted). One
- * whose buffers run out midway is finished at a later burst: its transmit chain is held, and
- * nothing of it is published before it is complete (the driver must never see a first buffer
- * whose num_buffers is not final). Per burst: one publish and at most one call per ring.
+ * whose buffers run out midway is finished at a later burst: its transmit chain and the receive
+ * chains written so far are held, not pushed used, so the driver never sees a first buffer whose
+ * num_buffers is not final; the whole frames before it are published at once, which gives a
+ * driver that posts buffers only as it gets them back (DPDK's virtio-user) the buffers the frame
+ * still needs. Per burst: one publish and at most one call per ring.
  *
  * @module
  */
@@ -83,7 +85,10 @@ export class Relay {
   #region = 0;
   #offset = 0;
   #firstLen = 0;
-  /** Used entries pushed to the receiveq but not published (a frame is incomplete). */
+  /** The receive chains the frame in progress took (ids, bytes), pushed used once it is whole. */
+  readonly #heldIds = new Uint16Array(32768);
+  readonly #heldLens = new Uint32Array(32768);
+  /** Used entries pushed to the receiveq and not published yet. */
   #unpublished = false;
 
   /**
@@ -133,8 +138,8 @@ export class Relay {
           dropped++;
           continue;
         }
-        rxq.pushUsed(rx.id, this.#copy(srcMem, dstMem, mergeable));
-        this.#unpublished = true;
+        this.#heldIds[this.#buffers] = rx.id;
+        this.#heldLens[this.#buffers] = this.#copy(srcMem, dstMem, mergeable); // buffers + 1
         if (this.#written < this.#total) continue;
         const bytesOut = dstMem.bytes(this.#region);
         if (mergeable) {
@@ -145,6 +150,7 @@ export class Relay {
         if (macSwap && this.#total >= NET_HDR_SIZE + 12 && this.#firstLen >= NET_HDR_SIZE + 12) {
           swapMacs(bytesOut, this.#offset + NET_HDR_SIZE);
         }
+        this.#pushHeld(rxq);
         txq.pushUsed(tx.id, 0);
         this.#pending = false;
         taken++;
@@ -154,7 +160,7 @@ export class Relay {
       }
     } finally {
       if (taken > 0) stats.calls += publish(txq, src.txCall);
-      if (this.#unpublished && !this.#pending) {
+      if (this.#unpublished) {
         this.#unpublished = false;
         stats.calls += publish(rxq, dst.rxCall);
       }
@@ -180,13 +186,14 @@ export class Relay {
     mergeable: boolean,
     stats: RelayStats,
   ): void {
-    if (dst !== null && dstMem !== null && this.#unpublished) {
+    if (dst !== null && dstMem !== null) {
       if (mergeable && this.#pending && this.#buffers > 0) {
         const b = dstMem.bytes(this.#region);
         b[this.#offset + NET_HDR_NUM_BUFFERS] = this.#buffers & 0xff;
         b[this.#offset + NET_HDR_NUM_BUFFERS + 1] = this.#buffers >> 8;
+        this.#pushHeld(dst.rx);
       }
-      dst.rx.publishUsed();
+      if (this.#unpublished) dst.rx.publishUsed();
     }
     if (src !== null && this.#pending) {
       src.tx.pushUsed(this.#tx.id, 0);
@@ -195,6 +202,12 @@ export class Relay {
       stats.dropped++;
     }
     this.#pending = this.#unpublished = false;
+  }
+
+  /** Pushes the receive chains the frame took, in the order popped (their num_buffers is final). */
+  #pushHeld(rxq: DeviceQueue): void {
+    for (let i = 0; i < this.#buffers; i++) rxq.pushUsed(this.#heldIds[i], this.#heldLens[i]);
+    this.#unpublished = true;
   }
 
   /** Copies the next part of the frame into the receive chain just popped; returns its bytes. */
