@@ -92,7 +92,10 @@ export class ForwardPath {
     }
     this.#ports[index] = port;
     const n = Math.min(this.#ports[0].pairs.length, this.#ports[1].pairs.length);
+    const old = this.#relays;
     this.#relays = Array.from({ length: n }, () => [new Relay(), new Relay()]);
+    // The staying port's receive chains a departed sender had filled stay the device's.
+    for (let i = 0; i < n && i < old.length; i++) this.#relays[i][index].adoptSpares(old[i][index]);
     // Poll mode: no kicks wanted (§2.7.10 / §2.8.10).
     for (const pair of port.pairs) {
       pair.rx.setNotifications(false);

@@ -13,7 +13,10 @@
  * chains written so far are held, not pushed used, so the driver never sees a first buffer whose
  * num_buffers is not final; the whole frames before it are published at once, which gives a
  * driver that posts buffers only as it gets them back (DPDK's virtio-user) the buffers the frame
- * still needs. Per burst: one publish and at most one call per ring.
+ * still needs. If the sending driver goes away mid-frame, the receive chains it had filled are
+ * not handed back truncated: they stay with the relay (a {@linkcode ChainStash}) and take the
+ * next frames, as a NIC keeps the buffers it was given. Per burst: one publish and at most one
+ * call per ring.
  *
  * @module
  */
@@ -90,6 +93,10 @@ export class Relay {
   readonly #heldLens = new Uint32Array(32768);
   /** Used entries pushed to the receiveq and not published yet. */
   #unpublished = false;
+  /** The segments of the chains a frame filled before it ran out of them (for `abandon`). */
+  readonly #partial = new ChainStash();
+  /** Receive chains taken from the driver and not yet written: used before popping more. */
+  readonly #spare = new ChainStash();
 
   /**
    * Takes up to `max` frames from `src`'s transmitq into `dst`'s receiveq (finishing a frame
@@ -127,9 +134,10 @@ export class Relay {
           this.#pending = true;
           this.#total = total;
           this.#written = this.#buffers = 0;
+          this.#partial.clear();
         }
         this.fault = "receiveq";
-        if (!rxq.pop(rx)) {
+        if (!(this.#spare.count > 0 ? this.#spare.take(rx) : rxq.pop(rx))) {
           if (this.#written > 0) break; // mid-frame: finished at a later burst
           txq.pushUsed(tx.id, 0); // no receive buffer: dropped
           this.#pending = false;
@@ -140,7 +148,10 @@ export class Relay {
         }
         this.#heldIds[this.#buffers] = rx.id;
         this.#heldLens[this.#buffers] = this.#copy(srcMem, dstMem, mergeable); // buffers + 1
-        if (this.#written < this.#total) continue;
+        if (this.#written < this.#total) {
+          this.#partial.keep(rx); // the frame goes on in the next chain
+          continue;
+        }
         const bytesOut = dstMem.bytes(this.#region);
         if (mergeable) {
           // num_buffers (le16) of the first buffer, before the publish releases it.
@@ -176,8 +187,10 @@ export class Relay {
   /**
    * The rings this relay works between are going away (one of them or both): returns what it
    * holds to those that stay. `src` stays: the transmit chain in progress goes back to its
-   * driver (counted dropped). `dst` stays: the buffers written so far become a whole, short
-   * frame (num_buffers right) and are published. Then the relay is empty.
+   * driver (counted dropped). `dst` stays: the receive chains the frame in progress filled
+   * become spares for the next frames (see {@linkcode adoptSpares}); only a frame spread over
+   * more chains than a stash holds is handed back as a whole, short frame (num_buffers right).
+   * `dst` goes: the spares go with its rings.
    */
   abandon(
     src: DevicePair | null,
@@ -186,22 +199,37 @@ export class Relay {
     mergeable: boolean,
     stats: RelayStats,
   ): void {
-    if (dst !== null && dstMem !== null) {
-      if (mergeable && this.#pending && this.#buffers > 0) {
-        const b = dstMem.bytes(this.#region);
-        b[this.#offset + NET_HDR_NUM_BUFFERS] = this.#buffers & 0xff;
-        b[this.#offset + NET_HDR_NUM_BUFFERS + 1] = this.#buffers >> 8;
-        this.#pushHeld(dst.rx);
+    if (dst === null) this.#spare.clear();
+    else if (dstMem !== null) {
+      if (this.#pending && this.#buffers > 0) {
+        if (this.#partial.count === this.#buffers) {
+          this.#spare.append(this.#partial); // no frame comes out of them
+        } else if (mergeable) {
+          // More chains than a stash holds: they go back as one whole, short frame.
+          const b = dstMem.bytes(this.#region);
+          b[this.#offset + NET_HDR_NUM_BUFFERS] = this.#buffers & 0xff;
+          b[this.#offset + NET_HDR_NUM_BUFFERS + 1] = this.#buffers >> 8;
+          this.#pushHeld(dst.rx);
+        }
       }
       if (this.#unpublished) dst.rx.publishUsed();
     }
-    if (src !== null && this.#pending) {
-      src.tx.pushUsed(this.#tx.id, 0);
-      src.tx.publishUsed();
+    if (this.#pending) {
+      // The frame in progress is lost: back to its driver if it stays, else gone with it.
+      if (src !== null) {
+        src.tx.pushUsed(this.#tx.id, 0);
+        src.tx.publishUsed();
+      }
       stats.taken++;
       stats.dropped++;
     }
     this.#pending = this.#unpublished = false;
+  }
+
+  /** Takes over `from`'s spare receive chains (a relay rebuilt for the same receiveq). */
+  adoptSpares(from: Relay): void {
+    this.#spare.append(from.#spare);
+    from.#spare.clear();
   }
 
   /** Pushes the receive chains the frame took, in the order popped (their num_buffers is final). */
@@ -270,3 +298,72 @@ export function swapMacs(bytes: Uint8Array, at: number): void {
     bytes[at + 6 + k] = t;
   }
 }
+
+/**
+ * Receive chains kept by the device (id and segments), taken back in the order kept. Bounded: a
+ * chain that does not fit is not kept (`count` stops growing), and its owner falls back.
+ */
+export class ChainStash {
+  /** Chains kept. */
+  count = 0;
+  #next = 0;
+  #segs = 0;
+  readonly #ids = new Uint16Array(STASH_CHAINS);
+  /** Chain i's segments are `[#first[i], #first[i + 1])`. */
+  readonly #first = new Uint32Array(STASH_CHAINS + 1);
+  readonly #region = new Uint32Array(STASH_SEGMENTS);
+  readonly #offset = new Float64Array(STASH_SEGMENTS);
+  readonly #len = new Uint32Array(STASH_SEGMENTS);
+  #full = false;
+
+  /** Forgets every chain. */
+  clear(): void {
+    this.count = this.#next = this.#segs = 0;
+    this.#full = false;
+  }
+
+  /** Keeps a copy of `chain` (writable segments, as a receive chain has). */
+  keep(chain: DescriptorChain): void {
+    if (this.#full || this.count >= STASH_CHAINS || this.#segs + chain.count > STASH_SEGMENTS) {
+      this.#full = true;
+      return;
+    }
+    const k = this.count++;
+    this.#ids[k] = chain.id;
+    this.#first[k] = this.#segs;
+    for (let s = 0; s < chain.count; s++, this.#segs++) {
+      this.#region[this.#segs] = chain.region[s];
+      this.#offset[this.#segs] = chain.offset[s];
+      this.#len[this.#segs] = chain.len[s];
+    }
+    this.#first[k + 1] = this.#segs;
+  }
+
+  /** Moves the oldest chain kept into `chain`; false when none is left. */
+  take(chain: DescriptorChain): boolean {
+    if (this.#next >= this.count) return false;
+    const k = this.#next++;
+    const from = this.#first[k], to = this.#first[k + 1];
+    chain.id = this.#ids[k];
+    chain.count = to - from;
+    for (let s = 0; s < to - from; s++) {
+      chain.region[s] = this.#region[from + s];
+      chain.offset[s] = this.#offset[from + s];
+      chain.len[s] = this.#len[from + s];
+      chain.writable[s] = 1;
+    }
+    if (this.#next === this.count) this.clear();
+    return true;
+  }
+
+  /** Keeps `other`'s chains not yet taken after these (as far as room allows). */
+  append(other: ChainStash): void {
+    const chain = STASH_SCRATCH;
+    while (other.take(chain)) this.keep(chain);
+  }
+}
+
+/** Bounds of a {@linkcode ChainStash}: a 64 KB frame in 64-byte buffers, 4 segments each. */
+const STASH_CHAINS = 1024;
+const STASH_SEGMENTS = 4096;
+const STASH_SCRATCH = new DescriptorChain(STASH_SEGMENTS);
