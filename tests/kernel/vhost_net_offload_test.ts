@@ -11,8 +11,8 @@
  *       (IPv4: MSS 1448; IPv6: MSS 1440, its own TCP checksum over the IPv6 pseudo-header)
  *     B with rxChecksum + rxTso4/6 + mergeable (TUNSETOFFLOAD CSUM|TSO4|TSO6): one 64 KB frame,
  *       gso_type TCPV4/TCPV6, NEEDS_CSUM, finished by completeChecksum
- *   port A ──UDP to 10.1.0.1:9, checksum field = pseudo-header sum──► vno0 (no socket on 9)
- *     with NEEDS_CSUM: Udp NoPorts +N (checksum accepted); without: Udp InCsumErrors +N
+ *   port A ──UDP to 10.1.0.1:9 / [fd01::1]:9, checksum field = pseudo-header sum──► vno0
+ *     with NEEDS_CSUM: Udp(6) NoPorts +N (checksum accepted); without: InCsumErrors +N
  * ```
  *
  * @module
@@ -286,8 +286,16 @@ for (const f of FLOWS) {
   });
 }
 
-/** The Udp counters of /proc/net/snmp. */
-function udpCounters(): Record<string, number> {
+/**
+ * The UDP counters NoPorts and InCsumErrors: of /proc/net/snmp ("Udp:" rows) for IPv4, of
+ * /proc/net/snmp6 ("Udp6NoPorts N" lines) for IPv6.
+ */
+function udpCounters(v6: boolean): Record<string, number> {
+  if (v6) {
+    const rows = Deno.readTextFileSync("/proc/net/snmp6").split("\n").map((l) => l.split(/\s+/));
+    const get = (k: string) => Number(rows.find((r) => r[0] === `Udp6${k}`)?.[1]);
+    return { NoPorts: get("NoPorts"), InCsumErrors: get("InCsumErrors") };
+  }
   const lines = Deno.readTextFileSync("/proc/net/snmp").split("\n").filter((l) =>
     l.startsWith("Udp:")
   );
@@ -296,21 +304,26 @@ function udpCounters(): Record<string, number> {
 }
 
 const UDP_FRAMES = 16, UDP_LEN = 8 + 100;
+const IP6_TAP_A = parseIpv6("fd01::1");
 
-/** Sends UDP_FRAMES datagrams to 10.1.0.1:9 whose checksum field holds only the pseudo sum. */
-async function sendUdp(a: VirtioNet, needsCsum: boolean): Promise<void> {
-  const bufs = new Uint32Array(UDP_FRAMES),
-    lens = new Uint32Array(UDP_FRAMES).fill(14 + 20 + UDP_LEN);
+/**
+ * Sends UDP_FRAMES datagrams to 10.1.0.1:9 (or [fd01::1]:9) whose checksum field holds only the
+ * pseudo-header sum.
+ */
+async function sendUdp(a: VirtioNet, v6: boolean, needsCsum: boolean): Promise<void> {
+  const l4 = 14 + (v6 ? 40 : 20);
+  const bufs = new Uint32Array(UDP_FRAMES), lens = new Uint32Array(UDP_FRAMES).fill(l4 + UDP_LEN);
   assert.equal(a.pool.alloc(bufs, 0, UDP_FRAMES), UDP_FRAMES);
   const bytes = a.pool.bytes, mac = tapMac(TAP_A);
   for (let i = 0; i < UDP_FRAMES; i++) {
     const at = a.pool.dataOffset(bufs[i]), hdr = a.pool.headerOffset(bufs[i]);
-    writeEthernet(bytes, at, mac, a.mac, EtherType.IPV4);
-    writeIpv4(bytes, at + 14, IpProtocol.UDP, 20 + UDP_LEN, IP_A, IP_TAP_A, 64, i);
-    for (let k = 0; k < 100; k++) bytes[at + 42 + k] = i + k;
-    writeUdp(bytes, at + 14, at + 34, 40000 + i, 9, UDP_LEN);
-    assert.equal(requestTxChecksum(bytes, hdr, lens[i]), 34);
-    assert.equal(udpChecksumValid(bytes, at + 14, at + 34), false, "the field is unfinished");
+    writeEthernet(bytes, at, mac, a.mac, v6 ? EtherType.IPV6 : EtherType.IPV4);
+    if (v6) writeIpv6(bytes, at + 14, IpProtocol.UDP, UDP_LEN, IP6_A, IP6_TAP_A);
+    else writeIpv4(bytes, at + 14, IpProtocol.UDP, 20 + UDP_LEN, IP_A, IP_TAP_A, 64, i);
+    for (let k = 0; k < 100; k++) bytes[at + l4 + 8 + k] = i + k;
+    writeUdp(bytes, at + 14, at + l4, 40000 + i, 9, UDP_LEN);
+    assert.equal(requestTxChecksum(bytes, hdr, lens[i]), l4);
+    assert.equal(udpChecksumValid(bytes, at + 14, at + l4), false, "the field is unfinished");
     if (!needsCsum) bytes[hdr] = 0; // the same bytes, but no NEEDS_CSUM
   }
   let sent = 0;
@@ -320,36 +333,40 @@ async function sendUdp(a: VirtioNet, needsCsum: boolean): Promise<void> {
   assert.equal(sent, UDP_FRAMES);
 }
 
-Deno.test(`vhost-net CSUM: ${UDP_FRAMES} UDP frames with NEEDS_CSUM and an unfinished checksum pass the kernel's check; without NEEDS_CSUM the same bytes fail it`, async () => {
-  await withTaps(async () => {
-    using a = openA();
-    const before = udpCounters();
-    await sendUdp(a, true);
-    const afterNeeds = await waitUdp(before, "NoPorts");
-    await sendUdp(a, false);
-    const afterPlain = await waitUdp(afterNeeds, "InCsumErrors");
-    const delta = (k: string, from: Record<string, number>, to: Record<string, number>) =>
-      to[k] - from[k];
-    assert.equal(delta("NoPorts", before, afterNeeds), UDP_FRAMES, "checked, no socket on port 9");
-    assert.equal(delta("InCsumErrors", before, afterNeeds), 0);
-    assert.equal(delta("InCsumErrors", afterNeeds, afterPlain), UDP_FRAMES);
-    assert.equal(delta("NoPorts", afterNeeds, afterPlain), 0);
-    report(
-      `CSUM: ${UDP_FRAMES} UDP frames with NEEDS_CSUM → Udp NoPorts +${
-        delta("NoPorts", before, afterNeeds)
-      }, InCsumErrors +0; the same ${UDP_FRAMES} without → InCsumErrors +${
-        delta("InCsumErrors", afterNeeds, afterPlain)
-      }`,
-    );
+for (const v6 of [false, true]) {
+  const ip = v6 ? "IPv6" : "IPv4";
+  Deno.test(`vhost-net CSUM ${ip}: ${UDP_FRAMES} UDP frames with NEEDS_CSUM and an unfinished checksum pass the kernel's check; without NEEDS_CSUM the same bytes fail it`, async () => {
+    await withTaps(async () => {
+      using a = openA();
+      const before = udpCounters(v6);
+      await sendUdp(a, v6, true);
+      const afterNeeds = await waitUdp(v6, before, "NoPorts");
+      await sendUdp(a, v6, false);
+      const afterPlain = await waitUdp(v6, afterNeeds, "InCsumErrors");
+      const delta = (k: string, from: Record<string, number>, to: Record<string, number>) =>
+        to[k] - from[k];
+      assert.equal(delta("NoPorts", before, afterNeeds), UDP_FRAMES, "checked, no socket on 9");
+      assert.equal(delta("InCsumErrors", before, afterNeeds), 0);
+      assert.equal(delta("InCsumErrors", afterNeeds, afterPlain), UDP_FRAMES);
+      assert.equal(delta("NoPorts", afterNeeds, afterPlain), 0);
+      report(
+        `CSUM ${ip}: ${UDP_FRAMES} UDP frames with NEEDS_CSUM → Udp${v6 ? "6" : ""} NoPorts +${
+          delta("NoPorts", before, afterNeeds)
+        }, InCsumErrors +0; the same ${UDP_FRAMES} without → InCsumErrors +${
+          delta("InCsumErrors", afterNeeds, afterPlain)
+        }`,
+      );
+    });
   });
-});
+}
 
 /** Waits (bounded) until counter `key` moved by UDP_FRAMES from `from`; returns the counters. */
 async function waitUdp(
+  v6: boolean,
   from: Record<string, number>,
   key: string,
 ): Promise<Record<string, number>> {
   let now = from;
-  await pollUntil(() => (now = udpCounters())[key] - from[key] >= UDP_FRAMES);
+  await pollUntil(() => (now = udpCounters(v6))[key] - from[key] >= UDP_FRAMES);
   return now;
 }
