@@ -203,7 +203,7 @@ export {
   type PcapWriterOptions,
   readPcap,
 } from "./lib/packet/pcap.ts";
-export { answerArp, answerIcmpEcho } from "./lib/packet/responder.ts";
+export { answerArp, answerIcmpEcho, answerNeighborSolicitation } from "./lib/packet/responder.ts";
 export { describeFrame } from "./lib/packet/describe.ts";
 export {
   type DeviceMode,

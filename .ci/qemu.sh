@@ -13,7 +13,8 @@ set -euo pipefail
 VM_DIR="${VM_DIR:-${XDG_CACHE_HOME:-${HOME:-/root}/.cache}/virtio-deno/vm}"
 # The virtio-net driver stack, then the vhost-net kernel backend and the tap it drives, in load
 # order, each after what its modinfo "depends=" names (Debian builds them as modules; AF_PACKET
-# is built in).
+# and IPv6 are built in: CONFIG_IPV6=y, so no ipv6.ko; tests/qemu.ts chooses per boot whether the
+# kernel command line turns it off).
 MODULES=(
   drivers/virtio/virtio_ring.ko
   drivers/virtio/virtio.ko

@@ -148,6 +148,7 @@ Deno.test({
         memMb: 2048,
         smp: 2,
         cpu: "max",
+        ipv6: "per-interface", // the offload test enables it on its two taps
         timeoutMs: VM_TIMEOUT_MS,
       });
       const { results, planned, exit } = parseTap(run.output);

@@ -298,6 +298,13 @@ export interface QemuOptions {
   smp?: number;
   /** `-cpu` model (default QEMU's; `max` gives the guest SSE4/AVX under TCG). */
   cpu?: string;
+  /**
+   * IPv6 in the guest: `"off"` (default) boots without the stack (`ipv6.disable=1`);
+   * `"per-interface"` keeps the stack (Debian builds it in) but starts every interface with IPv6
+   * disabled (`ipv6.disable_ipv6=1`), so no interface sends router solicitations or MLD reports
+   * until a test writes 0 to its `/proc/sys/net/ipv6/conf/<name>/disable_ipv6`.
+   */
+  ipv6?: "off" | "per-interface";
   /** Extra kernel command line. */
   append?: string;
   /** QEMU is killed after this long (default 120 s). */
@@ -331,7 +338,8 @@ export interface QemuRun {
 export async function runQemu(options: QemuOptions): Promise<QemuRun> {
   const mem = options.memMb ?? 256;
   const mac = options.mac ?? "52:54:00:12:34:56";
-  const append = `console=ttyS0 ipv6.disable=1 panic=-1 quiet ${options.append ?? ""}`.trim();
+  const ipv6 = options.ipv6 === "per-interface" ? "ipv6.disable_ipv6=1" : "ipv6.disable=1";
+  const append = `console=ttyS0 ${ipv6} panic=-1 quiet ${options.append ?? ""}`.trim();
   const args = [
     "-nodefaults",
     "-no-user-config",

@@ -16,7 +16,7 @@ import { upperLayerChecksum } from "./pseudo_header.ts";
 /** Bytes of an echo header. */
 export const ICMP_ECHO_HEADER = 8;
 
-/** ICMP and ICMPv6 echo message types. */
+/** ICMP and ICMPv6 message types: echo, and IPv6 neighbor discovery. */
 export const IcmpType = {
   /** ICMP echo reply (RFC 792). */
   ECHO_REPLY: 0,
@@ -26,6 +26,10 @@ export const IcmpType = {
   V6_ECHO_REQUEST: 128,
   /** ICMPv6 echo reply (RFC 4443 §4.2). */
   V6_ECHO_REPLY: 129,
+  /** Neighbor solicitation (RFC 4861 §4.3). */
+  NEIGHBOR_SOLICITATION: 135,
+  /** Neighbor advertisement (RFC 4861 §4.4). */
+  NEIGHBOR_ADVERTISEMENT: 136,
 } as const;
 
 /**

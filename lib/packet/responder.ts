@@ -1,9 +1,11 @@
 /**
- * Answers ARP who-has (RFC 826) and ICMP echo requests (RFC 792) in place: the reply is written
- * over the request in its own buffer, so answering allocates nothing.
+ * Answers ARP who-has (RFC 826), IPv6 neighbor solicitations (RFC 4861) and ICMP echo requests
+ * (RFC 792) in place: the reply is written over the request in its own buffer, so answering
+ * allocates nothing.
  *
  * ```
  *   rx buffer: ARP who-has IP  ──answerArp──►       same buffer: ARP is-at MAC  ──► tx
+ *   rx buffer: NS for IPv6     ──answerNeighborSolicitation──► same buffer: NA, MAC ──► tx
  *   rx buffer: ICMP echo → IP  ──answerIcmpEcho──►  same buffer: ICMP echo reply ──► tx
  * ```
  *
@@ -11,10 +13,15 @@
  */
 
 import { ARP_PACKET, ArpOp, arpOperation, arpTargetIp } from "./arp.ts";
-import { read16, write32 } from "./checksum.ts";
+import { read16, write16, write32 } from "./checksum.ts";
 import { ETHERNET_HEADER, EtherType, etherType } from "./ethernet.ts";
 import { ICMP_ECHO_HEADER, IcmpType, toEchoReply } from "./icmp.ts";
 import { IpProtocol, IPV4_HEADER, ipv4Dst, ipv4HeaderLength, ipv4Src } from "./ipv4.ts";
+import { IPV6_HEADER } from "./ipv6.ts";
+import { upperLayerChecksum } from "./pseudo_header.ts";
+
+/** A neighbor solicitation or advertisement with one link-layer address option (RFC 4861 §4). */
+const ND_MESSAGE = 8 + 16 + 8;
 
 /**
  * When the frame of `len` bytes at `bytes[at]` is an ARP request (Ethernet/IPv4) for `ip`,
@@ -91,5 +98,46 @@ export function answerIcmpEcho(
   bytes.copyWithin(at, at + 6, at + 12);
   bytes.set(mac, at + 6);
   toEchoReply(bytes, icmp); // type 0, checksum updated (RFC 1624)
+  return true;
+}
+
+/**
+ * When the frame at `bytes[at]` is an IPv6 neighbor solicitation (RFC 4861 §4.3) for target `ip`
+ * carrying the sender's link-layer address option, rewrites it into the solicited advertisement
+ * (§4.4: flags solicited and override, target link-layer address `mac`) to the sender and returns
+ * true. The advertisement has the solicitation's length.
+ *
+ * @example
+ * ```ts ignore
+ * import { answerNeighborSolicitation } from "./responder.ts";
+ * import { parseIpv6 } from "./ipv6.ts";
+ * const ip = parseIpv6("fd02::2");
+ * if (answerNeighborSolicitation(pool.bytes, pool.dataOffset(buf), len, port.mac, ip)) replies++;
+ * ```
+ */
+export function answerNeighborSolicitation(
+  bytes: Uint8Array,
+  at: number,
+  len: number,
+  mac: Uint8Array,
+  ip: Uint8Array,
+): boolean {
+  const l3 = at + ETHERNET_HEADER, l4 = l3 + IPV6_HEADER;
+  if (len < ETHERNET_HEADER + IPV6_HEADER + ND_MESSAGE) return false;
+  if (etherType(bytes, at) !== EtherType.IPV6 || bytes[l3 + 6] !== IpProtocol.ICMPV6) return false;
+  if (read16(bytes, l3 + 4) !== ND_MESSAGE || bytes[l3 + 7] !== 255) return false; // §7.1.1
+  if (bytes[l4] !== IcmpType.NEIGHBOR_SOLICITATION || bytes[l4 + 1] !== 0) return false;
+  if (bytes[l4 + 24] !== 1 || bytes[l4 + 25] !== 1) return false; // source link-layer option
+  for (let k = 0; k < 16; k++) if (bytes[l4 + 8 + k] !== ip[k]) return false;
+  bytes.copyWithin(at, at + 6, at + 12); // Ethernet destination: the solicitor
+  bytes.set(mac, at + 6);
+  bytes.copyWithin(l3 + 24, l3 + 8, l3 + 24); // IPv6 destination: the solicitation's source
+  bytes.set(ip, l3 + 8);
+  bytes[l4] = IcmpType.NEIGHBOR_ADVERTISEMENT;
+  write32(bytes, l4 + 4, 0x60000000); // solicited | override (§4.4)
+  bytes[l4 + 24] = 2; // target link-layer address option (§4.6.1)
+  bytes.set(mac, l4 + 26);
+  write16(bytes, l4 + 2, 0);
+  write16(bytes, l4 + 2, upperLayerChecksum(bytes, l3, l4, ND_MESSAGE));
   return true;
 }
