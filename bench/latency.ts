@@ -48,6 +48,63 @@ function runQueueWaitNs(pid: number): number {
   return sum;
 }
 
+/** Steal time of the whole machine (ns), from /proc/stat (USER_HZ = 100 ticks a second). */
+function stealNs(): number {
+  const cpu = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/);
+  return Number(cpu[8]) * 1e7;
+}
+
+/** Per-thread counters: name, CPU time (ns), run-queue wait (ns), involuntary switches. */
+interface ThreadSample {
+  name: string;
+  runNs: number;
+  waitNs: number;
+  involuntary: number;
+}
+
+/** The counters of each thread of `pid`, by thread id; empty once it is gone. */
+function threads(pid: number): Map<string, ThreadSample> {
+  const out = new Map<string, ThreadSample>();
+  try {
+    for (const t of Deno.readDirSync(`/proc/${pid}/task`)) {
+      const dir = `/proc/${pid}/task/${t.name}`;
+      const f = Deno.readTextFileSync(`${dir}/schedstat`).split(" ");
+      const status = Deno.readTextFileSync(`${dir}/status`);
+      out.set(t.name, {
+        name: Deno.readTextFileSync(`${dir}/comm`).trim(),
+        runNs: Number(f[0]),
+        waitNs: Number(f[1]),
+        involuntary: Number(/nonvoluntary_ctxt_switches:\s+(\d+)/.exec(status)?.[1] ?? 0),
+      });
+    }
+  } catch { /* exited */ }
+  return out;
+}
+
+/**
+ * What the polling thread (the busiest) and the process's other threads did between two samples,
+ * per second: the poller's involuntary context switches and run-queue wait, the CPU time of the
+ * other threads (on the same CPU: they compete with the poller).
+ */
+function threadDelta(a: Map<string, ThreadSample>, b: Map<string, ThreadSample>, s: number) {
+  let poller = "", pollerRun = -1, othersRunNs = 0;
+  for (const [tid, t] of b) {
+    const run = t.runNs - (a.get(tid)?.runNs ?? 0);
+    if (run > pollerRun) {
+      if (pollerRun >= 0) othersRunNs += pollerRun;
+      pollerRun = run;
+      poller = tid;
+    } else othersRunNs += run;
+  }
+  const p1 = b.get(poller), p0 = a.get(poller);
+  return {
+    poller: p1?.name ?? "",
+    involuntaryPerS: p1 && p0 ? (p1.involuntary - p0.involuntary) / s : 0,
+    pollerWaitMsPerS: p1 && p0 ? (p1.waitNs - p0.waitNs) / 1e6 / s : 0,
+    othersMsPerS: othersRunNs / 1e6 / s,
+  };
+}
+
 /** The pid of the testpmd started with `fileprefix` (its command line names it). */
 function testpmdPid(fileprefix: string): number {
   for (const e of Deno.readDirSync("/proc")) {
@@ -73,6 +130,11 @@ interface Run {
   /** ms of run-queue wait per second of run: testpmd, pktgen. */
   waitTestpmd: number;
   waitPktgen: number;
+  /** Machine steal time, ms per second (summed over the CPUs). */
+  steal: number;
+  /** Each side's polling thread: involuntary switches/s, and the others' CPU ms/s. */
+  threadsTestpmd: ReturnType<typeof threadDelta>;
+  threadsPktgen: ReturnType<typeof threadDelta>;
 }
 
 async function once(ring: string, rate: number): Promise<Run> {
@@ -96,9 +158,11 @@ async function once(ring: string, rate: number): Promise<Run> {
     await sleep(1000);
     const t0 = performance.now();
     const w0 = [runQueueWaitNs(tpPid), runQueueWaitNs(child.pid)];
+    const th0 = [threads(tpPid), threads(child.pid)], steal0 = stealNs();
     await sleep((seconds - 1.2) * 1000);
     const span = (performance.now() - t0) / 1000;
     const w1 = [runQueueWaitNs(tpPid), runQueueWaitNs(child.pid)];
+    const th1 = [threads(tpPid), threads(child.pid)], steal1 = stealNs();
     const r = report((await child.output()).stdout) as unknown as Record<string, never>;
     const l = r.latency_us as Record<string, number>;
     return {
@@ -113,6 +177,9 @@ async function once(ring: string, rate: number): Promise<Run> {
       lost: r.lost,
       waitTestpmd: (w1[0] - w0[0]) / 1e6 / span,
       waitPktgen: (w1[1] - w0[1]) / 1e6 / span,
+      steal: (steal1 - steal0) / 1e6 / span,
+      threadsTestpmd: threadDelta(th0[0], th1[0], span),
+      threadsPktgen: threadDelta(th0[1], th1[1], span),
     };
   } finally {
     await Deno.remove(dir, { recursive: true });
@@ -128,7 +195,12 @@ for (let k = 0; k < rounds; k++) {
     console.error(
       `round ${k + 1} ${ring} ${rate} Mpps: reached ${r.reached}, p50 ${r.p50} p99 ${r.p99} ` +
         `p99.9 ${r.p999} max ${r.max} µs, probes ${r.probes} lost ${r.lost}, run-queue wait ` +
-        `testpmd ${r.waitTestpmd.toFixed(1)} ms/s, pktgen ${r.waitPktgen.toFixed(1)} ms/s`,
+        `testpmd ${r.waitTestpmd.toFixed(1)} ms/s, pktgen ${r.waitPktgen.toFixed(1)} ms/s, steal ` +
+        `${r.steal.toFixed(1)} ms/s; pollers' involuntary switches/s testpmd ` +
+        `${r.threadsTestpmd.involuntaryPerS.toFixed(0)} (${r.threadsTestpmd.poller}), pktgen ` +
+        `${r.threadsPktgen.involuntaryPerS.toFixed(0)} (${r.threadsPktgen.poller}); other ` +
+        `threads' CPU testpmd ${r.threadsTestpmd.othersMsPerS.toFixed(1)}, pktgen ` +
+        `${r.threadsPktgen.othersMsPerS.toFixed(1)} ms/s`,
     );
   }
 }
