@@ -129,6 +129,7 @@ for (const packed of LAYOUTS) {
           path: sock,
           mode: "source",
           count: counted ? SOURCE_COUNT : undefined,
+          paused: true,
         });
         try {
           await using tp = await Testpmd.start({
@@ -136,6 +137,7 @@ for (const packed of LAYOUTS) {
             forwardMode: "rxonly",
             extraArgs: ["--no-flush-rx"],
           });
+          device.resume(); // DPDK's port start discards (uncounted) what its rx rings already hold: send after it.
           await tp.startForwarding();
           const t0 = performance.now();
           let sent: number;

@@ -39,6 +39,12 @@ export interface DeviceThreadOptions {
    * counters in the result; `count` and `hook` do not combine with it.
    */
   workers?: boolean;
+  /**
+   * Start paused: answer the frontend, move no frames until {@linkcode DeviceThread.resume}.
+   * A source for DPDK's virtio PMD needs it: the port's start discards, uncounted, every frame
+   * already in its receive rings, so resume once the port has started.
+   */
+  paused?: boolean;
   /** End after this many frames (see `DeviceRunLimits.count`). */
   count?: number;
   /** End this long after the first session started. */
@@ -81,6 +87,8 @@ export const DeviceCommand = {
   STOP: 1,
   /** Stop moving frames but keep answering the frontend; report the counters. */
   PAUSE: 2,
+  /** Started paused: answer the frontend, move nothing until RUN. */
+  HOLD: 3,
 } as const;
 
 /** Index of the command in the control Int32Array. */
@@ -200,6 +208,7 @@ export class DeviceThread {
     }
     const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
     const counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_FIELDS.length));
+    if (options.paused) control[CONTROL_COMMAND] = DeviceCommand.HOLD; // before the worker reads it
     const worker = new Worker(new URL("./device_worker.ts", import.meta.url), { type: "module" });
     let ready!: () => void;
     let failed!: (e: Error) => void;
@@ -289,9 +298,30 @@ export class DeviceThread {
    */
   pause(): Promise<NetDeviceStats> {
     if (this.#result !== null) return Promise.resolve({ ...this.#result.stats });
-    // RUN -> PAUSE only: a stop already asked for stays a stop.
+    // RUN or HOLD -> PAUSE only: a stop already asked for stays a stop.
     Atomics.compareExchange(this.#control, CONTROL_COMMAND, DeviceCommand.RUN, DeviceCommand.PAUSE);
+    Atomics.compareExchange(
+      this.#control,
+      CONTROL_COMMAND,
+      DeviceCommand.HOLD,
+      DeviceCommand.PAUSE,
+    );
     return this.#paused;
+  }
+
+  /**
+   * Starts moving frames after `start({ paused: true })`; does nothing otherwise.
+   *
+   * @example
+   * ```ts ignore
+   * import { DeviceThread } from "./device_thread.ts";
+   * const device = await DeviceThread.start({ mode: "source", paused: true });
+   * // ... the frontend connects and starts its port ...
+   * device.resume();
+   * ```
+   */
+  resume(): void {
+    Atomics.compareExchange(this.#control, CONTROL_COMMAND, DeviceCommand.HOLD, DeviceCommand.RUN);
   }
 
   /**

@@ -80,6 +80,16 @@ function serve(
       : VhostUserDevice.listen(path, deviceOptions);
     stats = device.stats;
     post({ type: "ready" });
+    if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD) {
+      device.paused = true; // answer the frontend only, until resume() (or stop) changes HOLD
+      while (
+        Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD && !device.backend.closed
+      ) {
+        device.poll();
+      }
+      // Only RUN moves frames; PAUSE or STOP end run() at once below, still paused.
+      if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.RUN) device.paused = false;
+    }
     const publish = (d: VhostUserDevice) => publishCounters(control, counters, d.stats);
     const end = device.run({
       count: options.count,

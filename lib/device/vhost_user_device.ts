@@ -132,8 +132,9 @@ export class VhostUserDevice {
   /**
    * Per vring, the position its Worker stopped it at while the ring stays started (the
    * backend's own queue object did not move), or -1: what attach and GET_VRING_BASE use.
+   * Float64: a packed ring's position sets bit 31 while its used wrap counter is 1.
    */
-  readonly #positions: Int32Array;
+  readonly #positions: Float64Array;
   /** An error found while rebuilding (inside a backend callback), to end the session with. */
   #pendingError: Error | null = null;
   /** Each pair Worker's counters as the device closed. */
@@ -152,7 +153,7 @@ export class VhostUserDevice {
     this.stats = this.#path.stats;
     this.#connected = backend.connected;
     this.#workers = options.workers ?? null;
-    this.#positions = new Int32Array(2 * backend.queuePairs).fill(-1);
+    this.#positions = new Float64Array(2 * backend.queuePairs).fill(-1);
     if (this.#workers !== null) {
       if (this.#workers.count !== backend.queuePairs) {
         throw new RangeError(
