@@ -137,7 +137,8 @@ export const EXIT_CODES: Readonly<Record<RunEnd, number>> = {
 
 /** What the meter watches besides the counters: the port's link (a {@linkcode VirtioNet}). */
 export interface LinkWatch {
-  readonly link: "up" | "down";
+  /** False once the peer is gone (a device reporting its link down is still there). */
+  readonly connected: boolean;
   readonly downReason: string;
 }
 
@@ -226,7 +227,7 @@ export class RunMeter {
     if (this.#done) return;
     const now = performance.now();
     if (now - this.#lastPrint >= 1000) this.#print(now);
-    if (this.#link !== null && this.#link.link === "down") {
+    if (this.#link !== null && !this.#link.connected) {
       this.stop("link down", `the peer is gone: ${this.#link.downReason}`);
     } else if (now >= this.#deadline) {
       this.ended = "duration";

@@ -122,7 +122,7 @@ try {
     const now = performance.now();
     if (count > 0 && forwarded[0] + forwarded[1] + dropped[0] + dropped[1] >= count) return true;
     for (let p = 0; p < 2; p++) {
-      if (!opts.server && ports[p].link === "down") {
+      if (!opts.server && !ports[p].connected) {
         failure = `port${p}: the peer is gone: ${ports[p].downReason}`;
         endedBy = "link down";
         return true;

@@ -430,7 +430,7 @@ try {
     else clock.read();
     if (stats.txPackets >= limit) return true;
     // In server mode a departed backend is waited for (the port reconnects), not the end.
-    if (!opts.server && port.link === "down") {
+    if (!opts.server && !port.connected) {
       failure = `the peer is gone: ${port.downReason}`;
       endedBy = "link down";
       return true;

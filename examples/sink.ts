@@ -202,7 +202,7 @@ if (device === null) {
   const deadline = performance.now() + 2000;
   while (
     failure === null && stats.rxPackets < sent.toDriverPackets &&
-    performance.now() < deadline && port.link === "up"
+    performance.now() < deadline && port.connected
   ) {
     receive(burst);
   }

@@ -109,6 +109,44 @@ export function pollFd(fd: number, events: number, timeoutMs: number): number {
 }
 
 /**
+ * Waits for `events` on each of `fds` with one poll(2); writes each fd's `revents` into
+ * `revents` (0: nothing) and returns how many fds have some, 0 on timeout. No allocation: pass
+ * the same arrays each time. A negative or infinite timeout waits forever.
+ *
+ * @example
+ * ```ts
+ * import { eventfd, eventfdSignal } from "./eventfd.ts";
+ * import { closeQuietly } from "./fd.ts";
+ * import { POLLIN, pollEach } from "./poll.ts";
+ * const a = eventfd(), b = eventfd();
+ * eventfdSignal(b);
+ * const revents = new Uint16Array(2);
+ * console.log(pollEach([a, b], POLLIN, 0, revents), revents[1] & POLLIN); // 1 1
+ * closeQuietly(a);
+ * closeQuietly(b);
+ * ```
+ */
+export function pollEach(
+  fds: readonly number[],
+  events: number,
+  timeoutMs: number,
+  revents: Uint16Array,
+): number {
+  const n = fds.length;
+  if (n > MAX_POLL_FDS || revents.length < n) {
+    throw new RangeError(`pollEach: ${n} fds (at most ${MAX_POLL_FDS}), ${revents.length} revents`);
+  }
+  for (let i = 0; i < n; i++) {
+    pfdFd[2 * i] = fds[i];
+    pfdEv[4 * i + 2] = events;
+    pfdEv[4 * i + 3] = 0;
+  }
+  const r = pollLoop(n, toPollTimeout(timeoutMs));
+  for (let i = 0; i < n; i++) revents[i] = r === 0 ? 0 : pfdEv[4 * i + 3];
+  return r;
+}
+
+/**
  * Waits until one of `fds` (at most 8) is readable without blocking this thread: poll(2) runs on
  * one of Deno's FFI threads (a `nonblocking` symbol) and the promise resolves with the index of
  * the first readable fd (POLLIN, POLLHUP or POLLERR), -1 when `timeoutMs` passed first

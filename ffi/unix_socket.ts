@@ -123,6 +123,27 @@ function newSocket(): number {
 }
 
 /**
+ * A connected pair of AF_UNIX stream sockets (socketpair(2), close-on-exec, blocking): e.g. the
+ * vhost-user backend request channel, one end of which travels with SET_BACKEND_REQ_FD.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import { socketPair } from "./unix_socket.ts";
+ * const [a, b] = socketPair();
+ * closeQuietly(a);
+ * closeQuietly(b);
+ * ```
+ */
+export function socketPair(): [number, number] {
+  const fds = new Int32Array(2);
+  if (libc.symbols.socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+    fail("socketpair(AF_UNIX, SOCK_STREAM)", undefined, errno());
+  }
+  return [fds[0], fds[1]];
+}
+
+/**
  * Connects to the listening socket at `path`; returns the (blocking) fd. Throws a SyscallError
  * naming `connect(<path>)`, e.g. ENOENT or ECONNREFUSED when nobody listens there.
  *

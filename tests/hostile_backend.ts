@@ -80,6 +80,15 @@ export class HostileBackend {
     await this.#call({ cmd: "splitUsed", vring, entries, idx });
   }
 
+  /**
+   * Writes `bytes` as they are onto the back-end request channel (SET_BACKEND_REQ_FD); when
+   * `replyBytes` > 0, reads that many bytes of the frontend's answer (within 2 s) and returns
+   * them.
+   */
+  async backendRequest(bytes: Uint8Array, replyBytes = 0): Promise<Uint8Array> {
+    return (await this.#call({ cmd: "backendRequest", bytes, replyBytes })).reply as Uint8Array;
+  }
+
   /** Tries to ftruncate the frontend's memfd to `size` bytes; returns each attempt's outcome. */
   async shrink(size = 0): Promise<string[]> {
     return (await this.#call({ cmd: "shrink", size })).results as string[];

@@ -6,7 +6,7 @@
  * Commands (postMessage): `{ cmd: "listen", path, options }`, `{ cmd: "packedUsed", vring,
  * entries: [{ slot, id, len, flags }] }`, `{ cmd: "splitUsed", vring, entries: [{ id, len }],
  * idx? }`, `{ cmd: "state" }`, `{ cmd: "shrink", size }` (ftruncate the memory fd), `{ cmd:
- * "close" }`. Each answers `{ event: cmd, ... }` or `{ event: "error", message }`.
+ * "close" }`, `{ cmd: "backendRequest", bytes, replyBytes }` (raw bytes on the back-end channel). Each answers `{ event: cmd, ... }` or `{ event: "error", message }`.
  *
  * @module
  */
@@ -14,6 +14,8 @@
 /// <reference lib="deno.worker" />
 
 import { ftruncate } from "../ffi/memory.ts";
+import { closeQuietly } from "../ffi/fd.ts";
+import { recvExact, sendMsg } from "../ffi/unix_socket.ts";
 import { VhostUserBackend, type VhostUserBackendOptions } from "../lib/vhost_user/backend.ts";
 
 let backend: VhostUserBackend | null = null;
@@ -51,6 +53,8 @@ self.onmessage = (e: MessageEvent) => {
     entries?: Entry[];
     idx?: number;
     size?: number;
+    bytes?: Uint8Array;
+    replyBytes?: number;
   };
   try {
     switch (msg.cmd) {
@@ -92,6 +96,21 @@ self.onmessage = (e: MessageEvent) => {
         const idx16 = new Uint16Array(device.buffer, device.byteOffset, 2);
         Atomics.store(idx16, 1, msg.idx ?? idx); // publish: used.idx after the entries
         self.postMessage({ event: "splitUsed" });
+        break;
+      }
+      case "backendRequest": {
+        const b = backend!;
+        drain(b);
+        const fd = b.backendChannelFd;
+        if (fd < 0) throw new Error("the frontend gave no back-end channel (SET_BACKEND_REQ_FD)");
+        sendMsg(fd, msg.bytes!, msg.bytes!.length, []);
+        const reply = new Uint8Array(msg.replyBytes ?? 0);
+        if (reply.length > 0) {
+          const fds: number[] = [];
+          recvExact(fd, reply, reply.length, fds, 2000);
+          for (const f of fds) closeQuietly(f);
+        }
+        self.postMessage({ event: "backendRequest", reply });
         break;
       }
       case "shrink": {

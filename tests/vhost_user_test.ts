@@ -19,7 +19,14 @@ import { eventfd } from "../ffi/eventfd.ts";
 import { closeQuietly } from "../ffi/fd.ts";
 import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
 import { pollFd, POLLIN } from "../ffi/poll.ts";
-import { recvExact, sendMsg, unixAccept, unixConnect, unixListen } from "../ffi/unix_socket.ts";
+import {
+  recvExact,
+  sendMsg,
+  socketPair,
+  unixAccept,
+  unixConnect,
+  unixListen,
+} from "../ffi/unix_socket.ts";
 import { featureMask } from "../lib/virtio/features.ts";
 import { GuestMemory } from "../lib/vhost_user/guest_memory.ts";
 import { SharedMemory } from "../lib/driver/shared_memory.ts";
@@ -417,6 +424,18 @@ expectViolation(
     assert.equal(s.msg.u64, 1n, "REPLY_ACK failure");
   },
   /^vhost-user request 99: request 99 is not supported by this backend/,
+);
+
+expectViolation(
+  "SET_BACKEND_REQ_FD without BACKEND_REQ negotiated is refused, its fd closed",
+  (s) => {
+    const [mine, theirs] = socketPair();
+    s.msg.begin(REQ.SET_BACKEND_REQ_FD);
+    s.send([theirs]);
+    closeQuietly(theirs);
+    closeQuietly(mine);
+  },
+  /^vhost-user SET_BACKEND_REQ_FD: BACKEND_REQ \(protocol feature 5\) was not negotiated$/,
 );
 
 expectViolation(
@@ -844,7 +863,12 @@ Deno.test({
       const offered = fe.getFeatures();
       assert.equal(offered & BIT30, 0n, "bit 30 hidden from the driver");
       assert.ok((offered & featureMask("F_VERSION_1")) !== 0n);
-      assert.equal(fe.protocolFeatures, protocolFeatureMask("MQ", "REPLY_ACK", "STATUS"));
+      // DPDK offers BACKEND_REQ too: SET_BACKEND_REQ_FD was acked (REPLY_ACK) in connect.
+      assert.equal(
+        fe.protocolFeatures,
+        protocolFeatureMask("MQ", "REPLY_ACK", "STATUS", "BACKEND_REQ"),
+      );
+      assert.equal(fe.checkConnection(), null, "the back-end channel is quiet");
       // DPDK 22.11 answers GET_QUEUE_NUM with VHOST_MAX_QUEUE_PAIRS (128) whatever queues= is.
       assert.ok(fe.maxQueuePairs >= 1);
 

@@ -97,6 +97,8 @@ export const CONTROL_COMMAND = 0;
 export const CONTROL_SEQUENCE = 1;
 /** Int32 slots of the control SharedArrayBuffer. */
 export const CONTROL_SLOTS = 2;
+/** DeviceThread's control only, after the shared slots: the link status to report (1 up, 0 down). */
+export const CONTROL_LINK = CONTROL_SLOTS;
 /** Order of the counters in the counters Float64Array. */
 export const COUNTER_FIELDS: readonly (keyof NetDeviceStats)[] = [
   "fromDriverPackets",
@@ -206,7 +208,8 @@ export class DeviceThread {
       tempDir = await Deno.makeTempDir({ prefix: "virtio-user-device-" });
       path = `${tempDir}/vhost-user.sock`;
     }
-    const control = new Int32Array(new SharedArrayBuffer(4 * CONTROL_SLOTS));
+    const control = new Int32Array(new SharedArrayBuffer(4 * (CONTROL_SLOTS + 1)));
+    control[CONTROL_LINK] = 1;
     const counters = new Float64Array(new SharedArrayBuffer(8 * COUNTER_FIELDS.length));
     if (options.paused) control[CONTROL_COMMAND] = DeviceCommand.HOLD; // before the worker reads it
     const worker = new Worker(new URL("./device_worker.ts", import.meta.url), { type: "module" });
@@ -322,6 +325,22 @@ export class DeviceThread {
    */
   resume(): void {
     Atomics.compareExchange(this.#control, CONTROL_COMMAND, DeviceCommand.HOLD, DeviceCommand.RUN);
+  }
+
+  /**
+   * Sets the link status the device reports (see `VhostUserDevice.linkUp`): down, no frame
+   * moves and the frontend's port goes link `"down"`; up again, both resume. Takes effect
+   * within about a millisecond.
+   *
+   * @example
+   * ```ts ignore
+   * import { DeviceThread } from "./device_thread.ts";
+   * const device = await DeviceThread.start({ mode: "sink" });
+   * device.setLinkUp(false);
+   * ```
+   */
+  setLinkUp(up: boolean): void {
+    Atomics.store(this.#control, CONTROL_LINK, up ? 1 : 0);
   }
 
   /**

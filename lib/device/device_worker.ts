@@ -16,6 +16,7 @@
 
 import {
   CONTROL_COMMAND,
+  CONTROL_LINK,
   DeviceCommand,
   type DeviceWorkerReply,
   type DeviceWorkerStart,
@@ -80,17 +81,26 @@ function serve(
       : VhostUserDevice.listen(path, deviceOptions);
     stats = device.stats;
     post({ type: "ready" });
+    const d = device;
+    const syncLink = () => {
+      const up = Atomics.load(control, CONTROL_LINK) !== 0; // DeviceThread.setLinkUp
+      if (up !== d.linkUp) d.linkUp = up;
+    };
     if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD) {
       device.paused = true; // answer the frontend only, until resume() (or stop) changes HOLD
       while (
         Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD && !device.backend.closed
       ) {
         device.poll();
+        syncLink();
       }
       // Only RUN moves frames; PAUSE or STOP end run() at once below, still paused.
       if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.RUN) device.paused = false;
     }
-    const publish = (d: VhostUserDevice) => publishCounters(control, counters, d.stats);
+    const publish = (d: VhostUserDevice) => {
+      publishCounters(control, counters, d.stats);
+      syncLink();
+    };
     const end = device.run({
       count: options.count,
       durationMs: options.durationMs,
@@ -117,6 +127,7 @@ function serve(
         if (command === DeviceCommand.STOP || device.backend.closed) break;
         if (command !== DeviceCommand.PAUSE && !device.backend.connected) break;
         device.poll();
+        syncLink();
       }
     }
   } catch (e) {

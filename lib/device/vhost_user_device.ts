@@ -240,12 +240,46 @@ export class VhostUserDevice {
 
   set paused(value: boolean) {
     if (value === this.#paused) return;
+    const halted = this.#halted;
     this.#paused = value;
+    if (this.#halted !== halted) this.#haltChanged();
+  }
+
+  /**
+   * The link status this device reports (VIRTIO_NET_S_LINK_UP, virtio 1.2 §5.1.4). Setting it
+   * false is pulling the cable: no frame moves either way until it is true again, and the
+   * frontend is told (BACKEND_CONFIG_CHANGE_MSG, when it gave a back-end channel) so its port
+   * goes link `"down"`. It sees the status with VIRTIO_NET_F_STATUS and the CONFIG protocol
+   * feature offered and negotiated.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserDevice } from "./vhost_user_device.ts";
+   * const device = VhostUserDevice.listen("/run/vhost.sock");
+   * device.linkUp = false; // the port's linkchange event fires with link "down"
+   * ```
+   */
+  get linkUp(): boolean {
+    return this.backend.linkUp;
+  }
+
+  set linkUp(up: boolean) {
+    const halted = this.#halted;
+    this.backend.setLinkUp(up);
+    if (this.#halted !== halted) this.#haltChanged();
+  }
+
+  /** No frame moves: paused, or the link reported down. */
+  get #halted(): boolean {
+    return this.#paused || !this.backend.linkUp;
+  }
+
+  #haltChanged(): void {
     if (this.#workers !== null) {
       this.#rebuild(); // detach all (their counters final), or attach the running pairs
       this.#workers.sum(this.stats);
     }
-    this.#active = !value && this.#path.pairs > 0;
+    this.#active = !this.#halted && this.#path.pairs > 0;
   }
 
   /**
@@ -480,7 +514,7 @@ export class VhostUserDevice {
     } else {
       path.setMemory(EMPTY_MEMORY); // let an unmapped GuestMemory be collected
     }
-    this.#active = !this.#paused && path.pairs > 0;
+    this.#active = !this.#halted && path.pairs > 0;
     if (path.pairs > 0 && this.#startedAt < 0) this.#startedAt = performance.now();
     this.#polls = 0;
     this.onPairsChanged?.(this);
@@ -494,7 +528,7 @@ export class VhostUserDevice {
       if (b.vrings[k].queue === null) this.#positions[k] = -1; // stopped or reset
     }
     let pairs = 0;
-    if (b.started && b.memory !== null && !this.#paused && this.#pendingError === null) {
+    if (b.started && b.memory !== null && !this.#halted && this.#pendingError === null) {
       for (let i = 0; i < b.queuePairs; i++) {
         if (b.queue(2 * i) === null || b.queue(2 * i + 1) === null) continue;
         try {

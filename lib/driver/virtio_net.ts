@@ -320,9 +320,11 @@ export class VirtioNet extends EventTarget {
   readonly #detached: boolean;
   readonly #handed: boolean[] = [];
   #closed = false;
-  /** True once the link is down or the port is closed: bursts leave the fast path. */
+  /** True once the peer is gone or the port is closed: bursts leave the fast path. */
   #down = false;
   #downReason = "";
+  /** The device reports its link down (VIRTIO_NET_S_LINK_UP clear, §5.1.4); the rings work. */
+  #carrierDown = false;
   #bursts = 0;
   #lastCheck = 0;
   readonly #stallMs: number;
@@ -609,6 +611,7 @@ export class VirtioNet extends EventTarget {
       );
       port.#setUpQueues(true);
       transport.setStatus(ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
+      port.#readCarrier(false);
       return port;
     } catch (e) {
       memory.close();
@@ -731,11 +734,13 @@ export class VirtioNet extends EventTarget {
     this.#stallSince = -1;
     this.#lastTxPackets = this.stats.txPackets;
     this.reconnects++;
+    this.#carrierDown = false;
     this.dispatchEvent(
       new CustomEvent<LinkChange>("linkchange", {
         detail: { link: "up", reason: `${transport.name}: a backend connected; rings rebuilt` },
       }),
     );
+    this.#readCarrier(true); // the new device may report its link down
   }
 
   /** §3.1.1 again with a new backend: the features agreed the first time, or it is refused. */
@@ -1137,14 +1142,28 @@ export class VirtioNet extends EventTarget {
     };
   }
 
-  /** `"up"` while the device side is there; `"down"` after a hang-up, a device fault or close. */
+  /**
+   * `"up"` while the device side is there and reports its link up; `"down"` after a hang-up, a
+   * device fault or close ({@linkcode connected} false), or while the device reports its link
+   * down (VIRTIO_NET_S_LINK_UP clear, §5.1.4: the rings keep working, the device decides what
+   * moves).
+   */
   get link(): LinkState {
-    return this.#down ? "down" : "up";
+    return this.#down || this.#carrierDown ? "down" : "up";
+  }
+
+  /**
+   * False once the device side is gone (hang-up, device fault) or the port is closed. A device
+   * that reports its link down is still connected.
+   */
+  get connected(): boolean {
+    return !this.#down;
   }
 
   /** Why the link is down ("" while up). */
   get downReason(): string {
-    return this.#downReason;
+    if (this.#down) return this.#downReason;
+    return this.#carrierDown ? this.#carrierText(false) : "";
   }
 
   /**
@@ -1189,6 +1208,39 @@ export class VirtioNet extends EventTarget {
       reason = `checking the connection failed: ${(e as Error).message}`;
     }
     if (reason !== null) this.#linkDown(reason);
+    else if (this.#transport.configChanged?.()) this.#readCarrier(true);
+  }
+
+  /**
+   * Reads the link status from the device config (with VIRTIO_NET_F_STATUS) and, when it
+   * changed and `notify`, dispatches `linkchange`. A failed read means a broken backend.
+   */
+  #readCarrier(notify: boolean): void {
+    if (!hasFeature(this.features, "NET_F_STATUS")) return;
+    let up: boolean;
+    try {
+      // A backend that answers GET_CONFIG empty (DPDK's vhost library) cannot report it: up.
+      const raw = this.#transport.getConfig?.(NET_CONFIG_STATUS, 2) ?? null;
+      up = raw === null || (raw[0] & NET_S_LINK_UP) !== 0;
+    } catch (e) {
+      if (!notify) throw e;
+      this.#linkDown(`reading the link status after a config change: ${(e as Error).message}`);
+      return;
+    }
+    if (up !== this.#carrierDown) return; // unchanged
+    this.#carrierDown = !up;
+    if (notify && !this.#down) {
+      this.dispatchEvent(
+        new CustomEvent<LinkChange>("linkchange", {
+          detail: { link: up ? "up" : "down", reason: this.#carrierText(up) },
+        }),
+      );
+    }
+  }
+
+  #carrierText(up: boolean): string {
+    return `${this.#transport.name}: the device reports its link ${up ? "up" : "down"} ` +
+      `(VIRTIO_NET_S_LINK_UP ${up ? "set" : "clear"} in virtio_net_config, virtio 1.2 §5.1.4)`;
   }
 
   /** A transmit queue full with no frame taken for stallMs: stalled. */

@@ -43,6 +43,7 @@ import {
   VHOST_USER_VERSION_MASK,
   VHOST_USER_VRING_ADDR_SIZE,
   VHOST_USER_VRING_STATE_SIZE,
+  VhostUserBackendRequest,
   VhostUserError,
   VhostUserMessage,
   VhostUserRequest,
@@ -165,6 +166,9 @@ export class VhostUserBackend {
   readonly #fds: number[] = [];
   readonly #payloadFds: number[] = [];
   readonly #config: Uint8Array;
+  /** The back-end request channel the frontend gave with SET_BACKEND_REQ_FD, or -1. */
+  #backendReqFd = -1;
+  readonly #backendMsg = new VhostUserMessage();
   readonly #messagesPerPoll: number;
   readonly #payloadTimeoutMs: number;
   /** Bumped whenever a queue object is built or dropped. */
@@ -257,6 +261,48 @@ export class VhostUserBackend {
   /** The session socket's fd (-1 when none), e.g. to wait for messages with poll(2). */
   get connectionFd(): number {
     return this.#conn;
+  }
+
+  /**
+   * The back-end request channel the frontend gave with SET_BACKEND_REQ_FD (BACKEND_REQ), or
+   * -1. This backend sends on it ({@linkcode setLinkUp}); the fd stays the backend's.
+   */
+  get backendChannelFd(): number {
+    return this.#backendReqFd;
+  }
+
+  /** VIRTIO_NET_S_LINK_UP in the config this backend serves (virtio 1.2 §5.1.4). */
+  get linkUp(): boolean {
+    return (this.#config[6] & NET_S_LINK_UP) !== 0;
+  }
+
+  /**
+   * Sets the link status GET_CONFIG reports and, when it changed and the frontend gave a
+   * back-end channel (BACKEND_REQ), tells it with BACKEND_CONFIG_CHANGE_MSG so it reads the
+   * config again. Returns true when the frontend was told. The frontend sees the bit only with
+   * VIRTIO_NET_F_STATUS and the CONFIG protocol feature negotiated.
+   *
+   * @example
+   * ```ts ignore
+   * import { VhostUserBackend } from "./backend.ts";
+   * const backend = VhostUserBackend.listen("/run/vhost.sock");
+   * backend.setLinkUp(false); // the frontend's port goes link "down"
+   * ```
+   */
+  setLinkUp(up: boolean): boolean {
+    if (up === this.linkUp) return false;
+    this.#config[6] = up ? this.#config[6] | NET_S_LINK_UP : this.#config[6] & ~NET_S_LINK_UP;
+    if (this.#backendReqFd < 0) return false;
+    const m = this.#backendMsg.begin(VhostUserBackendRequest.CONFIG_CHANGE_MSG); // no reply asked
+    try {
+      sendMsg(this.#backendReqFd, m.bytes, m.length, []);
+    } catch {
+      // The frontend closed its end: it is leaving; the main socket ends the session.
+      closeQuietly(this.#backendReqFd);
+      this.#backendReqFd = -1;
+      return false;
+    }
+    return true;
   }
 
   /** The device queue of vring `index` when it is running, else null. */
@@ -547,6 +593,15 @@ export class VhostUserBackend {
         return false;
       case REQ.GET_CONFIG:
         return this.#getConfig();
+      case REQ.SET_BACKEND_REQ_FD: {
+        if ((this.protocolFeatures & protocolFeatureMask("BACKEND_REQ")) === 0n) {
+          throw new VhostUserError(request, "BACKEND_REQ (protocol feature 5) was not negotiated");
+        }
+        this.#expect(0, 1);
+        closeQuietly(this.#backendReqFd);
+        this.#backendReqFd = this.#takeFds()[0];
+        return false;
+      }
       default:
         throw new VhostUserError(
           request,
@@ -746,6 +801,8 @@ export class VhostUserBackend {
     if (error !== null) this.error = error;
     this.onSessionEnd?.(this);
     this.#closeFds();
+    closeQuietly(this.#backendReqFd);
+    this.#backendReqFd = -1;
     closeQuietly(this.#conn);
     this.#conn = -1;
     for (const v of this.vrings) v.reset();

@@ -5,7 +5,8 @@
  *
  * ```
  *   VirtioNet ──(VirtioTransport)──► VhostUserFrontend ──socket + fds──► vhost-user backend
- *   connect:   SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM
+ *   connect:   SET_OWNER, GET_FEATURES, GET/SET_PROTOCOL_FEATURES, GET_QUEUE_NUM,
+ *              SET_BACKEND_REQ_FD (with BACKEND_REQ: the backend's channel to speak first)
  *   bring-up:  SET_FEATURES, SET_MEM_TABLE, per ring CALL/NUM/BASE/ADDR/KICK, SET_VRING_ENABLE,
  *              SET_STATUS(DRIVER_OK)
  *   stop:      SET_VRING_ENABLE 0, GET_VRING_BASE
@@ -17,7 +18,7 @@
  */
 
 import { closeQuietly } from "../../ffi/fd.ts";
-import { POLLERR, pollFd, POLLHUP, POLLIN, POLLNVAL } from "../../ffi/poll.ts";
+import { pollEach, POLLERR, POLLHUP, POLLIN, POLLNVAL } from "../../ffi/poll.ts";
 import { recvExact, recvMsg, sendMsg, unixConnect } from "../../ffi/unix_socket.ts";
 import type { MemoryRegion, QueueSetup, VirtioTransport } from "../virtio/transport.ts";
 import { featureMask, unofferedFeatures } from "../virtio/features.ts";
@@ -37,16 +38,19 @@ import {
   VhostUserMessage,
   VhostUserRequest,
 } from "./message.ts";
+import { BackendChannel } from "./backend_channel.ts";
 
 /**
- * Protocol features this frontend asks for: those DPDK's frontend uses, and CONFIG (the device's
- * virtio_net_config: MAC, link status, MTU) when the backend offers it.
+ * Protocol features this frontend asks for: those DPDK's frontend uses, CONFIG (the device's
+ * virtio_net_config: MAC, link status, MTU) and BACKEND_REQ (the backend's channel, on which
+ * it reports config changes such as the link going down) when the backend offers them.
  */
 export const FRONTEND_PROTOCOL_FEATURES: bigint = protocolFeatureMask(
   "MQ",
   "REPLY_ACK",
   "STATUS",
   "CONFIG",
+  "BACKEND_REQ",
 );
 
 /** Options of {@linkcode VhostUserFrontend.connect}. */
@@ -93,6 +97,11 @@ export class VhostUserFrontend implements VirtioTransport {
   #packed = false;
   readonly #replyAck: boolean;
   readonly #status: boolean;
+  /** The back-end request channel (BACKEND_REQ negotiated), else null. */
+  #channel: BackendChannel | null = null;
+  /** checkConnection's poll(2) set: the socket, then the channel's end. */
+  readonly #pollFds: number[] = [-1, -1];
+  readonly #revents = new Uint16Array(2);
 
   private constructor(fd: number, path: string, timeoutMs: number) {
     this.#fd = fd;
@@ -182,7 +191,37 @@ export class VhostUserFrontend implements VirtioTransport {
           (frontend.maxQueuePairs === 1 ? " (start it with more queues, e.g. queues=N)" : ""),
       );
     }
+    if ((frontend.protocolFeatures & protocolFeatureMask("BACKEND_REQ")) !== 0n) {
+      try {
+        frontend.#openChannel();
+      } catch (e) {
+        frontend.close();
+        throw e;
+      }
+    }
     return frontend;
+  }
+
+  /** SET_BACKEND_REQ_FD with one end of a new socketpair (vhost-user.rst "Back-end communication"). */
+  #openChannel(): void {
+    const channel = BackendChannel.open();
+    this.#channel = channel;
+    const peer = channel.takePeerEnd();
+    try {
+      this.#msg.begin(REQ.SET_BACKEND_REQ_FD);
+      this.#sendAcked([peer]);
+    } finally {
+      closeQuietly(peer); // the backend holds its own copy now
+    }
+  }
+
+  /**
+   * True once after the backend reported that its configuration space changed
+   * (BACKEND_CONFIG_CHANGE_MSG, seen by {@linkcode checkConnection}); read it again with
+   * {@linkcode getConfig}.
+   */
+  configChanged(): boolean {
+    return this.#channel?.configChanged() ?? false;
   }
 
   /** Virtio feature bits offered (bit 30, a vhost-user transport bit, removed). */
@@ -327,13 +366,24 @@ export class VhostUserFrontend implements VirtioTransport {
   }
 
   /**
-   * Zero-timeout poll(2) of the socket: null while the backend is connected and quiet, else the
-   * reason it is gone. A backend never speaks first on this socket (vhost-user.rst: backend
-   * requests use their own channel), so readable data means end of stream or a broken peer.
+   * One zero-timeout poll(2) of the socket and the back-end channel: null while the backend is
+   * connected, else the reason it is gone. A message on the channel is served (a config change
+   * noted for {@linkcode configChanged}). A backend never speaks first on the socket itself
+   * (vhost-user.rst: backend requests use their own channel), so readable data there means end
+   * of stream or a broken peer.
    */
   checkConnection(): string | null {
     if (this.#fd < 0) return `connection to ${this.path} is closed`;
-    const rev = pollFd(this.#fd, POLLIN, 0);
+    const channel = this.#channel;
+    const polled = this.#pollFds;
+    polled[0] = this.#fd;
+    polled[1] = channel?.fd ?? -1; // poll(2) skips a negative fd
+    if (pollEach(polled, POLLIN, 0, this.#revents) === 0) return null;
+    if (this.#revents[1] !== 0) {
+      const broken = channel!.serve();
+      if (broken !== null) return `the backend at ${this.path} broke a rule: ${broken}`;
+    }
+    const rev = this.#revents[0];
     if (rev === 0) return null;
     if (rev & POLLNVAL) return `socket of ${this.path} is not open (POLLNVAL)`;
     if (rev & (POLLHUP | POLLERR)) {
@@ -357,6 +407,7 @@ export class VhostUserFrontend implements VirtioTransport {
 
   /** Closes the socket. Idempotent. The backend sees end of stream and drops the session. */
   close(): void {
+    this.#channel?.close();
     if (this.#fd < 0) return;
     closeQuietly(this.#fd);
     this.#fd = -1;

@@ -62,6 +62,19 @@ export const VhostUserRequest = {
   GET_STATUS: 40,
 } as const;
 
+/**
+ * Request ids of back-end messages, sent on the back-end request channel that
+ * SET_BACKEND_REQ_FD set up (vhost-user.rst, "Back-end message types").
+ */
+export const VhostUserBackendRequest = {
+  IOTLB_MSG: 1,
+  /** The device configuration space changed: the frontend reads it again (GET_CONFIG). */
+  CONFIG_CHANGE_MSG: 2,
+  VRING_HOST_NOTIFIER_MSG: 3,
+  VRING_CALL: 4,
+  VRING_ERR: 5,
+} as const;
+
 /** A request name, as in {@linkcode VhostUserRequest}. */
 export type VhostUserRequestName = keyof typeof VhostUserRequest;
 

@@ -95,6 +95,11 @@ export interface VirtioTransport {
    * §5.1.4), or null when the device does not provide it. Optional.
    */
   getConfig?(offset: number, size: number): Uint8Array | null;
+  /**
+   * True once after the device notified a configuration change (virtio 1.2 §2.5.2; vhost-user
+   * BACKEND_CONFIG_CHANGE_MSG), as {@linkcode checkConnection} found it. Optional.
+   */
+  configChanged?(): boolean;
   /** Stops a virtqueue and returns its position (vhost GET_VRING_BASE). */
   stopQueue(index: number): number;
   /**
