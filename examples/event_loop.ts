@@ -131,7 +131,9 @@ export class EventLoop {
 /**
  * The receive loop of sink and echo: `receive(max)` handles one burst of at most `max` frames
  * until `meter` ends the run (`--count` frames received, or `--duration`) or a signal arrives.
- * Returns why it ended: `count`, `duration` or the signal's name; errors propagate.
+ * With `wait` (`--event`), a burst that finds nothing awaits `wait()` (e.g. `port.readable(100)`)
+ * instead of polling again. Returns why it ended: `count`, `duration` or the signal's name;
+ * errors propagate.
  */
 export async function receiveUntilDone(
   loop: EventLoop,
@@ -140,15 +142,25 @@ export async function receiveUntilDone(
   count: number,
   burst: number,
   receive: (max: number) => void,
+  wait?: () => Promise<unknown>,
 ): Promise<string> {
-  let ended = "";
-  const signal = await loop.run(() => {
-    if (meter.done(stats.rxPackets)) {
-      ended = count > 0 && stats.rxPackets >= count ? "count" : meter.ended;
-      return true;
-    }
-    receive(meter.burstSize(stats.rxPackets, burst));
-    return false;
-  }, () => meter.tick());
-  return signal !== "" ? signal : ended;
+  let ended = "", empty = false;
+  for (;;) {
+    const signal = await loop.run(() => {
+      empty = false;
+      if (meter.done(stats.rxPackets)) {
+        ended = count > 0 && stats.rxPackets >= count ? "count" : meter.ended;
+        return true;
+      }
+      const before = stats.rxPackets;
+      receive(meter.burstSize(stats.rxPackets, burst));
+      empty = wait !== undefined && stats.rxPackets === before;
+      return empty;
+    }, () => meter.tick());
+    if (signal !== "") return signal;
+    if (!empty) return ended;
+    await wait!(); // nothing came: sleep until frames (or its timeout), the event loop runs
+    meter.tick();
+    if (loop.signal !== "") return loop.signal;
+  }
 }
