@@ -5,6 +5,8 @@
  *   driver (pktgen.ts, DPDK virtio-user) ──vhost-user──► device: sink (count) | echo | source
  *   driver on SOCK ──► device --mode forward ──► driver on --peer-path (and back)
  *   --workers: queue pair i's data path on Worker i, the protocol on this thread
+ *   --mac / --mtu / --link-flap MS: virtio_net_config served (GET_CONFIG); the link toggled every
+ *   MS ms and each change told to the driver (BACKEND_CONFIG_CHANGE_MSG)
  * ```
  *
  * The device busy-polls in this thread (with `--workers` this thread only answers the protocol
@@ -20,13 +22,15 @@ import type { DeviceMode } from "../lib/device/net_device.ts";
 import { type DeviceRunEnd, VhostUserDevice } from "../lib/device/vhost_user_device.ts";
 import { ForwardDevice } from "../lib/device/forward_device.ts";
 import { PairWorkers } from "../lib/device/pair_workers.ts";
-import { DEFAULT_DEVICE_FEATURES } from "../lib/vhost_user/backend.ts";
+import { DEFAULT_DEVICE_FEATURES, DEFAULT_PROTOCOL_FEATURES } from "../lib/vhost_user/backend.ts";
+import { protocolFeatureMask } from "../lib/vhost_user/message.ts";
+import { parseMac } from "../lib/packet/ethernet.ts";
 import { featureMask } from "../lib/virtio/features.ts";
 import { EXIT_CODES, intOption, parseCli, sizeOption, TURN_MS } from "./cli.ts";
 
 const USAGE = `usage: device.ts --path SOCK [--mode sink|echo|source] [--count N | --duration S]
                  [--size BYTES] [--mac-swap] [--connect] [--queue-pairs N] [--workers] [--mrg-rxbuf]
-                 [--json]
+                 [--mac ADDR] [--mtu N] [--link-flap MS] [--json]
        device.ts --mode forward --path A --peer-path B [--duration S] [--queue-pairs N] [--json]
 
 Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --duration.
@@ -48,6 +52,13 @@ Serves a vhost-user net device at SOCK until SIGINT/SIGTERM, --count or --durati
                      receive buffers when one is too small (forward always offers it)
   --workers          serve each queue pair on its own Worker (per-queue counters in the
                      report; not with --count, forward or --connect)
+  --mac ADDR         offer VIRTIO_NET_F_MAC with this address in the device config
+  --mtu N            offer VIRTIO_NET_F_MTU with this MTU in the device config
+  --link-flap MS     take the link down and up again every MS ms (VIRTIO_NET_S_LINK_UP): no
+                     frame moves while it is down, and the driver is told of each change
+                     (BACKEND_CONFIG_CHANGE_MSG); a test of how it copes with a flapping link
+  With any of these three the device offers VIRTIO_NET_F_STATUS and the CONFIG and BACKEND_REQ
+  protocol features (not with forward).
   --json             print one final JSON line
   --quiet            no per-second lines on stderr`;
 
@@ -67,6 +78,9 @@ const opts = parseCli(
         "peer-path": { type: "string" },
         workers: { type: "boolean", default: false },
         "mrg-rxbuf": { type: "boolean", default: false },
+        mac: { type: "string" },
+        mtu: { type: "string" },
+        "link-flap": { type: "string" },
         json: { type: "boolean", default: false },
         quiet: { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -95,6 +109,17 @@ if (forward !== (opts["peer-path"] !== undefined)) {
 if (forward && (count > 0 || opts.connect || opts.workers)) {
   misuse("--mode forward takes no --count, --connect or --workers");
 }
+const flapMs = intOption("link-flap", opts["link-flap"], 0);
+const config = opts.mac !== undefined || opts.mtu !== undefined || flapMs > 0;
+if (forward && config) misuse("--mode forward takes no --mac, --mtu or --link-flap");
+let mac: Uint8Array | undefined;
+try {
+  mac = opts.mac === undefined ? undefined : parseMac(opts.mac);
+} catch (e) {
+  misuse(`--mac: ${(e as Error).message}`);
+}
+const mtu = opts.mtu === undefined ? undefined : intOption("mtu", opts.mtu, 0);
+if (mtu !== undefined && (mtu < 68 || mtu > 65535)) misuse(`--mtu: 68 to 65535, got ${mtu}`);
 if (opts.workers && (count > 0 || opts.connect)) {
   misuse("--workers takes no --count (each Worker takes frames on its own) or --connect");
 }
@@ -115,10 +140,15 @@ const dataOptions = {
   frame,
 };
 const workers = opts.workers ? await PairWorkers.start(queuePairs, dataOptions) : undefined;
-const features = opts["mrg-rxbuf"]
-  ? DEFAULT_DEVICE_FEATURES | featureMask("NET_F_MRG_RXBUF")
+let features = DEFAULT_DEVICE_FEATURES;
+if (opts["mrg-rxbuf"]) features |= featureMask("NET_F_MRG_RXBUF");
+if (config) features |= featureMask("NET_F_STATUS");
+if (mac !== undefined) features |= featureMask("NET_F_MAC");
+if (mtu !== undefined) features |= featureMask("NET_F_MTU");
+const protocolFeatures = config
+  ? DEFAULT_PROTOCOL_FEATURES | protocolFeatureMask("CONFIG", "BACKEND_REQ")
   : undefined;
-const options = { ...dataOptions, queuePairs, workers, features };
+const options = { ...dataOptions, queuePairs, workers, features, protocolFeatures, mac, mtu };
 const fwd = forward ? ForwardDevice.listen(opts.path, opts["peer-path"]!, { queuePairs }) : null;
 const device = fwd?.a ??
   (opts.connect
@@ -149,8 +179,10 @@ const turn = () => new Promise<void>((resolve) => setTimeout(resolve, 0));
 const limits = {
   count: count > 0 ? count : undefined,
   durationMs: duration > 0 ? duration * 1000 : undefined,
-  sliceMs: TURN_MS,
+  sliceMs: flapMs > 0 ? Math.min(TURN_MS, flapMs) : TURN_MS,
 };
+/** --link-flap: when the link changes next (from the first session on), and how often it did. */
+let nextFlap = -1, linkChanges = 0;
 // Forward mode: A's driver's frames count as "from driver", those forwarded to A as "to driver".
 const stats = fwd === null ? device.stats : {
   get fromDriverPackets() {
@@ -183,6 +215,15 @@ for (;;) {
     break;
   }
   const now = performance.now();
+  if (flapMs > 0 && server.startedAt >= 0) {
+    if (nextFlap < 0) nextFlap = server.startedAt + flapMs;
+    if (now >= nextFlap) {
+      device.linkUp = !device.linkUp;
+      linkChanges++;
+      nextFlap = now + flapMs;
+      if (live) console.error(`link ${device.linkUp ? "up" : "down"}`);
+    }
+  }
   if (live && server.startedAt >= 0 && now - lastPrint >= 1000) {
     const s = (now - lastPrint) / 1000;
     const bytes = stats.fromDriverBytes + stats.toDriverBytes;
@@ -248,6 +289,7 @@ const result = {
   mpps: seconds > 0 ? Number((packets / seconds / 1e6).toFixed(3)) : 0,
   to_driver_dropped: stats.toDriverDropped,
   sessions: device.sessionsEnded + (fwd?.b.sessionsEnded ?? 0),
+  ...(flapMs > 0 ? { link_changes: linkChanges } : {}),
   ended_by: end,
   errors,
   ...(queues === undefined ? {} : { queues }),

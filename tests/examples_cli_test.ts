@@ -1,7 +1,7 @@
 /**
- * The exit codes and one-line errors of `examples/ping.ts` and `examples/tap.ts` for expected
- * conditions (no peer needed): usage errors exit 2, a backend that is not there exits 1 with
- * one line and no stack trace.
+ * The exit codes and one-line errors of `examples/ping.ts`, `examples/tap.ts` and
+ * `examples/device.ts` for expected conditions (no peer needed): usage errors exit 2, a backend
+ * that is not there exits 1 with one line and no stack trace.
  *
  * ```
  *   ping.ts (no --ip) ──► exit 2     ping.ts --path missing.sock ──► exit 1, "ping: connect(...)"
@@ -52,5 +52,30 @@ Deno.test("ping.ts / tap.ts: a missing backend is one line on stderr and exit 1"
     assert.match(tap.stderr.trim(), /^tap: connect\(.*none\.sock\) failed: ENOENT[^\n]*$/);
   } finally {
     await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("device.ts: --mac, --mtu and --link-flap misuse exits 2, naming the option", async () => {
+  const cases: [string[], RegExp][] = [
+    [["--path", "/tmp/x.sock", "--mac", "02:00:zz:00:00:01"], /^--mac: bad MAC address/],
+    [["--path", "/tmp/x.sock", "--mtu", "20"], /^--mtu: 68 to 65535, got 20/],
+    [
+      [
+        "--path",
+        "/tmp/x.sock",
+        "--mode",
+        "forward",
+        "--peer-path",
+        "/tmp/y.sock",
+        "--link-flap",
+        "100",
+      ],
+      /^--mode forward takes no --mac, --mtu or --link-flap/,
+    ],
+  ];
+  for (const [args, first] of cases) {
+    const r = await example("device", ...args);
+    assert.equal(r.code, 2, r.stderr);
+    assert.match(r.stderr, first);
   }
 });

@@ -245,3 +245,39 @@ Deno.test("link change, hostile backend: an unknown back-end request with NEED_R
     assert.equal(port.connected, true);
   });
 });
+
+Deno.test("link change: device.ts --link-flap 200 --mac --mtu: the port sees MAC, MTU and the link going down and up", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "link-flap-" });
+  const sock = `${dir}/device.sock`;
+  const args = ["run", "-A", "--unstable-ffi", "examples/device.ts", "--path", sock, "--json"];
+  const flags = ["--quiet", "--mac", "02:00:00:00:00:2a", "--mtu", "4000", "--link-flap", "200"];
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [...args, ...flags, "--duration", "3"],
+    cwd: decodeURIComponent(new URL("..", import.meta.url).pathname),
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  try {
+    const deadline = Date.now() + 15_000;
+    while (Date.now() < deadline) {
+      try {
+        if (Deno.statSync(sock).isSocket) break;
+      } catch { /* not yet */ }
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    using port = VirtioNet.open({ path: sock, hugepages: false });
+    assert.equal(port.mac[5], 0x2a, "MAC from the device config");
+    assert.equal(port.mtu, 4000, "MTU from the device config");
+    const changes: string[] = [];
+    port.addEventListener("linkchange", (e) => changes.push((e as CustomEvent).detail.link));
+    await waitLink(port, "down, up, down", () => changes.length >= 3, 10_000);
+    assert.deepEqual(changes.slice(0, 3), ["down", "up", "down"]);
+    assert.equal(port.connected, true);
+  } finally {
+    const out = await child.output();
+    const report = JSON.parse(new TextDecoder().decode(out.stdout).trim().split("\n").pop()!);
+    assert.ok(report.link_changes >= 3, `device.ts changed the link ${report.link_changes} times`);
+    assert.deepEqual(report.errors, []);
+    await Deno.remove(dir, { recursive: true });
+  }
+});
