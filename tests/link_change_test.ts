@@ -183,7 +183,7 @@ const HOSTILE = [
   {
     name: "flags without version 1",
     bytes: message(2, 0x2, 0),
-    rule: /CONFIG_CHANGE_MSG on the back-end channel: flags 0x2 \(only version 1/,
+    rule: /CONFIG_CHANGE_MSG on the back-end channel: protocol version 2 in flags, expected 1$/,
   },
   {
     name: "a payload size beyond 4096",

@@ -35,12 +35,10 @@ import {
   describeProtocolFeatures,
   PROTOCOL_FEATURES_BIT,
   protocolFeatureMask,
+  requestFlagsRule,
   VHOST_USER_HDR_SIZE,
   VHOST_USER_MAX_PAYLOAD,
-  VHOST_USER_NEED_REPLY,
   VHOST_USER_U64_SIZE,
-  VHOST_USER_VERSION,
-  VHOST_USER_VERSION_MASK,
   VHOST_USER_VRING_ADDR_SIZE,
   VHOST_USER_VRING_STATE_SIZE,
   VhostUserBackendRequest,
@@ -460,16 +458,8 @@ export class VhostUserBackend {
       (this.protocolFeatures & protocolFeatureMask("REPLY_ACK")) !== 0n;
     let replied = false;
     try {
-      const flags = m.flags;
-      if ((flags & VHOST_USER_VERSION_MASK) !== VHOST_USER_VERSION) {
-        throw new VhostUserError(request, `protocol version ${flags & 3} in flags, expected 1`);
-      }
-      if ((flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY)) !== 0) {
-        throw new VhostUserError(
-          request,
-          `flags 0x${flags.toString(16)} (only version and NEED_REPLY 0x8 are valid in requests)`,
-        );
-      }
+      const rule = requestFlagsRule(m.flags);
+      if (rule !== null) throw new VhostUserError(request, rule);
       replied = this.#handle(request);
       this.#closeFds(); // none should be left; close any a handler did not take
       if (needReply && !replied) this.#replyU64(request, 0n);

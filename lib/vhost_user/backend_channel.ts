@@ -18,20 +18,17 @@
 import { closeQuietly } from "../../ffi/fd.ts";
 import { recvExact, recvMsg, sendMsg, socketPair } from "../../ffi/unix_socket.ts";
 import {
+  backendRequestName,
+  requestFlagsRule,
   VHOST_USER_HDR_SIZE,
   VHOST_USER_MAX_PAYLOAD,
   VHOST_USER_NEED_REPLY,
-  VHOST_USER_VERSION,
-  VHOST_USER_VERSION_MASK,
   VhostUserBackendRequest,
   VhostUserMessage,
 } from "./message.ts";
 
 /** How long the rest of a message may take once its first bytes arrived, ms. */
 const MESSAGE_MS = 100;
-
-const BACKEND_NAMES: string[] = [];
-for (const [name, id] of Object.entries(VhostUserBackendRequest)) BACKEND_NAMES[id] = name;
 
 /**
  * The frontend's end of a back-end request channel. Poll {@linkcode fd} for POLLIN (with the
@@ -49,7 +46,7 @@ for (const [name, id] of Object.entries(VhostUserBackendRequest)) BACKEND_NAMES[
 export class BackendChannel {
   #fd: number;
   #peer: number;
-  #changes = 0;
+  #changed = false;
   readonly #msg = new VhostUserMessage();
   readonly #fds: number[] = [];
 
@@ -95,14 +92,9 @@ export class BackendChannel {
       }
       if (r < VHOST_USER_HDR_SIZE) this.#recv(r, VHOST_USER_HDR_SIZE - r);
       const flags = m.flags, size = m.size, request = m.request;
-      const name = BACKEND_NAMES[request] ?? `back-end request ${request}`;
-      if (
-        (flags & VHOST_USER_VERSION_MASK) !== VHOST_USER_VERSION ||
-        (flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY)) !== 0
-      ) {
-        return `vhost-user ${name} on the back-end channel: flags 0x${flags.toString(16)} ` +
-          "(only version 1 and NEED_REPLY 0x8 are valid in a request)";
-      }
+      const name = backendRequestName(request);
+      const rule = requestFlagsRule(flags);
+      if (rule !== null) return `vhost-user ${name} on the back-end channel: ${rule}`;
       if (size > VHOST_USER_MAX_PAYLOAD) {
         return `vhost-user ${name} on the back-end channel: payload of ${size} bytes (at most ` +
           `${VHOST_USER_MAX_PAYLOAD})`;
@@ -113,7 +105,7 @@ export class BackendChannel {
         if (size !== 0) {
           return `vhost-user ${name}: payload of ${size} bytes, it has none (vhost-user.rst)`;
         }
-        this.#changes++;
+        this.#changed = true;
         status = 0n;
       }
       if ((flags & VHOST_USER_NEED_REPLY) !== 0) {
@@ -129,8 +121,8 @@ export class BackendChannel {
 
   /** True once after each run of BACKEND_CONFIG_CHANGE_MSG (however many), false otherwise. */
   configChanged(): boolean {
-    const changed = this.#changes > 0;
-    this.#changes = 0;
+    const changed = this.#changed;
+    this.#changed = false;
     return changed;
   }
 

@@ -95,6 +95,44 @@ export function requestName(id: number): string {
   return REQUEST_NAMES[id] ?? `request ${id}`;
 }
 
+const BACKEND_REQUEST_NAMES: string[] = [];
+for (const [name, id] of Object.entries(VhostUserBackendRequest)) BACKEND_REQUEST_NAMES[id] = name;
+
+/**
+ * The spec name of back-end request `id` (e.g. `CONFIG_CHANGE_MSG`), or `back-end request N`.
+ *
+ * @example
+ * ```ts
+ * import { backendRequestName } from "./message.ts";
+ * console.assert(backendRequestName(2) === "CONFIG_CHANGE_MSG");
+ * ```
+ */
+export function backendRequestName(id: number): string {
+  return BACKEND_REQUEST_NAMES[id] ?? `back-end request ${id}`;
+}
+
+/**
+ * The rule a request's header flags break (vhost-user.rst "Header": version 1, and of the other
+ * bits only NEED_REPLY in a request), or null when they break none. Both request directions use
+ * it: the backend for the frontend's requests, the frontend for the back-end channel's.
+ *
+ * @example
+ * ```ts
+ * import { requestFlagsRule } from "./message.ts";
+ * console.assert(requestFlagsRule(0x9) === null);
+ * console.assert(requestFlagsRule(0x2) === "protocol version 2 in flags, expected 1");
+ * ```
+ */
+export function requestFlagsRule(flags: number): string | null {
+  if ((flags & VHOST_USER_VERSION_MASK) !== VHOST_USER_VERSION) {
+    return `protocol version ${flags & VHOST_USER_VERSION_MASK} in flags, expected 1`;
+  }
+  if ((flags & ~(VHOST_USER_VERSION_MASK | VHOST_USER_NEED_REPLY)) !== 0) {
+    return `flags 0x${flags.toString(16)} (only version and NEED_REPLY 0x8 are valid in requests)`;
+  }
+  return null;
+}
+
 /** Protocol feature bit numbers (vhost-user.rst, "Protocol features"). */
 export const VhostUserProtocolFeature = {
   MQ: 0,
