@@ -27,6 +27,9 @@ import { writeUdpFrame } from "../packet/udp_frame.ts";
 import { VhostUserDevice } from "./vhost_user_device.ts";
 import { PairWorkers } from "./pair_workers.ts";
 
+/** How often a paused device looks at the control words, ms. */
+const ANSWER_SLICE_MS = 5;
+
 function post(reply: DeviceWorkerReply): void {
   self.postMessage(reply);
 }
@@ -86,14 +89,18 @@ function serve(
       const up = Atomics.load(control, CONTROL_LINK) !== 0; // DeviceThread.setLinkUp
       if (up !== d.linkUp) d.linkUp = up;
     };
-    if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD) {
-      device.paused = true; // answer the frontend only, until resume() (or stop) changes HOLD
-      while (
-        Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD && !device.backend.closed
-      ) {
-        device.poll();
+    /** Paused: answers the frontend while `holding()`, asleep in poll(2) between its messages. */
+    const answerWhile = (holding: () => boolean) => {
+      while (holding()) {
+        d.run({ sliceMs: ANSWER_SLICE_MS });
         syncLink();
       }
+    };
+    if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD) {
+      device.paused = true; // answer the frontend only, until resume() (or stop) changes HOLD
+      answerWhile(() =>
+        Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.HOLD && !d.backend.closed
+      );
       // Only RUN moves frames; PAUSE or STOP end run() at once below, still paused.
       if (Atomics.load(control, CONTROL_COMMAND) === DeviceCommand.RUN) device.paused = false;
     }
@@ -122,13 +129,11 @@ function serve(
         post({ type: "done", stats: { ...stats }, errors: allErrors() });
         reported = true;
       }
-      for (;;) {
+      answerWhile(() => {
         const command = Atomics.load(control, CONTROL_COMMAND);
-        if (command === DeviceCommand.STOP || device.backend.closed) break;
-        if (command !== DeviceCommand.PAUSE && !device.backend.connected) break;
-        device.poll();
-        syncLink();
-      }
+        if (command === DeviceCommand.STOP || d.backend.closed) return false;
+        return command === DeviceCommand.PAUSE || d.backend.connected;
+      });
     }
   } catch (e) {
     errors.push(describe(e));
