@@ -242,6 +242,7 @@ export { VhostUserBackend, type VhostUserBackendOptions } from "./lib/vhost_user
 export { Vring, type VringAddresses } from "./lib/vhost_user/vring.ts";
 export type { VringAddress } from "./lib/vhost_user/message.ts";
 export { GuestMemory, type GuestRegion } from "./lib/vhost_user/guest_memory.ts";
+export { DEFAULT_ARENA_BYTES, MemoryArena } from "./lib/vhost_user/memory_arena.ts";
 export {
   isVhostNetPath,
   TAP_OFFLOAD_FEATURES,

@@ -19,6 +19,8 @@ import {
   packedRingLayout,
 } from "../lib/virtio/packed_ring.ts";
 import { BufferPool } from "../lib/driver/buffer_pool.ts";
+import { Relay, relayStats } from "../lib/device/relay.ts";
+import { NET_HDR_SIZE } from "../lib/virtio/net_hdr.ts";
 import { SharedMemory } from "../lib/driver/shared_memory.ts";
 import { SplitDeviceQueue, SplitDriverQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
 import {
@@ -37,11 +39,18 @@ const BASE = 0x10000000;
 interface Loop {
   driver: DriverQueue;
   device: DeviceQueue;
+  memory: LocalMemory;
 }
 
-function build(packed: boolean, eventIdx: boolean, size = SIZE, bufSize = BUF_SIZE): Loop {
+function build(
+  packed: boolean,
+  eventIdx: boolean,
+  size = SIZE,
+  bufSize = BUF_SIZE,
+  within?: Uint8Array,
+): Loop {
   const l: RingLayout = packed ? packedRingLayout(size) : splitRingLayout(size);
-  const mem = new Uint8Array(l.byteLength + size * bufSize);
+  const mem = within ?? new Uint8Array(l.byteLength + size * bufSize);
   const addrLo = new Uint32Array(size), addrHi = new Uint32Array(size);
   for (let b = 0; b < size; b++) addrLo[b] = BASE + l.byteLength + b * bufSize;
   const desc = mem.subarray(l.descOffset, l.descOffset + l.descSize);
@@ -62,11 +71,13 @@ function build(packed: boolean, eventIdx: boolean, size = SIZE, bufSize = BUF_SI
         eventIdx,
       }),
       device: new PackedDeviceQueue(desc, drv, dev, size, "bench", { memory, eventIdx }),
+      memory,
     };
   }
   return {
     driver: new SplitDriverQueue(desc, drv, dev, size, "bench", { buffers, addresses, eventIdx }),
     device: new SplitDeviceQueue(desc, drv, dev, size, "bench", { memory, eventIdx }),
+    memory,
   };
 }
 
@@ -220,6 +231,70 @@ for (const [name, fn] of Object.entries(access)) {
     baseline: name === "plain load",
     fn,
   });
+}
+
+/**
+ * The forwarder's per-frame work alone (`Relay.burst`, as `device.ts --mode forward` runs it):
+ * pop a chain from port A's transmitq, pop one from port B's receiveq, write a fresh header and
+ * copy the frame from A's memory into B's, push both used, one publish per ring and burst. One
+ * thread, so no cache line moves between cores: set against the matrix's forwarding row this
+ * separates the instructions from the cost of sharing the rings and buffers with another core.
+ * An iteration relays a 4096-entry ring in bursts of 32 and times only the relay. `arena`: the
+ * two ports' memories are two halves of one buffer, as `ForwardDevice` maps them (a frame is one
+ * `copyWithin`); else two buffers (a loop over words).
+ */
+function relayBench(
+  packed: boolean,
+  frame: number,
+  arena: boolean,
+): (b: Deno.BenchContext) => void {
+  const n = STEP_DESCRIPTORS;
+  const half = (packed ? packedRingLayout(n) : splitRingLayout(n)).byteLength + n * BUF_SIZE;
+  const one = arena ? new Uint8Array(2 * half) : undefined;
+  const a = build(packed, false, n, BUF_SIZE, one?.subarray(0, half));
+  const z = build(packed, false, n, BUF_SIZE, one?.subarray(half));
+  const src = { rx: a.device, tx: a.device, rxCall: -1, txCall: -1 };
+  const dst = { rx: z.device, tx: z.device, rxCall: -1, txCall: -1 };
+  const bufs = new Uint32Array(n), txLens = new Uint32Array(n).fill(NET_HDR_SIZE + frame);
+  const rxLens = new Uint32Array(n).fill(BUF_SIZE);
+  for (let i = 0; i < n; i++) bufs[i] = i;
+  const outB = new Uint32Array(BURST), outL = new Uint32Array(BURST);
+  const relay = new Relay(), stats = relayStats();
+  a.device.setNotifications(false);
+  z.device.setNotifications(false);
+  return (b) => {
+    for (let at = 0; at < n; at += BURST) {
+      a.driver.enqueue(bufs, txLens, at, BURST, false);
+      z.driver.enqueue(bufs, rxLens, at, BURST, true);
+    }
+    let moved = 0;
+    b.start();
+    for (let k = 0; k < n / BURST; k++) {
+      moved += relay.burst(a.memory, src, z.memory, dst, false, BURST, stats, false);
+    }
+    b.end();
+    let got = 0;
+    for (let k = 0; k < n / BURST; k++) {
+      got += a.driver.dequeue(outB, outL, BURST);
+      z.driver.dequeue(outB, outL, BURST);
+    }
+    if (moved !== n || got !== n) throw new Error(`relay lost frames (${moved}, ${got})`);
+  };
+}
+
+for (const frame of [64, 1518]) {
+  for (const packed of [true, false]) {
+    for (const arena of [true, false]) {
+      Deno.bench({
+        name: `relay ${packed ? "packed" : "split"}, ${frame} B, ` +
+          `${arena ? "one arena" : "two buffers"}: ${STEP_DESCRIPTORS} frames in bursts of 32 ` +
+          `(ns/frame = time / ${STEP_DESCRIPTORS})`,
+        group: "forwarding, one thread (ns per frame)",
+        baseline: packed && frame === 64 && arena,
+        fn: relayBench(packed, frame, arena),
+      });
+    }
+  }
 }
 
 const poolMemory = SharedMemory.create(SIZE * BUF_SIZE + 4096, { hugepages: false });

@@ -18,6 +18,10 @@ export const MFD_HUGETLB = 4;
 const PROT_READ = 1;
 const PROT_WRITE = 2;
 const MAP_SHARED = 1;
+const MAP_PRIVATE = 2;
+const MAP_FIXED = 0x10;
+const MAP_ANONYMOUS = 0x20;
+const MAP_NORESERVE = 0x4000;
 // mmap returns MAP_FAILED, (void *)-1, on error.
 const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 
@@ -98,19 +102,34 @@ export function mmapShared(fd: number, size: number, offset = 0, hint?: string):
   if (!Number.isSafeInteger(size) || size <= 0) {
     throw new RangeError(`mmapShared: size must be a positive integer, got ${size}`);
   }
+  return mapping(mmapRw(null, size, MAP_SHARED, fd, offset, hint), size);
+}
+
+/** mmap(2) read/write; throws a SyscallError for "mmap" with `hint` when it fails. */
+function mmapRw(
+  at: Deno.PointerValue,
+  size: number,
+  flags: number,
+  fd: number,
+  offset: number,
+  hint?: string,
+): Deno.PointerObject {
   const ptr = libc.symbols.mmap(
-    null,
+    at,
     BigInt(size),
     PROT_READ | PROT_WRITE,
-    MAP_SHARED,
+    flags,
     fd,
     BigInt(offset),
   );
-  const value = Deno.UnsafePointer.value(ptr);
-  if (ptr === null || value === MAP_FAILED) fail("mmap", hint, errno());
+  if (ptr === null || Deno.UnsafePointer.value(ptr) === MAP_FAILED) fail("mmap", hint, errno());
+  return ptr;
+}
+
+function mapping(ptr: Deno.PointerObject, size: number): Mapping {
   return {
     ptr,
-    addr: Number(value),
+    addr: Number(Deno.UnsafePointer.value(ptr)),
     size,
     buffer: Deno.UnsafePointerView.getArrayBuffer(ptr, size),
   };
@@ -136,6 +155,90 @@ export function munmap(m: Mapping): void {
   if (libc.symbols.munmap(m.ptr, BigInt(m.size)) !== 0) {
     const e = errno(); // before the message string is built
     fail(`munmap(0x${m.addr.toString(16)}, ${m.size})`, undefined, e);
+  }
+}
+
+/**
+ * Reserves `size` bytes of address space: private, anonymous, readable and writable, with no
+ * swap reserved (MAP_NORESERVE), so only pages touched cost memory. Files are then mapped into
+ * it with {@linkcode mmapSharedAt}, and one ArrayBuffer spans them all (a copy between two of
+ * them is one `copyWithin`). Throws a SyscallError for "mmap" (e.g. ENOMEM under strict
+ * overcommit); release it with {@linkcode munmap}.
+ *
+ * @example
+ * ```ts
+ * import { munmap, reserveAddressRange } from "./memory.ts";
+ * const range = reserveAddressRange(1 << 30);
+ * console.assert(range.buffer.byteLength === 1 << 30);
+ * munmap(range);
+ * ```
+ */
+export function reserveAddressRange(size: number): Mapping {
+  if (!Number.isSafeInteger(size) || size <= 0) {
+    throw new RangeError(`reserveAddressRange: size must be a positive integer, got ${size}`);
+  }
+  const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+  return mapping(
+    mmapRw(null, size, flags, -1, 0, `reserving ${size} bytes of address space`),
+    size,
+  );
+}
+
+/**
+ * Maps `size` bytes of `fd` (from offset 0) shared and read/write over `[offset, offset + size)`
+ * of `range` (MAP_FIXED: it replaces those pages of the range). `offset` and `size` must be
+ * multiples of the file's page size (a hugepage file's: else EINVAL). Throws a SyscallError for
+ * "mmap" with `hint`.
+ *
+ * @example
+ * ```ts
+ * import { closeQuietly } from "./fd.ts";
+ * import * as m from "./memory.ts";
+ * const range = m.reserveAddressRange(1 << 24);
+ * const fd = m.memfdCreate("region", m.MFD_CLOEXEC);
+ * m.ftruncate(fd, 4096);
+ * m.mmapSharedAt(range, 8192, fd, 4096);
+ * m.releaseRange(range, 8192, 4096); // its pages are the range's own again
+ * m.munmap(range);
+ * closeQuietly(fd);
+ * ```
+ */
+export function mmapSharedAt(
+  range: Mapping,
+  offset: number,
+  fd: number,
+  size: number,
+  hint?: string,
+): void {
+  checkInRange(range, offset, size, "mmapSharedAt");
+  mmapRw(rangeAt(range, offset), size, MAP_SHARED | MAP_FIXED, fd, 0, hint);
+}
+
+/**
+ * Gives `[offset, offset + size)` of `range` back to the range: the file mapped there is unmapped
+ * and fresh zero pages take its place (MAP_FIXED anonymous), so a view still over it reads zeros
+ * and writes nowhere shared, instead of faulting. Throws a SyscallError for "mmap".
+ */
+export function releaseRange(range: Mapping, offset: number, size: number): void {
+  checkInRange(range, offset, size, "releaseRange");
+  const flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED;
+  const hint = `releasing ${size} bytes at offset ${offset} of a reserved range`;
+  mmapRw(rangeAt(range, offset), size, flags, -1, 0, hint);
+}
+
+function rangeAt(range: Mapping, offset: number): Deno.PointerValue {
+  return Deno.UnsafePointer.create(BigInt(range.addr + offset));
+}
+
+function checkInRange(range: Mapping, offset: number, size: number, what: string): void {
+  if (
+    !Number.isSafeInteger(offset) || !Number.isSafeInteger(size) || offset < 0 || size <= 0 ||
+    offset + size > range.size || range.buffer.detached
+  ) {
+    throw new RangeError(
+      `${what}: [${offset}, ${offset} + ${size}) is not inside the ${range.size}-byte range` +
+        (range.buffer.detached ? " (unmapped)" : ""),
+    );
   }
 }
 

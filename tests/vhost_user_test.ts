@@ -17,7 +17,7 @@ import assert from "node:assert/strict";
 import { openFds } from "./helpers.ts";
 import { eventfd } from "../ffi/eventfd.ts";
 import { closeQuietly } from "../ffi/fd.ts";
-import { ftruncate, memfdCreate, MFD_CLOEXEC } from "../ffi/memory.ts";
+import { ftruncate, memfdCreate, MFD_CLOEXEC, mmapShared, munmap } from "../ffi/memory.ts";
 import { pollFd, POLLIN } from "../ffi/poll.ts";
 import {
   recvExact,
@@ -29,6 +29,7 @@ import {
 } from "../ffi/unix_socket.ts";
 import { featureMask } from "../lib/virtio/features.ts";
 import { GuestMemory } from "../lib/vhost_user/guest_memory.ts";
+import { MemoryArena } from "../lib/vhost_user/memory_arena.ts";
 import { SharedMemory } from "../lib/driver/shared_memory.ts";
 import { PackedDeviceQueue } from "../lib/virtio/packed_ring.ts";
 import { SplitDeviceQueue, splitRingLayout } from "../lib/virtio/split_ring.ts";
@@ -843,6 +844,52 @@ Deno.test("GuestMemory: rejects bad tables and closes the fds it was given", () 
   );
   assert.throws(() => GuestMemory.map([r], [memfd(4096), memfd(4096)]), /1 regions but 2 file/);
   assert.equal(openFds(), before);
+});
+
+Deno.test("GuestMemory in a MemoryArena: two frontends' regions in one buffer, places never reused", () => {
+  const before = openFds();
+  const arena = MemoryArena.reserve(16 * 4096);
+  const r = { guestPhysAddr: 0n, memorySize: 0x2000n, userspaceAddr: 0n, mmapOffset: 0x1000n };
+  const fdA = memfd(0x3000);
+  const a = GuestMemory.map([r], [fdA], arena);
+  const b = GuestMemory.map([r], [memfd(0x3000)], arena);
+  try {
+    assert.equal(a.bytes(0).buffer, arena.buffer, "A's region is a view into the arena");
+    assert.equal(b.bytes(0).buffer, arena.buffer, "and so is B's");
+    assert.equal(a.bytes(0).length, 0x2000);
+    // The views see the frontends' files: what is written through one is in the other mapping.
+    a.bytes(0)[5] = 0xa5;
+    b.bytes(0)[5] = 0xb5;
+    const file = mmapShared(fdA, 0x3000); // fdA is still a's
+    const inFile = new Uint8Array(file.buffer)[0x1000 + 5];
+    munmap(file);
+    assert.equal(inFile, 0xa5, "A's byte is in A's file (mmap_offset 0x1000 honoured)");
+    // One copy between the two frontends' memories: a copyWithin of the arena.
+    const sa = a.bytes(0).byteOffset, sb = b.bytes(0).byteOffset;
+    arena.bytes.copyWithin(sb + 100, sa + 5, sa + 6);
+    assert.equal(b.bytes(0)[100], 0xa5);
+    const kept = a.bytes(0);
+    a.close();
+    assert.equal(kept[5], 0, "a view kept after close reads zeros, not A's memory");
+    kept[5] = 1; // writes nowhere shared, and does not fault
+    assert.equal(b.bytes(0)[5], 0xb5, "B is untouched");
+    // A new frontend gets a new place: the kept view never sees its memory.
+    const c = GuestMemory.map([r], [memfd(0x3000)], arena);
+    c.bytes(0)[5] = 0xc5;
+    assert.equal(kept[5], 1);
+    assert.notEqual(c.bytes(0).byteOffset, sa);
+    // The arena full: the next region is mapped on its own (16 pages: 3 regions of 3 used).
+    const d = GuestMemory.map([{ ...r, memorySize: 0x8000n }], [memfd(0x9000)], arena);
+    assert.notEqual(d.bytes(0).buffer, arena.buffer, "mapped outside the full arena");
+    d.bytes(0)[0x7fff] = 1;
+    c.close();
+    d.close();
+  } finally {
+    a.close();
+    b.close();
+    arena.close();
+  }
+  assert.equal(openFds(), before, "every region's fd closed");
 });
 
 // --- against DPDK's vhost PMD -----------------------------------------------------------------

@@ -9,7 +9,9 @@
  *   frontend B ──socket B──► device B (protocol) ──pairs──┴─► ForwardPath.poll(): A ⇄ B
  * ```
  *
- * A frontend that breaks a rule ends only its own session; the other port keeps running.
+ * A frontend that breaks a rule ends only its own session; the other port keeps running. Both
+ * ports map their frontends' memory into one {@linkcode MemoryArena}, so each frame is copied
+ * with one `copyWithin` (memmove) rather than a JavaScript loop.
  *
  * @module
  */
@@ -17,6 +19,7 @@
 import { pollIn } from "../../ffi/poll.ts";
 import { DEFAULT_DEVICE_FEATURES, type VhostUserBackendOptions } from "../vhost_user/backend.ts";
 import { featureMask } from "../virtio/features.ts";
+import { MemoryArena } from "../vhost_user/memory_arena.ts";
 import { ForwardPath, type ForwardPort, type RelayStats } from "./forward.ts";
 import type { DevicePair } from "./net_device.ts";
 import type { DeviceRunEnd } from "./vhost_user_device.ts";
@@ -54,6 +57,18 @@ export interface ForwardRunLimits {
 const CONTROL_EVERY = 4096;
 /** Weight of a poll that moved frames (see {@linkcode CONTROL_EVERY}). */
 const BUSY_POLL_WEIGHT = 16;
+/**
+ * An arena for both ports, or null when the kernel refuses the reservation (strict overcommit):
+ * the forwarder then copies with a loop over words, slower but the same frames.
+ */
+function reserveArena(): MemoryArena | null {
+  try {
+    return MemoryArena.reserve();
+  } catch {
+    return null;
+  }
+}
+
 /** Longest sleep in poll(2) while nothing forwards, ms. */
 const IDLE_WAIT_MS = 10;
 
@@ -79,10 +94,18 @@ export class ForwardDevice {
   readonly bToA: RelayStats;
   readonly #path: ForwardPath;
   readonly #idleFds = [-1, -1];
+  /** The arena this forwarder reserved (closed with it), or null. */
+  readonly #arena: MemoryArena | null;
   #polls = 0;
   #startedAt = -1;
 
-  private constructor(a: VhostUserDevice, b: VhostUserDevice, burst: number | undefined) {
+  private constructor(
+    a: VhostUserDevice,
+    b: VhostUserDevice,
+    burst: number | undefined,
+    arena: MemoryArena | null,
+  ) {
+    this.#arena = arena;
     this.a = a;
     this.b = b;
     this.#path = new ForwardPath(burst);
@@ -104,18 +127,27 @@ export class ForwardDevice {
    * ```
    */
   static listen(pathA: string, pathB: string, options: ForwardDeviceOptions = {}): ForwardDevice {
+    const arena = options.memoryArena === undefined ? reserveArena() : null;
     const port = {
       ...options,
       features: options.features ?? DEFAULT_DEVICE_FEATURES | featureMask("NET_F_MRG_RXBUF"),
+      memoryArena: options.memoryArena ?? arena ?? undefined,
     };
-    const a = VhostUserDevice.listen(pathA, port);
+    let a: VhostUserDevice | null = null;
     try {
+      a = VhostUserDevice.listen(pathA, port);
       const b = VhostUserDevice.listen(pathB, port);
-      return new ForwardDevice(a, b, options.burst);
+      return new ForwardDevice(a, b, options.burst, arena);
     } catch (e) {
-      a.close();
+      a?.close();
+      arena?.close();
       throw e;
     }
+  }
+
+  /** True when both ports' memory is in one address range (copies are memmoves). */
+  get sharedArena(): boolean {
+    return this.#arena !== null;
   }
 
   /** `performance.now()` when both ports first ran a pair, or -1. */
@@ -188,6 +220,7 @@ export class ForwardDevice {
   close(): void {
     this.a.close();
     this.b.close();
+    this.#arena?.close(); // after both sessions ended: no region is mapped in it any more
   }
 
   /** Same as {@linkcode close}, for `using`. */

@@ -29,6 +29,7 @@ import {
 } from "../../ffi/unix_socket.ts";
 import { describeFeatures, featureMask } from "../virtio/features.ts";
 import { GuestMemory } from "./guest_memory.ts";
+import type { MemoryArena } from "./memory_arena.ts";
 import { DeviceStatus } from "../virtio/status.ts";
 import type { DeviceQueue } from "../virtio/virtqueue.ts";
 import {
@@ -90,6 +91,12 @@ export interface VhostUserBackendOptions {
   messagesPerPoll?: number;
   /** How long to wait for the rest of a message whose header arrived, in ms (default 1000). */
   payloadTimeoutMs?: number;
+  /**
+   * Map the frontend's regions inside this address range (see {@linkcode MemoryArena}): a
+   * forwarder gives both its ports one, so frames are copied between them with `copyWithin`.
+   * The caller keeps it open until the backend is closed.
+   */
+  memoryArena?: MemoryArena;
 }
 
 /**
@@ -169,6 +176,7 @@ export class VhostUserBackend {
   readonly #backendMsg = new VhostUserMessage();
   readonly #messagesPerPoll: number;
   readonly #payloadTimeoutMs: number;
+  readonly #memoryArena: MemoryArena | undefined;
   /** Bumped whenever a queue object is built or dropped. */
   #generation = 0;
   #reported = "";
@@ -196,6 +204,7 @@ export class VhostUserBackend {
     this.#config = netConfig(options.mac, pairs, options.mtu ?? 0);
     this.#messagesPerPoll = options.messagesPerPoll ?? 4;
     this.#payloadTimeoutMs = options.payloadTimeoutMs ?? 1000;
+    this.#memoryArena = options.memoryArena;
     this.#listenFd = listenFd;
     this.#conn = conn;
   }
@@ -652,7 +661,8 @@ export class VhostUserBackend {
     const fds = this.#takeFds();
     let memory: GuestMemory;
     try {
-      memory = GuestMemory.map(table, fds); // owns the fds, closes them on error
+      // Owns the fds, closes them on error.
+      memory = GuestMemory.map(table, fds, this.#memoryArena);
     } catch (e) {
       throw asVhostUserError(e, REQ.SET_MEM_TABLE);
     }

@@ -11,6 +11,9 @@
  *   ring addr (user VA)   ── translateVA() ──► (r, offset)
  * ```
  *
+ * Given a {@linkcode MemoryArena}, the regions are mapped inside its one address range (a
+ * forwarder's ports share one, and copies between them are `copyWithin`); else each on its own.
+ *
  * vhost-user.rst "Memory access": without VIRTIO_F_IOMMU_PLATFORM, guest addresses (what
  * descriptors carry) map through `guest_phys_addr`, user addresses (what SET_VRING_ADDR
  * carries) through `userspace_addr`. virtio-user frontends (DPDK, this project) use the same
@@ -23,6 +26,7 @@ import { closeQuietly } from "../../ffi/fd.ts";
 import { SyscallError } from "../../ffi/libc.ts";
 import { type Mapping, mmapShared, munmap } from "../../ffi/memory.ts";
 import type { AddressTranslator } from "../virtio/virtqueue.ts";
+import type { MemoryArena } from "./memory_arena.ts";
 import { type MemoryTableRegion, VHOST_MEMORY_MAX_NREGIONS } from "./message.ts";
 
 /** Addresses at or above this are not supported (numbers stay exact below 2^53). */
@@ -87,14 +91,14 @@ export class GuestMemory implements AddressTranslator {
   readonly #vaStart: Float64Array;
   readonly #vaEnd: Float64Array;
   readonly #views: Uint8Array[];
-  readonly #mappings: Mapping[];
+  readonly #mappings: RegionMapping[];
   readonly #fds: number[];
   #last = 0;
   #closed = false;
 
   private constructor(
     regions: GuestRegion[],
-    mappings: Mapping[],
+    mappings: RegionMapping[],
     views: Uint8Array[],
     fds: number[],
   ) {
@@ -122,7 +126,7 @@ export class GuestMemory implements AddressTranslator {
    * Throws {@linkcode GuestMemoryError} for: no regions or more than 8, fd count different from
    * the region count, a region of size 0, `mmap_offset + memory_size` overflowing, addresses at
    * or beyond 2^53, overlapping regions (guest physical or user ranges); `SyscallError` when
-   * mmap fails.
+   * mmap fails. With `arena`, the regions are mapped inside it while it has room.
    *
    * @example
    * ```ts ignore
@@ -131,21 +135,25 @@ export class GuestMemory implements AddressTranslator {
    *   userspaceAddr: 0x1000n, mmapOffset: 0n }], [memfd]);
    * ```
    */
-  static map(table: readonly MemoryTableRegion[], fds: readonly number[]): GuestMemory {
+  static map(
+    table: readonly MemoryTableRegion[],
+    fds: readonly number[],
+    arena?: MemoryArena,
+  ): GuestMemory {
     const owned = [...fds];
-    const mappings: Mapping[] = [];
+    const mappings: RegionMapping[] = [];
     try {
       const regions = checkTable(table, owned.length);
       const views: Uint8Array[] = [];
       for (let i = 0; i < regions.length; i++) {
         const r = regions[i];
-        const m = mapRegion(owned[i], r.mmapOffset + r.size, i);
+        const m = mapRegion(owned[i], r.mmapOffset + r.size, i, arena);
         mappings.push(m);
-        views.push(new Uint8Array(m.buffer, r.mmapOffset, r.size));
+        views.push(new Uint8Array(m.buffer, m.offset + r.mmapOffset, r.size));
       }
       return new GuestMemory(regions, mappings, views, owned);
     } catch (e) {
-      for (const m of mappings) munmapQuietly(m);
+      for (const m of mappings) unmapQuietly(m);
       for (const fd of owned) closeQuietly(fd);
       throw e;
     }
@@ -238,7 +246,7 @@ export class GuestMemory implements AddressTranslator {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    for (const m of this.#mappings) munmapQuietly(m);
+    for (const m of this.#mappings) unmapQuietly(m);
     for (const fd of this.#fds) closeQuietly(fd);
     this.#mappings.length = 0;
     this.#fds.length = 0;
@@ -332,25 +340,47 @@ function overlaps(a: number, b: number, aSize: number, bSize: number): boolean {
  * file, since touching a mapping beyond end of file raises SIGBUS. Without the permission, page
  * sizes are tried in turn until mmap stops answering EINVAL.
  */
-function mapRegion(fd: number, length: number, index: number): Mapping {
+/**
+ * Where a region is mapped: its own mapping (offset 0 of its buffer), or a place in an arena's
+ * buffer. Own mappings are detached at unmap (stale views then read nothing); an arena's place
+ * gets zero pages back (stale views read zeros).
+ */
+interface RegionMapping {
+  buffer: ArrayBuffer;
+  offset: number;
+  own: Mapping | null;
+  arena: MemoryArena | null;
+  length: number;
+}
+
+function mapRegion(
+  fd: number,
+  length: number,
+  index: number,
+  arena: MemoryArena | undefined,
+): RegionMapping {
   const hint = `mapping memory region ${index} (fd ${fd}, ${length} bytes) sent by the frontend`;
   const info = fileInfo(fd);
-  if (info !== null) {
-    if (info.isFile && length > info.size) {
-      throw new GuestMemoryError(
-        `region ${index}: mmap_offset + memory_size = ${length} bytes, but its file has only ` +
-          `${info.size}`,
-      );
-    }
-    const page = info.blksize > 0 ? info.blksize : 4096;
-    return mmapShared(fd, Math.ceil(length / page) * page, 0, hint);
+  if (info !== null && info.isFile && length > info.size) {
+    throw new GuestMemoryError(
+      `region ${index}: mmap_offset + memory_size = ${length} bytes, but its file has only ` +
+        `${info.size}`,
+    );
   }
+  // A hugetlbfs file's mappings must be whole hugepages: its st_blksize, else try each size.
+  const pages = info !== null ? [info.blksize > 0 ? info.blksize : 4096] : PAGE_SIZES;
   let lastError: unknown = null;
-  for (const page of PAGE_SIZES) {
+  for (const page of pages) {
+    const rounded = Math.ceil(length / page) * page;
     try {
-      return mmapShared(fd, Math.ceil(length / page) * page, 0, hint);
+      const at = arena === undefined ? -1 : arena.place(fd, rounded, page, hint);
+      if (at >= 0) {
+        return { buffer: arena!.buffer, offset: at, own: null, arena: arena!, length: rounded };
+      }
+      const own = mmapShared(fd, rounded, 0, hint); // no arena, or it is full
+      return { buffer: own.buffer, offset: 0, own, arena: null, length: rounded };
     } catch (e) {
-      if (!(e instanceof SyscallError) || e.errno !== EINVAL) throw e;
+      if (!(e instanceof SyscallError) || e.errno !== EINVAL || pages.length === 1) throw e;
       lastError = e;
     }
   }
@@ -369,8 +399,9 @@ function fileInfo(fd: number): { isFile: boolean; size: number; blksize: number 
   }
 }
 
-function munmapQuietly(m: Mapping): void {
+function unmapQuietly(m: RegionMapping): void {
   try {
-    munmap(m);
+    if (m.own !== null) munmap(m.own);
+    else m.arena!.release(m.offset, m.length);
   } catch { /* cleanup path */ }
 }
