@@ -371,6 +371,7 @@ export async function tsLatency(cfg: RunConfig, mpps: number): Promise<Counted> 
   const out = await example("pktgen", cpus.driver, [
     ...driverArgs(cfg),
     ...["--size", String(cfg.size), "--latency", "--rate", `${mpps}M`, "--quiet"],
+    ...["--latency-warmup", "1000"], // start-up (connect, JIT tier-up) is not the round trip
   ]).output();
   const r = report(out.stdout) as unknown as Record<string, Record<string, number>>;
   const l = r.latency_us;

@@ -48,6 +48,8 @@ export interface LatencySummary {
   reordered: number;
   /** Probes received more than once. */
   duplicated: number;
+  /** Probes received that were sent during the warm-up (counted, not measured). */
+  warmup: number;
   /** Percentiles in µs: min, p50, p90, p99, p99.9, max, mean. */
   latency_us: Record<string, number>;
 }
@@ -121,21 +123,33 @@ export class LatencyProbes {
   readonly sequence: SequenceTracker;
   /** Probe frames received whose sequence number was never sent. */
   bogus = 0;
+  /** Probes received that were sent during the warm-up (not in the histogram). */
+  warmup = 0;
   /** The histogram, in nanoseconds. */
   readonly histogram: hdr.Histogram;
   readonly #template: PacketTemplate;
   readonly #t0: number;
   readonly #clock: Float64Array;
+  readonly #warmupNs: number;
 
   /**
    * Probes of `template`'s frames; sequence numbers are tracked modulo `window` (2^k). Send and
    * receive times are `clock`'s (a typed array, not an argument: see {@linkcode LoopClock}).
+   * Probes sent in the first `warmupMs` after `t0Ms` are tracked (lost, reordered) but not
+   * measured: JIT tier-up and first-touch page faults are start-up, not the path's latency.
    */
-  constructor(template: PacketTemplate, window: number, t0Ms: number, clock: LoopClock) {
+  constructor(
+    template: PacketTemplate,
+    window: number,
+    t0Ms: number,
+    clock: LoopClock,
+    warmupMs = 0,
+  ) {
     this.#template = template;
     this.#clock = clock.ms;
     this.sequence = new SequenceTracker(window);
     this.#t0 = t0Ms;
+    this.#warmupNs = warmupMs * 1e6;
     this.histogram = hdr.build({
       lowestDiscernibleValue: 1,
       highestTrackableValue: MAX_NS,
@@ -185,6 +199,10 @@ export class LatencyProbes {
     if (!this.sequence.record(seq)) return true;
     const sentNs = read32(bytes, at + 8) * 4294967296 + read16(bytes, at + 12) * 65536 +
       read16(bytes, at + 14);
+    if (sentNs < this.#warmupNs) {
+      this.warmup++;
+      return true;
+    }
     const latency = Math.round((this.#clock[0] - this.#t0) * 1e6) - sentNs;
     // Clamped to the histogram's range (a minute): a stamp that old is a broken peer's.
     this.histogram.recordValue(latency > 0 ? (latency < MAX_NS ? latency : MAX_NS) : 0);
@@ -204,6 +222,7 @@ export class LatencyProbes {
       lost: this.sent - q.received,
       reordered: q.reordered,
       duplicated: q.duplicated,
+      warmup: this.warmup,
       latency_us: {
         min: has ? us(h.minNonZeroValue === Number.MAX_SAFE_INTEGER ? 0 : h.minNonZeroValue) : 0,
         p50: pct(50),

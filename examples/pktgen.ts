@@ -87,6 +87,9 @@ Flows (written into every frame, checksums updated):
 Latency (the peer must send frames back: testpmd io/macswap, the built-in echo):
   --latency          interleave probe frames (sequence number + send time in the payload)
   --latency-rate N   probes per second (default 10000; at most one per burst)
+  --latency-warmup MS
+                     probes sent in the first MS ms are counted, not measured (JIT tier-up
+                     and first page faults are start-up, not the path; default 0)
   --seq              number every frame (a probe each: sink --check counts lost, reordered
                      and duplicated frames; with --latency every frame is measured)
   --histogram FILE   write the latency histogram as CSV (latency_us,count,cumulative,percentile)
@@ -126,6 +129,7 @@ const opts = parseCli(
         latency: { type: "boolean", default: false },
         seq: { type: "boolean", default: false },
         "latency-rate": { type: "string", default: "10000" },
+        "latency-warmup": { type: "string", default: "0" },
         histogram: { type: "string" },
         plot: { type: "string" },
         pcap: { type: "string" },
@@ -150,6 +154,7 @@ const flows = intOption("flows", opts.flows, 0);
 const latency = opts.latency;
 const numberAll = opts.seq;
 const probeRate = intOption("latency-rate", opts["latency-rate"], 10000);
+const warmupMs = intOption("latency-warmup", opts["latency-warmup"], 0);
 if (opts.spacing !== "cbr" && opts.spacing !== "poisson") {
   usageError(`--spacing: expected cbr or poisson, got "${opts.spacing}"`);
 }
@@ -298,7 +303,7 @@ const t0 = performance.now();
 const clock = new LoopClock();
 const now = clock.ms;
 const probes = (latency || numberAll) && template !== null
-  ? new LatencyProbes(template, 1 << 22, t0, clock)
+  ? new LatencyProbes(template, 1 << 22, t0, clock, warmupMs)
   : null;
 const probeGapMs = probeRate > 0 ? 1000 / probeRate : Infinity;
 /**
@@ -552,6 +557,7 @@ if (probes !== null) {
     latency_us: s.latency_us,
     probes_sent: s.sent,
     probes_received: s.received,
+    probes_warmup: s.warmup,
     lost: s.lost,
     reordered: s.reordered,
     duplicated: s.duplicated,
@@ -604,7 +610,8 @@ else {
     console.log(
       `latency µs: min ${l.min} p50 ${l.p50} p90 ${l.p90} p99 ${l.p99} p99.9 ${l["p99.9"]} ` +
         `max ${l.max}; probes ${s.sent} sent, ${s.received} received, lost ${s.lost}, ` +
-        `reordered ${s.reordered}, duplicated ${s.duplicated}`,
+        `reordered ${s.reordered}, duplicated ${s.duplicated}` +
+        (s.warmup > 0 ? `, ${s.warmup} in the warm-up (not measured)` : ""),
     );
   }
 }

@@ -274,18 +274,26 @@ for (const c of FLOW_CASES) {
   });
 }
 
+/** testpmd net_vhost on `sock`, forwarding in io mode (frames go back where they came from). */
+async function testpmdIo(sock: string): Promise<Testpmd> {
+  const tp = await Testpmd.start({ vdev: `net_vhost0,iface=${sock},queues=1`, forwardMode: "io" });
+  try {
+    await tp.waitForSocket(sock);
+    await tp.startForwarding();
+    return tp;
+  } catch (e) {
+    await tp[Symbol.asyncDispose]();
+    throw e;
+  }
+}
+
 Deno.test({
   name: "pktgen --latency -> testpmd io: no probe lost, histogram count == probes sent",
   ignore: noTestpmd,
   async fn() {
     await withDir(async (dir) => {
       const sock = `${dir}/vhost.sock`, csv = `${dir}/latency.csv`, svg = `${dir}/latency.svg`;
-      await using tp = await Testpmd.start({
-        vdev: `net_vhost0,iface=${sock},queues=1`,
-        forwardMode: "io",
-      });
-      await tp.waitForSocket(sock);
-      await tp.startForwarding();
+      await using tp = await testpmdIo(sock);
       const run = await example("pktgen", [
         ...["--path", sock, "--latency", "--count", "2000", "--rate", "2k"],
         ...["--latency-rate", "1000", "--queue-size", "1024", "--histogram", csv, "--plot", svg],
@@ -309,6 +317,35 @@ Deno.test({
       assert.equal(total, r.probes_sent, "histogram count");
       assert.equal((r.latency_us as Record<string, number>).count, r.probes_sent);
       assert.match(Deno.readTextFileSync(svg), /^<svg[\s\S]*<\/svg>\n$/);
+    });
+  },
+});
+
+Deno.test({
+  name: "pktgen --latency-warmup -> testpmd io: warm-up probes counted, not measured",
+  ignore: noTestpmd,
+  async fn() {
+    await withDir(async (dir) => {
+      const sock = `${dir}/vhost.sock`, csv = `${dir}/latency.csv`;
+      await using tp = await testpmdIo(sock);
+      // 3000 frames at 3 kpps: a second of probes at 1000/s, the first half of it warm-up.
+      const run = await example("pktgen", [
+        ...["--path", sock, "--latency", "--count", "3000", "--rate", "3k"],
+        ...["--latency-rate", "1000", "--latency-warmup", "500", "--histogram", csv, "--json"],
+      ]);
+      assert.equal(run.code, 0, run.stderr);
+      assert.equal((await tp.stopForwarding()).rxPackets, 3000, "testpmd received every frame");
+      const r = run.report, measured = (r.latency_us as Record<string, number>).count;
+      console.log(`  probes ${r.probes_sent}: ${r.probes_warmup} warm-up, ${measured} measured`);
+      assert.equal(r.rx_packets, 3000);
+      assert.equal(r.probes_received, r.probes_sent);
+      assert.equal(r.lost, 0);
+      assert.ok((r.probes_warmup as number) > 0, "some probes fell in the warm-up");
+      assert.ok(measured > 0, "some probes were measured");
+      assert.equal(measured + (r.probes_warmup as number), r.probes_sent);
+      const rows = Deno.readTextFileSync(csv).trim().split("\n").slice(1);
+      const total = rows.reduce((a, l) => a + Number(l.split(",")[1]), 0);
+      assert.equal(total, measured, "the histogram holds only the measured probes");
     });
   },
 });
