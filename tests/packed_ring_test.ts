@@ -536,6 +536,76 @@ Deno.test("packed in-order: rejects ids beyond the buffers in flight and skipped
   );
 });
 
+/** A device queue with VIRTIO_F_IN_ORDER over `r`'s areas (r's own device is left unused). */
+function inOrderDevice(r: Ring): PackedDeviceQueue {
+  const l = r.layout, m = r.mem;
+  return new PackedDeviceQueue(
+    m.subarray(l.descOffset, l.descOffset + l.descSize),
+    m.subarray(l.driverOffset, l.driverOffset + l.driverSize),
+    m.subarray(l.deviceOffset, l.deviceOffset + l.deviceSize),
+    r.size,
+    "tx0",
+    { memory: new LocalMemory(r.mem, r.base), inOrder: true },
+  );
+}
+
+Deno.test("packed in-order device: readable buffers of a publish share one used descriptor", () => {
+  const size = 8;
+  const r = ring(size, { inOrder: true });
+  const device = inOrderDevice(r);
+  const bufs = new Uint32Array(size), lens = new Uint32Array(size);
+  let slot = 0, wrap = 1;
+  for (const n of [5, 8, 3, 1, 7]) { // across wraps
+    for (let i = 0; i < n; i++) bufs[i] = i;
+    assertStrictEquals(r.driver.enqueue(bufs, new Uint32Array(n).fill(60), 0, n, false), n);
+    for (let i = 0; i < n; i++) {
+      assert(device.pop(r.chain));
+      device.pushUsed(r.chain.id, 0);
+    }
+    device.publishUsed();
+    // One used descriptor, at the batch's first slot, naming its last buffer (§2.8.20).
+    const last = (slot + n - 1) % size;
+    assertStrictEquals(r.d16[slot * 8 + 6], last);
+    assertStrictEquals(r.d16[slot * 8 + 7] & (AVAIL | USED), wrap ? AVAIL | USED : 0);
+    if (n > 1) {
+      const second = (slot + 1) % size, secondWrap = slot + 1 >= size ? wrap ^ 1 : wrap;
+      assertStrictEquals(
+        r.d16[second * 8 + 7] & (AVAIL | USED),
+        secondWrap ? AVAIL : USED,
+        "the next slot still reads as the driver made it available",
+      );
+    }
+    assertStrictEquals(r.driver.dequeue(bufs, lens, size), n, `batch of ${n}`);
+    assertEquals([...bufs.subarray(0, n)], Array.from({ length: n }, (_, i) => i));
+    slot += n;
+    if (slot >= size) slot -= size, wrap ^= 1;
+  }
+  assertStrictEquals(device.vringBase >>> 16, slot | wrap << 15, "used position after the batches");
+});
+
+Deno.test("packed in-order device: writable buffers and lengths get a used descriptor each", () => {
+  const r = ring(8, { inOrder: true });
+  const device = inOrderDevice(r);
+  const bufs = new Uint32Array(8), lens = new Uint32Array(8);
+  r.driver.enqueue(new Uint32Array([0, 1, 2]), new Uint32Array(3).fill(2048), 0, 3, true);
+  for (const len of [100, 200, 300]) {
+    assert(device.pop(r.chain));
+    device.pushUsed(r.chain.id, len);
+  }
+  device.publishUsed();
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 8), 3);
+  assertEquals([...lens.subarray(0, 3)], [100, 200, 300]);
+  // A readable buffer pushed with a length is not folded into a batch either.
+  r.driver.enqueue(new Uint32Array([3, 4]), new Uint32Array(2).fill(60), 0, 2, false);
+  assert(device.pop(r.chain));
+  device.pushUsed(r.chain.id, 0);
+  assert(device.pop(r.chain));
+  device.pushUsed(r.chain.id, 60);
+  device.publishUsed();
+  assertStrictEquals(r.d16[3 * 8 + 6], 3, "the first used descriptor names only its buffer");
+  assertStrictEquals(r.driver.dequeue(bufs, lens, 8), 2);
+});
+
 Deno.test("packed in-order: a bad batch keeps the buffers taken before it", () => {
   const r = ring(8, { inOrder: true });
   const out = new Uint32Array(8), outL = new Uint32Array(8);

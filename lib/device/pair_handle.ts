@@ -82,10 +82,11 @@ const MAX_REGIONS = 8;
 const REGION_SLOTS = 5;
 /** Slot of the region count; regions follow. */
 const NREGIONS = 0;
-/** Flag slots: packed rings, EVENT_IDX, MRG_RXBUF. */
+/** Flag slots: packed rings, EVENT_IDX, MRG_RXBUF, IN_ORDER. */
 const PACKED = 1 + MAX_REGIONS * REGION_SLOTS, EVENT_IDX = PACKED + 1, MERGEABLE = PACKED + 2;
+const IN_ORDER = PACKED + 3;
 /** Ring slots (rx at RINGS, tx at RINGS + RING_SLOTS): size, desc, driver, device, base, call fd. */
-const RINGS = MERGEABLE + 1, RING_SLOTS = 6;
+const RINGS = IN_ORDER + 1, RING_SLOTS = 6;
 /** Where the Worker leaves the rx and tx positions it stopped at. */
 const STOPPED_AT = RINGS + 2 * RING_SLOTS;
 
@@ -129,6 +130,8 @@ export interface PairHandle {
   eventIdx: boolean;
   /** NET_F_MRG_RXBUF negotiated. */
   mergeable: boolean;
+  /** F_IN_ORDER negotiated. */
+  inOrder: boolean;
   /** The receiveq (vring 2i). */
   rx: PairRing;
   /** The transmitq (vring 2i + 1). */
@@ -143,7 +146,7 @@ export interface PairHandle {
  * import { PAIR_SLOTS, readHandle, writeHandle } from "./pair_handle.ts";
  * const slots = new Float64Array(PAIR_SLOTS);
  * const ring = { size: 256, desc: 0x1000, driver: 0x2000, device: 0x3000, base: 0, callFd: -1 };
- * writeHandle(slots, { regions: [], packed: false, eventIdx: false, mergeable: true, rx: ring, tx: ring });
+ * writeHandle(slots, { regions: [], packed: false, eventIdx: false, mergeable: true, inOrder: false, rx: ring, tx: ring });
  * console.assert(readHandle(slots).mergeable && readHandle(slots).rx.size === 256);
  * ```
  */
@@ -163,6 +166,7 @@ export function writeHandle(slots: Float64Array, h: PairHandle): void {
   slots[PACKED] = h.packed ? 1 : 0;
   slots[EVENT_IDX] = h.eventIdx ? 1 : 0;
   slots[MERGEABLE] = h.mergeable ? 1 : 0;
+  slots[IN_ORDER] = h.inOrder ? 1 : 0;
   [h.rx, h.tx].forEach((ring, k) => {
     const at = RINGS + k * RING_SLOTS;
     slots[at] = ring.size;
@@ -211,6 +215,7 @@ export function readHandle(slots: Float64Array): PairHandle {
     packed: slots[PACKED] === 1,
     eventIdx: slots[EVENT_IDX] === 1,
     mergeable: slots[MERGEABLE] === 1,
+    inOrder: slots[IN_ORDER] === 1,
     rx: ring(0),
     tx: ring(1),
   };

@@ -101,6 +101,7 @@ function serve(start: PairWorkerStart): void {
           h.eventIdx,
           ring.base,
           `${session} vring ${v.index} (${k === 0 ? "rx" : "tx"}${start.index})`,
+          h.inOrder,
         );
       });
       path.setMemory(memory);

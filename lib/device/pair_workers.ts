@@ -168,6 +168,7 @@ export class PairWorkers {
         packed: (backend.features & featureMask("F_RING_PACKED")) !== 0n,
         eventIdx: (backend.features & featureMask("RING_F_EVENT_IDX")) !== 0n,
         mergeable: (backend.features & featureMask("NET_F_MRG_RXBUF")) !== 0n,
+        inOrder: (backend.features & featureMask("F_IN_ORDER")) !== 0n,
         rx: ring(rxv, rxAt),
         tx: ring(txv, txAt),
       };

@@ -56,6 +56,7 @@ export const DEFAULT_DEVICE_FEATURES: bigint = featureMask(
   "F_VERSION_1",
   "F_RING_PACKED",
   "RING_F_INDIRECT_DESC",
+  "F_IN_ORDER",
 );
 
 /**
@@ -728,7 +729,8 @@ export class VhostUserBackend {
       v.index >> 1
     })`;
     const eventIdx = (this.features & featureMask("RING_F_EVENT_IDX")) !== 0n;
-    v.start(this.#msg.request, this.memory, this.#packed, eventIdx, base, name);
+    const inOrder = (this.features & featureMask("F_IN_ORDER")) !== 0n;
+    v.start(this.#msg.request, this.memory, this.#packed, eventIdx, base, name, inOrder);
     this.#generation++;
   }
 

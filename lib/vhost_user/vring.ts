@@ -203,7 +203,7 @@ export class Vring {
    *
    * @example
    * ```ts ignore
-   * vring.start(REQ.SET_VRING_KICK, memory, packed, eventIdx, vring.base, "vring 1 (tx0)");
+   * vring.start(REQ.SET_VRING_KICK, memory, packed, eventIdx, vring.base, "vring 1 (tx0)", true);
    * ```
    */
   start(
@@ -213,6 +213,7 @@ export class Vring {
     eventIdx: boolean,
     base: number,
     name: string,
+    inOrder = false,
   ): void {
     if (this.size === 0) {
       throw new VhostUserError(
@@ -230,7 +231,7 @@ export class Vring {
       throw new VhostUserError(request, "no memory table yet (send SET_MEM_TABLE first)");
     }
     const [desc, driver, device] = this.#mapAreas(request, memory, packed, this.addresses);
-    const options = { memory, eventIdx, base };
+    const options = { memory, eventIdx, base, inOrder };
     try {
       this.queue = packed
         ? new PackedDeviceQueue(desc, driver, device, this.size, name, options)

@@ -54,6 +54,8 @@ import {
 const DESC_F_AVAIL = 1 << 7;
 const DESC_F_USED = 1 << 15;
 const AVAIL_USED = DESC_F_AVAIL | DESC_F_USED;
+/** Device side: a chain in flight has a device-writable segment (a bit above its descriptor count). */
+const CHAIN_WRITABLE = 1 << 16;
 
 const EVENT_FLAG_ENABLE = 0;
 const EVENT_FLAG_DISABLE = 1;
@@ -540,6 +542,12 @@ export interface PackedDeviceOptions {
   eventIdx?: boolean;
   /** Start position from vhost SET_VRING_BASE: bits 0-14 index, bit 15 wrap (default `1 << 15`). */
   base?: number;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated (§2.8.20): the device uses buffers in the order they were
+   * made available (the caller's promise), and the used descriptors of device-readable buffers
+   * pushed between two publishes are written as one, naming the last buffer.
+   */
+  inOrder?: boolean;
 }
 
 /**
@@ -559,8 +567,14 @@ export class PackedDeviceQueue implements DeviceQueue {
   readonly #deviceEvent: Uint32Array; // written by us
   readonly #memory: AddressTranslator;
   readonly #eventIdx: boolean;
-  /** Ring descriptors of each chain in flight, by buffer id (0 = not in flight). */
-  readonly #chainDescs: Uint16Array;
+  readonly #inOrder: boolean;
+  /**
+   * Ring descriptors of each chain in flight, by buffer id (0 = not in flight), plus
+   * {@linkcode CHAIN_WRITABLE} when a segment is device-writable.
+   */
+  readonly #chainDescs: Uint32Array;
+  /** In order: slot of the unpublished used descriptor that the next readable buffer joins, or -1. */
+  #batchSlot = -1;
 
   #availPos: number;
   #availWrap: number;
@@ -619,7 +633,8 @@ export class PackedDeviceQueue implements DeviceQueue {
     this.#deviceEvent = views.deviceEvent;
     this.#memory = options.memory;
     this.#eventIdx = options.eventIdx ?? false;
-    this.#chainDescs = new Uint16Array(size);
+    this.#inOrder = options.inOrder ?? false;
+    this.#chainDescs = new Uint32Array(size);
     // vhost-user.rst SET_VRING_BASE for packed rings: bits 0-14 avail index, 15 avail wrap
     // counter, 16-30 used index, 31 used wrap counter. A frontend that sends only the low half
     // (DPDK's) means used = avail: nothing in flight.
@@ -676,6 +691,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     let descs = 0;
     let segs = 0;
     let id = 0;
+    let writable = 0;
     for (;;) {
       const w = pos << 2;
       const lo = d32[w], hi = d32[w + 1], len = d32[w + 2];
@@ -702,11 +718,13 @@ export class PackedDeviceQueue implements DeviceQueue {
           hi,
           len,
         );
+        writable = DESC_F_WRITE; // a table's segments: counted as writable, never batched
         break;
       }
       const r = memory.translate(lo | 0, hi, len | 0);
       if (r < 0) this.#fail(outsideMemoryRule(`descriptor ${slot}`, lo, hi, len));
       setSegment(chain, segs, r, memory.offset, len, flags);
+      writable |= flags & DESC_F_WRITE;
       segs++;
       if ((flags & DESC_F_NEXT) === 0) break;
       if (descs === size) {
@@ -724,7 +742,7 @@ export class PackedDeviceQueue implements DeviceQueue {
     if (this.#chainDescs[id] !== 0) {
       this.#fail(`chain at descriptor ${head}: buffer id ${id} is already in flight`);
     }
-    this.#chainDescs[id] = descs;
+    this.#chainDescs[id] = descs | (writable !== 0 ? CHAIN_WRITABLE : 0);
     chain.id = id;
     chain.count = segs;
     this.#availPos = pos;
@@ -742,13 +760,23 @@ export class PackedDeviceQueue implements DeviceQueue {
    * ```
    */
   pushUsed(id: number, len: number): void {
-    const count = id < this.size ? this.#chainDescs[id] : 0;
-    if (count === 0) {
+    const entry = id < this.size ? this.#chainDescs[id] : 0;
+    if (entry === 0) {
       throw new VirtqueueError(this.name, `pushUsed: buffer id ${id} is not in flight`);
     }
     this.#chainDescs[id] = 0;
+    const count = entry & ~CHAIN_WRITABLE;
     const pos = this.#usedPos;
     const wrap = this.#usedWrap;
+    const batchable = this.#inOrder && len === 0 && (entry & CHAIN_WRITABLE) === 0;
+    if (batchable && this.#batchSlot >= 0) {
+      // §2.8.20: one used descriptor for a batch, naming its last buffer; the driver counts
+      // the buffers from its id, and those skipped were read completely (len 0 like this one).
+      this.#desc16[(this.#batchSlot << 3) + 6] = id;
+      this.#advance(pos, wrap, count);
+      return;
+    }
+    this.#batchSlot = batchable ? pos : -1;
     this.#desc32[(pos << 2) + 2] = len;
     this.#desc16[(pos << 3) + 6] = id;
     // §2.8.1: used = AVAIL and USED both equal our used wrap counter; WRITE says len is
@@ -762,6 +790,11 @@ export class PackedDeviceQueue implements DeviceQueue {
       this.#desc16[(pos << 3) + 7] = flags;
     }
     this.#pending++;
+    this.#advance(pos, wrap, count);
+  }
+
+  /** Moves the used position `count` slots on from `pos` (§2.8.6: a chain's descriptors). */
+  #advance(pos: number, wrap: number, count: number): void {
     let next = pos + count;
     if (next >= this.size) {
       next -= this.size;
@@ -782,6 +815,7 @@ export class PackedDeviceQueue implements DeviceQueue {
    * ```
    */
   publishUsed(): void {
+    this.#batchSlot = -1; // a published descriptor is the driver's: no buffer joins it
     if (this.#pending === 0) return;
     Atomics.store(this.#desc16, (this.#firstSlot << 3) + 7, this.#firstFlags);
     this.#pending = 0;

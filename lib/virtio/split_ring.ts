@@ -396,6 +396,11 @@ export interface SplitDeviceOptions {
   eventIdx?: boolean;
   /** Avail index to start from (vhost SET_VRING_BASE; default 0). */
   base?: number;
+  /**
+   * VIRTIO_F_IN_ORDER was negotiated: nothing changes here, every used entry is still written
+   * (§2.7.9 lets a device write one per batch; the driver side of this stack does not need it).
+   */
+  inOrder?: boolean;
 }
 
 /**
