@@ -249,7 +249,10 @@ export async function cDriverRx(cfg: RunConfig, measureRx = true): Promise<Count
 
 /** device.ts listening on `cfg.sock` in `mode`, pinned to `cpus.device`. */
 function tsDevice(cfg: RunConfig, mode: string): Deno.ChildProcess {
-  const args = ["--path", cfg.sock, "--mode", mode, "--json", "--quiet"];
+  // --mrg-rxbuf: the features net_vhost offers (MRG_RXBUF, IN_ORDER with the defaults), so
+  // DPDK's virtio-user negotiates the same set against both devices and runs the same Rx path
+  // ("mergeable buffer Rx path"; without MRG_RXBUF it takes its "standard" one).
+  const args = ["--path", cfg.sock, "--mode", mode, "--json", "--quiet", "--mrg-rxbuf"];
   if (mode === "source") args.push("--size", String(cfg.size));
   if (cfg.burst !== undefined) args.push("--burst", String(cfg.burst));
   return example("device", cpus.device, args).spawn();

@@ -378,6 +378,16 @@ export class NetDevicePath {
     if (left < max) max = left;
     let n = 0;
     while ((n < max || st.written > 0) && rx.pop(chain)) {
+      if (
+        st.written === 0 && chain.count === 1 && chain.writable[0] === 1 &&
+        chain.len[0] >= total
+      ) {
+        // The whole frame fits the first buffer: one copy, num_buffers 1 as the template has.
+        mem.bytes(chain.region[0]).set(template, chain.offset[0]);
+        rx.pushUsed(chain.id, total);
+        n++;
+        continue;
+      }
       const room = writableLength(chain);
       if (st.written === 0) {
         if (chain.len[0] < NET_HDR_SIZE) {
