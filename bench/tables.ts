@@ -26,6 +26,8 @@ function range(s: Spread, digits = 2): string {
 
 /** The swept value or the frame size, for the row label. */
 function variant(r: PairResult): string {
+  const rate = r.id.match(/@([\d.]+)Mpps$/); // a latency row's target rate (latencyPair)
+  if (rate !== null) return `${r.size} B at ${rate[1]} Mpps`;
   return r.axis === undefined || r.axis.name === "size"
     ? `${r.size} B`
     : `${r.axis.name} ${r.axis.value}`;

@@ -118,6 +118,25 @@
  *   chains them (`--enable-scatter`, `frameOptions` in `peers.ts`): like for like, 5 rounds
  *   under load gave TS/C 0.97 (0.24–1.17) packed and 1.17 (0.73–3.35) split, Gbps medians
  *   61.9 / 74.6 and 63.2 / 71.3.
+ * - Device rows, unequal features: DPDK's virtio-user negotiated 0xd10008000 with net_vhost
+ *   (VERSION_1, RING_PACKED, INDIRECT, MRG_RXBUF, IN_ORDER) but 0x510000000 with the TS device,
+ *   and took other paths ("packed ring mergeable buffer Rx path" against "standard Rx path",
+ *   its in-order Tx cleanup against the general one; `--log-level=pmd.net.virtio.*:debug`
+ *   prints both). The TS device now offers IN_ORDER (it always used buffers in order; a packed
+ *   ring's readable buffers get one used descriptor per publish, §2.8.20) and the bench runs it
+ *   with `--mrg-rxbuf`: the same 0xd10008000 against both. Its source with MRG_RXBUF had copied
+ *   the template with the scatter loop; a frame that fits the first buffer is now one `set()`
+ *   (device TX packed 64 B with `--mrg-rxbuf`: 9.4–9.9 before, 18.5–18.8 Mpps after, three
+ *   alternating 3-s runs each).
+ * - Forwarding, 1518 B: the copy between the two frontends' memories was a loop over words
+ *   (~250 ns for 1518 B; `copyWithin` does it in ~50 ns but only within one buffer). Both
+ *   ports now map their frontends' regions into one reserved address range (`MemoryArena`), so
+ *   every copy is one `copyWithin`. Relay alone (`ring_bench.ts`, one thread): 635 → 168 ns a
+ *   frame at 1518 B, 116 ns at 64 B either way; the forwarding loop went from 1.4 to 5.2 Mpps
+ *   at 1518 B (C: 11). At 64 B the relay's own instructions (116 ns a frame in one thread,
+ *   against the ~28 ns C's two copies cost) bound the row: two pops with their translations,
+ *   a fresh header, a 16-word copy, two pushes (`perf`: scatter 25 %, pop 19 %, header and
+ *   bookkeeping 26 %).
  *
  * @module
  */
