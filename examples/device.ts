@@ -278,6 +278,7 @@ const forwarded = fwd === null ? undefined : {
   b_to_a_packets: fwd.bToA.packets,
   b_to_a_bytes: fwd.bToA.bytes,
   b_to_a_dropped: fwd.bToA.dropped,
+  shared_arena: fwd.sharedArena, // both ports' memory in one range: each copy is a memmove
 };
 const result = {
   mode,

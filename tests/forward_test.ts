@@ -37,6 +37,7 @@ interface ForwardReport {
   b_to_a_packets: number;
   b_to_a_bytes: number;
   b_to_a_dropped: number;
+  shared_arena: boolean;
   errors: string[];
 }
 
@@ -167,6 +168,7 @@ for (const packed of [true, false]) {
     assert.equal(report.b_to_a_packets, BA);
     assert.equal(report.b_to_a_bytes, ba);
     assert.equal(report.a_to_b_dropped + report.b_to_a_dropped, 0);
+    assert.equal(report.shared_arena, true, "both ports mapped into one MemoryArena");
   });
 }
 

@@ -94,8 +94,9 @@ export class ForwardDevice {
   readonly bToA: RelayStats;
   readonly #path: ForwardPath;
   readonly #idleFds = [-1, -1];
-  /** The arena this forwarder reserved (closed with it), or null. */
+  /** The arena this forwarder reserved (closed with it), or null (none, or the caller's). */
   readonly #arena: MemoryArena | null;
+  readonly #shared: boolean;
   #polls = 0;
   #startedAt = -1;
 
@@ -104,8 +105,10 @@ export class ForwardDevice {
     b: VhostUserDevice,
     burst: number | undefined,
     arena: MemoryArena | null,
+    shared: boolean,
   ) {
     this.#arena = arena;
+    this.#shared = shared;
     this.a = a;
     this.b = b;
     this.#path = new ForwardPath(burst);
@@ -137,7 +140,7 @@ export class ForwardDevice {
     try {
       a = VhostUserDevice.listen(pathA, port);
       const b = VhostUserDevice.listen(pathB, port);
-      return new ForwardDevice(a, b, options.burst, arena);
+      return new ForwardDevice(a, b, options.burst, arena, port.memoryArena !== undefined);
     } catch (e) {
       a?.close();
       arena?.close();
@@ -145,9 +148,9 @@ export class ForwardDevice {
     }
   }
 
-  /** True when both ports' memory is in one address range (copies are memmoves). */
+  /** True when both ports map their memory into one arena (copies are memmoves). */
   get sharedArena(): boolean {
-    return this.#arena !== null;
+    return this.#shared;
   }
 
   /** `performance.now()` when both ports first ran a pair, or -1. */
