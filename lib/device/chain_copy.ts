@@ -87,7 +87,7 @@ export function scatter(
     if (n >= MEMMOVE_MIN && src.buffer === dst.buffer) {
       // One buffer (echo, or a forwarder's two ports in one MemoryArena): one memmove.
       const sa = src.byteOffset + from, da = dst.byteOffset + at;
-      bytesOf(dst.buffer).copyWithin(da, sa, sa + n);
+      bufferOf(dst).copyWithin(da, sa, sa + n);
       k = n;
     } else if (n >= WORD_COPY_MIN) {
       // Byte positions from each view's word view start (the 4-byte boundary at or below the
@@ -149,46 +149,47 @@ const WORD_COPY_MIN = 32;
  * what 16 word moves do: 128 bytes take ~22 ns either way, 1518 bytes ~50 ns against ~250).
  */
 const MEMMOVE_MIN = 128;
-// Word views of the last region views copied between, and byte views of their buffers: a
-// forwarder copies between the same regions frame after frame, so a view is made only for one
-// not seen lately. No allocation per copy (a subarray for `TypedArray.set` would be one, and V8
-// has no other bulk copy between two buffers).
+// Per region view copied between lately: a word view over it and a byte view over its whole
+// buffer. A forwarder copies between the same regions frame after frame, so views are made only
+// for one not seen lately. No allocation per copy (a subarray for `TypedArray.set` would be one,
+// and V8 has no other bulk copy between two buffers).
 const VIEWS = 8;
-const wordKeys: (Uint8Array | null)[] = new Array(VIEWS).fill(null);
-const wordViews: Uint32Array<ArrayBufferLike>[] = Array.from(
+const viewKeys: (Uint8Array | null)[] = new Array(VIEWS).fill(null);
+const viewWords: Uint32Array<ArrayBufferLike>[] = Array.from(
   { length: VIEWS },
   () => new Uint32Array(0),
 );
-let nextWords = 0;
-const byteKeys: (ArrayBufferLike | null)[] = new Array(VIEWS).fill(null);
-const byteViews: Uint8Array<ArrayBufferLike>[] = Array.from(
+const viewBuffers: Uint8Array<ArrayBufferLike>[] = Array.from(
   { length: VIEWS },
   () => new Uint8Array(0),
 );
-let nextBytes = 0;
+let nextView = 0;
 
-/**
- * A Uint32Array over `view`'s bytes from the 4-byte boundary at or below its start (whole words
- * only), from a small cache (both directions of a forwarder hit).
- */
-function wordsOf(view: Uint8Array): Uint32Array<ArrayBufferLike> {
-  for (let i = 0; i < VIEWS; i++) if (wordKeys[i] === view) return wordViews[i];
-  const i = nextWords;
-  nextWords = (i + 1) % VIEWS;
-  const lead = view.byteOffset % 4;
-  wordKeys[i] = view;
-  return wordViews[i] = new Uint32Array(
+/** The cache slot of `view` (both directions of a forwarder hit), filled when missing. */
+function viewSlot(view: Uint8Array): number {
+  for (let i = 0; i < VIEWS; i++) if (viewKeys[i] === view) return i;
+  const i = nextView;
+  nextView = (i + 1) % VIEWS;
+  const lead = view.byteOffset & 3;
+  viewKeys[i] = view;
+  viewWords[i] = new Uint32Array(
     view.buffer,
     view.byteOffset - lead,
     Math.floor((lead + view.length) / 4),
   );
+  viewBuffers[i] = new Uint8Array(view.buffer);
+  return i;
 }
 
-/** A Uint8Array over all of `buffer`, from a small cache. */
-function bytesOf(buffer: ArrayBufferLike): Uint8Array<ArrayBufferLike> {
-  for (let i = 0; i < VIEWS; i++) if (byteKeys[i] === buffer) return byteViews[i];
-  const i = nextBytes;
-  nextBytes = (i + 1) % VIEWS;
-  byteKeys[i] = buffer;
-  return byteViews[i] = new Uint8Array(buffer);
+/**
+ * A Uint32Array over `view`'s bytes from the 4-byte boundary at or below its start (whole words
+ * only).
+ */
+function wordsOf(view: Uint8Array): Uint32Array<ArrayBufferLike> {
+  return viewWords[viewSlot(view)];
+}
+
+/** A Uint8Array over all of `view`'s buffer. */
+function bufferOf(view: Uint8Array): Uint8Array<ArrayBufferLike> {
+  return viewBuffers[viewSlot(view)];
 }

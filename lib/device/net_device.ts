@@ -337,9 +337,7 @@ export class NetDevicePath {
     if (left < max) max = left;
     let n = 0;
     while (n < max && rx.pop(chain)) {
-      if (chain.count === 1 && chain.writable[0] === 1 && chain.len[0] >= template.length) {
-        this.#memory.bytes(chain.region[0]).set(template, chain.offset[0]);
-      } else {
+      if (!this.#fillWhole(rx, chain)) {
         if (writableLength(chain) < template.length) {
           throw new VirtqueueError(
             "receiveq",
@@ -348,8 +346,8 @@ export class NetDevicePath {
           );
         }
         scatter(this.#memory, template, 0, template.length, chain, 0);
+        rx.pushUsed(chain.id, template.length);
       }
-      rx.pushUsed(chain.id, template.length);
       n++;
     }
     if (n === 0) return 0;
@@ -357,6 +355,20 @@ export class NetDevicePath {
     this.stats.toDriverBytes += n * frameLen;
     this.#publish(rx, pair.rxCall);
     return n;
+  }
+
+  /**
+   * Source mode's usual buffer: when the template fits `chain`'s one writable segment, copies it
+   * there (one `set()`) and pushes the chain used; false, with nothing done, otherwise.
+   */
+  #fillWhole(rx: DeviceQueue, chain: DescriptorChain): boolean {
+    const template = this.#template;
+    if (chain.count !== 1 || chain.writable[0] !== 1 || chain.len[0] < template.length) {
+      return false;
+    }
+    this.#memory.bytes(chain.region[0]).set(template, chain.offset[0]);
+    rx.pushUsed(chain.id, template.length);
+    return true;
   }
 
   /**
@@ -378,13 +390,8 @@ export class NetDevicePath {
     if (left < max) max = left;
     let n = 0;
     while ((n < max || st.written > 0) && rx.pop(chain)) {
-      if (
-        st.written === 0 && chain.count === 1 && chain.writable[0] === 1 &&
-        chain.len[0] >= total
-      ) {
-        // The whole frame fits the first buffer: one copy, num_buffers 1 as the template has.
-        mem.bytes(chain.region[0]).set(template, chain.offset[0]);
-        rx.pushUsed(chain.id, total);
+      // A whole frame in the first buffer: num_buffers 1, as the template has.
+      if (st.written === 0 && this.#fillWhole(rx, chain)) {
         n++;
         continue;
       }

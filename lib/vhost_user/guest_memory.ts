@@ -334,13 +334,6 @@ function overlaps(a: number, b: number, aSize: number, bSize: number): boolean {
 }
 
 /**
- * Maps `[0, length)` of `fd`. hugetlbfs files only map whole huge pages, so the length is rounded
- * up to the file's block size (st_blksize, as DPDK does). The fd is stat'ed through
- * `/proc/self/fd` (needs read permission there); that also checks the region lies inside the
- * file, since touching a mapping beyond end of file raises SIGBUS. Without the permission, page
- * sizes are tried in turn until mmap stops answering EINVAL.
- */
-/**
  * Where a region is mapped: its own mapping (offset 0 of its buffer), or a place in an arena's
  * buffer. Own mappings are detached at unmap (stale views then read nothing); an arena's place
  * gets zero pages back (stale views read zeros).
@@ -353,6 +346,13 @@ interface RegionMapping {
   length: number;
 }
 
+/**
+ * Maps `[0, length)` of `fd`, inside `arena` while it has room. hugetlbfs files only map whole
+ * huge pages, so the length is rounded up to the file's block size (st_blksize, as DPDK does).
+ * The fd is stat'ed through `/proc/self/fd` (needs read permission there); that also checks the
+ * region lies inside the file, since touching a mapping beyond end of file raises SIGBUS.
+ * Without the permission, page sizes are tried in turn until mmap stops answering EINVAL.
+ */
 function mapRegion(
   fd: number,
   length: number,
