@@ -180,3 +180,21 @@ export function matrix(opts: MatrixOptions): Pair[] {
   }
   return out;
 }
+
+/**
+ * The rows `only` names: jobs (`driver-tx`) or the start of row ids (`driver-tx/packed/9000`),
+ * comma-separated; every row when `only` is undefined.
+ *
+ * @example
+ * ```ts
+ * const rows = selectRows(matrix({ queueSize: 256, sizes: [64], rings: ["packed"], flows: 0 }), "forward");
+ * console.log(rows.map((p) => p.id)); // ["forward/packed/64"]
+ * ```
+ */
+export function selectRows(pairs: Pair[], only: string | undefined): Pair[] {
+  if (only === undefined) return pairs;
+  const picks = only.split(",");
+  return pairs.filter((p) =>
+    picks.some((j) => p.job === j || p.id === j || p.id.startsWith(`${j}/`))
+  );
+}

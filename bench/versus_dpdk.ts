@@ -143,7 +143,7 @@
 
 import { parseArgs } from "node:util";
 import { testpmdPath } from "../tests/peers.ts";
-import { matrix, type Pair } from "./matrix.ts";
+import { matrix, type Pair, selectRows } from "./matrix.ts";
 import { noiseNote, noisy, type PairResult, runRounds, type RunSample } from "./rounds.ts";
 import { cpus } from "./peers.ts";
 import { sweep, SWEEP_DEFAULT_JOBS } from "./sweep.ts";
@@ -212,11 +212,7 @@ async function run(): Promise<Output> {
     });
   }
   const only = args.only ?? (args.sweep ? SWEEP_DEFAULT_JOBS.join(",") : undefined);
-  if (only !== undefined) {
-    // A job (driver-tx) or the start of row ids (driver-tx/packed/9000).
-    const picks = only.split(",");
-    pairs = pairs.filter((p) => picks.some((j) => p.job === j || p.id.startsWith(`${j}/`)));
-  }
+  pairs = selectRows(pairs, only);
   const dir = await Deno.makeTempDir({ prefix: "versus-dpdk-" });
   const started = new Date().toISOString();
   try {
