@@ -14,6 +14,7 @@ import { roundRatio, runOrder, spread } from "../bench/stats.ts";
 import { markdownTable, textTable } from "../bench/tables.ts";
 import { ratioChart, sweepChart } from "../bench/svg.ts";
 import type { PairResult } from "../bench/rounds.ts";
+import { matrix, selectRows } from "../bench/matrix.ts";
 
 Deno.test("bench: spread is min, median (mean of the middle two when even), max; NaN ignored", () => {
   assert.deepEqual(spread([3, 1, 2]), { min: 1, median: 2, max: 3, n: 3 });
@@ -92,4 +93,23 @@ Deno.test("bench: the charts are well-formed SVG with a bar per row and n/a text
     "sweep",
   );
   assert.match(sweep, /<polyline /);
+});
+
+Deno.test("bench: --only picks jobs, exact row ids and id prefixes", () => {
+  const all = matrix({ queueSize: 256, sizes: [64, 1518], rings: ["packed", "split"], flows: 256 });
+  const ids = (only: string | undefined) => selectRows(all, only).map((p) => p.id);
+  assert.equal(ids(undefined).length, all.length);
+  assert.deepEqual(ids("device-tx/packed/1518"), ["device-tx/packed/1518"]);
+  assert.deepEqual(ids("forward"), [
+    "forward/packed/64",
+    "forward/split/64",
+    "forward/packed/1518",
+    "forward/split/1518",
+  ]);
+  assert.deepEqual(ids("driver-rx/split,device-rx/packed/64"), [
+    "driver-rx/split/64",
+    "driver-rx/split/1518",
+    "device-rx/packed/64",
+  ]);
+  assert.deepEqual(ids("driver-tx/packed/15"), []); // a prefix ends at a "/"
 });
