@@ -11,43 +11,45 @@
  * ```
  *
  * JIT frames get names through `DENO_V8_FLAGS=--perf-basic-prof` (set for the examples this
- * starts; V8 writes `/tmp/perf-PID.map`, removed afterwards). The window starts `--delay`
+ * starts; V8 writes `/tmp/perf-PID.map`, removed afterwards, and its log into a temporary
+ * directory). The window starts `--delay`
  * seconds into a run of `--delay + --window + 2` seconds, after both programs are up and warm.
  * This guest has no hardware counters, so samples are of time, not of instructions or misses.
  *
  * Run (as root, with `linux-perf`):
  * `deno run -A bench/profile.ts [--only device-tx/packed/1518,...] [--window 3] [--delay 3]
- * [--top 8] [--markdown]`
+ * [--top 8] [--markdown]`. A side that fails (a peer gone, a program that exits) is reported on
+ * its row, and the tool exits 1; a bad option exits 2.
  *
  * @module
  */
 
 import { parseArgs } from "node:util";
 import { testpmdPath } from "../tests/peers.ts";
-import { matrix, type Pair, selectRows } from "./matrix.ts";
+import { intOption, parseCli } from "../examples/cli.ts";
+import { JOBS, matrix, type Pair, selectRows } from "./matrix.ts";
 import { cpus, sleep } from "./peers.ts";
+import { errorLine } from "./rounds.ts";
 
-const args = parseArgs({
-  options: {
-    only: { type: "string" },
-    sizes: { type: "string", default: "64,1518" },
-    rings: { type: "string", default: "packed,split" },
-    window: { type: "string", default: "3" },
-    delay: { type: "string", default: "3" },
-    top: { type: "string", default: "8" },
-    markdown: { type: "boolean", default: false },
-    help: { type: "boolean", short: "h", default: false },
-  },
-  strict: true,
-}).values;
-
-if (args.help) {
-  console.log(
-    "usage: profile.ts [--only JOB|ROW,...] [--sizes 64,1518] [--rings packed,split]\n" +
-      "  [--window S] [--delay S] [--top N] [--markdown]",
-  );
-  Deno.exit(0);
-}
+const USAGE = "usage: profile.ts [--only JOB|ROW,...] [--sizes 64,1518] [--rings packed,split]\n" +
+  "  [--window S] [--delay S] [--top N] [--markdown]";
+const args = parseCli(USAGE, () =>
+  parseArgs({
+    options: {
+      only: { type: "string" },
+      sizes: { type: "string", default: "64,1518" },
+      rings: { type: "string", default: "packed,split" },
+      window: { type: "string" },
+      delay: { type: "string" },
+      top: { type: "string" },
+      markdown: { type: "boolean", default: false },
+      help: { type: "boolean", short: "h", default: false },
+    },
+    strict: true,
+  }).values);
+const window = intOption("window", args.window, 3);
+const delay = intOption("delay", args.delay, 3);
+const top = intOption("top", args.top, 8);
 
 /** One symbol's share of one CPU's samples. */
 interface Hot {
@@ -110,12 +112,13 @@ async function perfMaps(): Promise<Set<string>> {
 
 /** Runs one side of `p` with perf sampling its window. */
 async function profileSide(p: Pair, side: "ts" | "c", dir: string): Promise<SideProfile> {
-  const window = Number(args.window), delay = Number(args.delay);
   const data = `${dir}/${p.id.replaceAll("/", "_")}-${side}.data`;
   const sock = `${dir}/${side}.sock`;
   const mapsBefore = await perfMaps();
   const cfg = { ...p.cfg, sock, seconds: delay + window + 2 };
   const run = (side === "ts" ? p.ts : p.c!)(cfg);
+  // Handled from the start: a runner failing during the delay is reported below, not uncaught.
+  run.catch(() => {});
   try {
     await sleep(delay * 1000);
     const rec = await new Deno.Command("perf", {
@@ -156,14 +159,14 @@ async function profileSide(p: Pair, side: "ts" | "c", dir: string): Promise<Side
     }).output();
     return {
       mpps: r.packets / r.seconds / 1e6,
-      hot: parseReport(new TextDecoder().decode(rep.stdout), Number(args.top)),
+      hot: parseReport(new TextDecoder().decode(rep.stdout), top),
     };
   } catch (e) {
-    await run.catch(() => {});
+    await run.catch(() => {}); // both programs gone before the next side starts
     return {
       mpps: NaN,
       hot: [],
-      error: (e instanceof Error ? e.message : String(e)).split("\n")[0],
+      error: errorLine(e),
     };
   } finally {
     for (const m of await perfMaps()) {
@@ -208,8 +211,6 @@ if (perf === null || !perf.success) {
   console.error("perf not found; install: sudo apt-get install linux-perf");
   Deno.exit(1);
 }
-// The examples this starts inherit it; this process's V8 was set up already.
-Deno.env.set("DENO_V8_FLAGS", "--perf-basic-prof");
 const rows = selectRows(
   matrix({
     queueSize: 256,
@@ -219,11 +220,24 @@ const rows = selectRows(
   }),
   args.only,
 ).filter((p) => p.c !== null);
+if (rows.length === 0) {
+  console.error(
+    `--only ${args.only}: no row with a C twin matches (jobs: ${
+      Object.keys(JOBS).filter((j) => j !== "latency")
+    })`,
+  );
+  Deno.exit(2);
+}
 const dir = await Deno.makeTempDir({ prefix: "profile-" });
+// The examples this starts inherit it (this process's V8 was set up already); V8's own log
+// files go to `dir`, not into the working directory.
+Deno.env.set("DENO_V8_FLAGS", `--perf-basic-prof,--logfile=${dir}/v8.log`);
 try {
   for (const p of rows) {
     for (const side of ["ts", "c"] as const) {
-      console.log(print(p, side, await profileSide(p, side, dir)));
+      const prof = await profileSide(p, side, dir);
+      if (prof.error !== undefined) Deno.exitCode = 1; // reported in its row; the others still run
+      console.log(print(p, side, prof));
     }
   }
 } finally {

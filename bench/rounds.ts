@@ -149,7 +149,7 @@ async function runOnce(p: Pair, side: "ts" | "c", round: number, cfg: RunConfig)
   } catch (e) {
     const runnable = sampler.stop();
     const steal = maxSteal(cpuShares(before, cpuSnapshot()));
-    const error = (e instanceof Error ? e.message : String(e)).split("\n")[0];
+    const error = errorLine(e);
     return { ...base, mpps: NaN, gbps: NaN, packets: 0, seconds: 0, steal, runnable, error };
   } finally {
     await Deno.remove(cfg.sock).catch(() => {});
@@ -187,6 +187,20 @@ function summarise(p: Pair, all: RunSample[], tsNa: string | undefined): PairRes
     gbps: { ts: spread(ts.map((s) => s.gbps)).median, c: spread(c.map((s) => s.gbps)).median },
     extra,
   };
+}
+
+/**
+ * The first line of what a failed run threw. For a SuppressedError (a disposal that failed while
+ * an `await using` block was already throwing), that is the original error, which says what failed.
+ *
+ * @example
+ * ```ts
+ * console.log(errorLine(new Error("testpmd exited\nEAL: ..."))); // testpmd exited
+ * ```
+ */
+export function errorLine(e: unknown): string {
+  const first = e instanceof SuppressedError ? e.suppressed : e;
+  return (first instanceof Error ? first.message : String(first)).split("\n")[0];
 }
 
 /** One-minute load average (NaN where unreadable). */

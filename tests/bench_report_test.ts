@@ -13,7 +13,7 @@ import assert from "node:assert/strict";
 import { roundRatio, runOrder, spread } from "../bench/stats.ts";
 import { markdownTable, textTable } from "../bench/tables.ts";
 import { ratioChart, sweepChart } from "../bench/svg.ts";
-import type { PairResult } from "../bench/rounds.ts";
+import { errorLine, type PairResult } from "../bench/rounds.ts";
 import { matrix, selectRows } from "../bench/matrix.ts";
 
 Deno.test("bench: spread is min, median (mean of the middle two when even), max; NaN ignored", () => {
@@ -112,4 +112,12 @@ Deno.test("bench: --only picks jobs, exact row ids and id prefixes", () => {
     "device-rx/packed/64",
   ]);
   assert.deepEqual(ids("driver-tx/packed/15"), []); // a prefix ends at a "/"
+});
+
+Deno.test("bench: a failed run's error line is the original error, also under a failed disposal", () => {
+  assert.equal(errorLine(new Error("testpmd exited\nEAL: detail")), "testpmd exited");
+  const original = new Error("device.ts exited with code 3\nstack");
+  const suppressed = new SuppressedError(new Error("close: EBADF"), original, "disposal failed");
+  assert.equal(errorLine(suppressed), "device.ts exited with code 3");
+  assert.equal(errorLine("plain"), "plain");
 });
